@@ -1,0 +1,257 @@
+//! [`PoolBuilder`]: every setting of a pool, checked once at `build`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Pool;
+use crate::error::BuildError;
+use crate::launch::exec::SpawnSettings;
+use crate::launch::{Launch, Stdio, ENV_SERVER};
+use crate::wire::codec;
+
+/// The settings a running pool reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_tasks_per_worker: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
+    pub(crate) retries: u32,
+    pub(crate) max_in_flight: usize,
+    pub(crate) context: Option<Vec<u8>>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) kill_grace: Duration,
+    pub(crate) core_dumps: bool,
+    pub(crate) max_start_failures: u32,
+}
+
+/// Configures and starts a [`Pool`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let pool = procpool::Pool::builder()
+///     .workers(4)
+///     .timeout(Duration::from_secs(30))
+///     .retries(1)
+///     .build()?;
+/// # Ok::<(), procpool::BuildError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .build()"]
+pub struct PoolBuilder {
+    config: Config,
+    spawn: SpawnSettings,
+    context_error: Option<String>,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            config: Config {
+                workers: num_cpus::get(),
+                timeout: None,
+                max_tasks_per_worker: None,
+                max_memory: None,
+                retries: 0,
+                max_in_flight: usize::MAX,
+                context: None,
+                start_timeout: Duration::from_secs(10),
+                kill_grace: Duration::from_millis(500),
+                core_dumps: true,
+                max_start_failures: 3,
+            },
+            spawn: SpawnSettings::default(),
+            context_error: None,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// A builder with the defaults: one worker per CPU, current-executable launch, no
+    /// timeout, no limits, no retries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of worker processes (default: the number of CPUs).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.config.workers = n;
+        self
+    }
+
+    /// Where workers come from (default: [`Launch::CurrentExe`]).
+    pub fn launch(mut self, launch: Launch) -> Self {
+        self.spawn.launch = launch;
+        self
+    }
+
+    /// Longest a single task may run; past it the worker is stopped (SIGTERM, then
+    /// SIGKILL after the [grace period](Self::kill_grace)), the task ends in
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) and the worker is replaced.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = Some(timeout);
+        self
+    }
+
+    /// Replace each worker after it has run `n` tasks (a fresh process per task with 1).
+    pub fn max_tasks_per_worker(mut self, n: u64) -> Self {
+        self.config.max_tasks_per_worker = Some(n);
+        self
+    }
+
+    /// Memory limit per worker, in bytes. A worker whose resident size passes it while
+    /// running a task is killed and the task ends in
+    /// [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit); one found over it
+    /// between tasks is replaced. The worker's data segment is also capped at this size,
+    /// so a fast allocation bomb fails inside the worker.
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.config.max_memory = Some(bytes);
+        self
+    }
+
+    /// How many times a task whose worker crashed (signal, exit, broken protocol) is run
+    /// again on a fresh worker before its error is reported (default 0).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.config.retries = n;
+        self
+    }
+
+    /// Most tasks submitted and not yet finished; `submit` blocks and `try_submit`
+    /// refuses beyond it (default: unlimited; `map` keeps its own small window).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.config.max_in_flight = n;
+        self
+    }
+
+    /// Sets an environment variable for workers.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.spawn.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes an environment variable from workers' environment.
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.spawn.env.push((key.into(), None));
+        self
+    }
+
+    /// Working directory of workers (default: the parent's).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spawn.cwd = Some(dir.into());
+        self
+    }
+
+    /// What becomes of workers' stdout (default: inherited).
+    pub fn stdout(mut self, stdio: Stdio) -> Self {
+        self.spawn.stdout = stdio;
+        self
+    }
+
+    /// What becomes of workers' stderr (default: inherited). Crash reports keep the last
+    /// lines either way.
+    pub fn stderr(mut self, stdio: Stdio) -> Self {
+        self.spawn.stderr = stdio;
+        self
+    }
+
+    /// A value sent once to each worker when it starts (large read-only data, say),
+    /// read inside tasks with [`procpool::context`](crate::context).
+    pub fn context<C: Serialize>(mut self, value: &C) -> Self {
+        let mut bytes = Vec::new();
+        match codec::encode_into(value, &mut bytes) {
+            Ok(()) => {
+                self.config.context = Some(bytes);
+                self.context_error = None;
+            }
+            Err(e) => self.context_error = Some(e),
+        }
+        self
+    }
+
+    /// How long a new worker has to connect (default 10 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = timeout;
+        self
+    }
+
+    /// Time between SIGTERM and SIGKILL when a worker is stopped (default 500 ms).
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
+        self.config.kill_grace = grace;
+        self
+    }
+
+    /// Whether crashing workers may write core dumps (default: as the parent's limit
+    /// says). `false` sets the workers' core size limit to zero.
+    pub fn core_dumps(mut self, allow: bool) -> Self {
+        self.config.core_dumps = allow;
+        self
+    }
+
+    /// Consecutive start-up failures after which a worker slot stops respawning
+    /// (default 3). When every slot has stopped, tasks end in
+    /// [`TaskError::WorkerStart`](crate::TaskError::WorkerStart).
+    pub fn max_start_failures(mut self, n: u32) -> Self {
+        self.config.max_start_failures = n;
+        self
+    }
+
+    /// Checks the settings and starts the workers (in the background: `build` does not
+    /// wait for them to connect).
+    ///
+    /// # Errors
+    /// [`BuildError::Config`] for settings out of range, a context that does not encode,
+    /// a missing worker binary or a task name registered twice;
+    /// [`BuildError::MissingInit`] in a re-executed worker whose `main` skipped
+    /// [`procpool::init()`](crate::init); [`BuildError::Io`] when a thread, pipe or the
+    /// current executable's path cannot be had.
+    pub fn build(self) -> Result<Pool, BuildError> {
+        let config = &self.config;
+        if config.workers == 0 {
+            return Err(BuildError::Config("workers must be at least 1".into()));
+        }
+        if config.max_in_flight == 0 {
+            return Err(BuildError::Config(
+                "max_in_flight must be at least 1".into(),
+            ));
+        }
+        if config.max_tasks_per_worker == Some(0) {
+            return Err(BuildError::Config(
+                "max_tasks_per_worker must be at least 1".into(),
+            ));
+        }
+        if config.max_start_failures == 0 {
+            return Err(BuildError::Config(
+                "max_start_failures must be at least 1".into(),
+            ));
+        }
+        if let Some(e) = &self.context_error {
+            return Err(BuildError::Config(format!("context does not encode: {e}")));
+        }
+        match &self.spawn.launch {
+            Launch::CurrentExe => {
+                if std::env::var_os(ENV_SERVER).is_some() && !crate::worker::serve::is_worker() {
+                    return Err(BuildError::MissingInit);
+                }
+                let dups = crate::task::duplicate_names();
+                if !dups.is_empty() {
+                    return Err(BuildError::Config(format!(
+                        "task names registered more than once: {}",
+                        dups.join(", ")
+                    )));
+                }
+            }
+            Launch::Binary(path) => {
+                if !path.is_file() {
+                    return Err(BuildError::Config(format!(
+                        "worker binary {} does not exist",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Pool::start(self.config, self.spawn)
+    }
+}

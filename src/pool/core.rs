@@ -1,0 +1,234 @@
+//! [`Pool`]: submission, shutdown and the state its worker supervisors share.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::builder::{Config, PoolBuilder};
+use super::gate::Gate;
+use super::handle::TaskHandle;
+use super::job::{Job, Sink, Ticket};
+use super::map::{Map, MapUnordered};
+use crate::error::{BuildError, Direction, Side, SubmitError, SubmitErrorKind, TaskError};
+use crate::launch::exec::SpawnSettings;
+use crate::launch::Spawner;
+use crate::task::Task;
+use crate::wire::codec;
+use crate::wire::frame::{self, Request};
+use crate::worker::supervisor::Supervisor;
+
+/// What the pool and its supervisor threads share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) spawner: Spawner,
+    pub(crate) queue: Receiver<Job>,
+    pub(crate) gate: Arc<Gate>,
+    terminating: AtomicBool,
+    live_slots: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn is_terminating(&self) -> bool {
+        self.terminating.load(Ordering::SeqCst)
+    }
+
+    /// Called by a slot that gives up on starting workers; `true` for the last one.
+    pub(crate) fn slot_gave_up(&self) -> bool {
+        self.live_slots.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+}
+
+/// A pool of worker processes that run [`Task`]s, isolating each crash to its worker.
+///
+/// Build one with [`Pool::builder`] (or [`Pool::new`] for the defaults), then
+/// [`submit`](Pool::submit) tasks one by one or stream them through
+/// [`map`](Pool::map) / [`map_unordered`](Pool::map_unordered). Every submitted task
+/// gets exactly one outcome. Dropping the pool [terminates](Pool::terminate) it.
+#[derive(Debug)]
+pub struct Pool {
+    shared: Arc<Shared>,
+    intake: Mutex<Option<Sender<Job>>>,
+    next_id: AtomicU64,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// A builder with the defaults.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// A pool with the defaults: one worker per CPU, re-executing the current program.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new() -> Result<Pool, BuildError> {
+        PoolBuilder::new().build()
+    }
+
+    pub(crate) fn start(config: Config, spawn: SpawnSettings) -> Result<Pool, BuildError> {
+        let spawner = Spawner::new(spawn)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let workers = config.workers;
+        let shared = Arc::new(Shared {
+            gate: Arc::new(Gate::new(config.max_in_flight)),
+            config,
+            spawner,
+            queue: rx,
+            terminating: AtomicBool::new(false),
+            live_slots: AtomicUsize::new(workers),
+        });
+        let pool = Pool {
+            shared: shared.clone(),
+            intake: Mutex::new(Some(tx)),
+            next_id: AtomicU64::new(0),
+            threads: Mutex::new(Vec::with_capacity(workers)),
+        };
+        for slot in 0..workers {
+            let handle = Supervisor::spawn(shared.clone(), slot)?;
+            lock(&pool.threads).push(handle);
+        }
+        Ok(pool)
+    }
+
+    /// Number of worker slots.
+    pub fn workers(&self) -> usize {
+        self.shared.config.workers
+    }
+
+    /// Queues a task, waiting for room if the pool is at its
+    /// [in-flight limit](PoolBuilder::max_in_flight).
+    ///
+    /// A task that cannot be encoded is accepted and its handle reports
+    /// [`TaskError::Codec`].
+    ///
+    /// # Errors
+    /// Hands the task back when the pool is shut down or can no longer start workers.
+    pub fn submit<T: Task>(&self, task: T) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
+        self.enqueue(task, true, None).map(TaskHandle::new)
+    }
+
+    /// Queues a task if there is room now.
+    ///
+    /// # Errors
+    /// Hands the task back when the pool is at its in-flight limit, shut down, or can no
+    /// longer start workers.
+    pub fn try_submit<T: Task>(&self, task: T) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
+        self.enqueue(task, false, None).map(TaskHandle::new)
+    }
+
+    /// Runs every input and yields the outcomes in input order.
+    ///
+    /// Lazy: inputs are pulled only as room frees up, so an endless iterator is fine.
+    /// Dropping the iterator cancels the tasks it still has in flight.
+    pub fn map<I>(&self, inputs: I) -> Map<'_, I::IntoIter>
+    where
+        I: IntoIterator,
+        I::Item: Task,
+    {
+        Map::new(self, inputs.into_iter())
+    }
+
+    /// Like [`map`](Pool::map), but yields `(input index, outcome)` as tasks finish.
+    pub fn map_unordered<I>(&self, inputs: I) -> MapUnordered<'_, I::IntoIter>
+    where
+        I: IntoIterator,
+        I::Item: Task,
+    {
+        MapUnordered::new(self, inputs.into_iter())
+    }
+
+    /// Stops taking tasks; those already queued still run. Returns at once.
+    pub fn shutdown(&self) {
+        self.shared.gate.close();
+        lock(&self.intake).take();
+    }
+
+    /// Stops taking tasks, lets the queued ones finish, stops the workers and waits for
+    /// all of it.
+    pub fn join(self) {
+        self.shutdown();
+        self.join_threads();
+    }
+
+    /// Stops at once: running tasks' workers are killed, and every task without an
+    /// outcome yet ends in [`TaskError::PoolClosed`]. Waits for the workers to be reaped.
+    pub fn terminate(self) {
+        // Drop does the work.
+    }
+
+    fn terminate_now(&self) {
+        self.shared.terminating.store(true, Ordering::SeqCst);
+        self.shutdown();
+        while let Ok(job) = self.shared.queue.try_recv() {
+            job.ticket.complete(Err(TaskError::PoolClosed));
+        }
+    }
+
+    fn join_threads(&self) {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for handle in threads {
+            // A supervisor that panicked has already lost its worker; nothing to add.
+            let _ = handle.join();
+        }
+    }
+
+    /// Encodes and queues one task. Shared by `submit`, `try_submit` and the maps.
+    pub(crate) fn enqueue<T: Task>(
+        &self,
+        task: T,
+        block: bool,
+        sink: Option<Sink>,
+    ) -> Result<Arc<Ticket>, SubmitError<T>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let header = Request::Run {
+            id,
+            task: T::NAME.to_owned(),
+        };
+        let frame = match frame::encode(&header, |buf| codec::encode_into(&task, buf)) {
+            Ok(frame) => frame,
+            Err(message) => {
+                let ticket = Arc::new(Ticket::new(sink, None));
+                ticket.complete(Err(TaskError::Codec {
+                    side: Side::Parent,
+                    direction: Direction::ToWorker,
+                    message,
+                }));
+                return Ok(ticket);
+            }
+        };
+        if let Err(kind) = self.shared.gate.acquire(block) {
+            return Err(SubmitError::new(task, kind));
+        }
+        let ticket = Arc::new(Ticket::new(sink, Some(self.shared.gate.clone())));
+        let job = Job {
+            id,
+            frame,
+            attempts: 0,
+            ticket: ticket.clone(),
+        };
+        let sent = lock(&self.intake).as_ref().map(|tx| tx.send(job).is_ok());
+        if sent == Some(true) {
+            Ok(ticket)
+        } else {
+            self.shared.gate.release();
+            Err(SubmitError::new(task, SubmitErrorKind::Closed))
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if !lock(&self.threads).is_empty() {
+            self.terminate_now();
+            self.join_threads();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,78 @@
+//! [`TaskHandle`]: the caller's side of one submitted task.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::job::{RawOutcome, Ticket};
+use crate::error::{Direction, Side, TaskError};
+use crate::wire::codec;
+
+/// The outcome-to-be of a submitted task.
+///
+/// Dropping a handle does not cancel its task; use [`cancel`](TaskHandle::cancel).
+pub struct TaskHandle<O> {
+    ticket: Arc<Ticket>,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<O: DeserializeOwned> TaskHandle<O> {
+    pub(crate) fn new(ticket: Arc<Ticket>) -> Self {
+        TaskHandle {
+            ticket,
+            _output: PhantomData,
+        }
+    }
+
+    /// Blocks until the task has an outcome.
+    ///
+    /// # Errors
+    /// Why the task produced no output; see [`TaskError`].
+    pub fn wait(self) -> Result<O, TaskError> {
+        decode_output(self.ticket.wait())
+    }
+
+    /// Waits up to `timeout`. Hands the handle back (`Err`) if the task is still going.
+    ///
+    /// # Errors
+    /// `Err(self)` when no outcome came in time; the task keeps running.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Result<O, TaskError>, Self> {
+        match self.ticket.wait_timeout(timeout) {
+            Some(outcome) => Ok(decode_output(outcome)),
+            None => Err(self),
+        }
+    }
+
+    /// Whether the task has an outcome (so `wait` would not block).
+    pub fn is_finished(&self) -> bool {
+        self.ticket.is_done()
+    }
+
+    /// Cancels the task. A queued task ends at once; a running one has its worker
+    /// killed (and replaced) within a few milliseconds. A task that finishes before the
+    /// kill lands keeps its output. Returns `false` if the task already had an outcome.
+    pub fn cancel(&self) -> bool {
+        self.ticket.cancel()
+    }
+}
+
+impl<O> fmt::Debug for TaskHandle<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("finished", &self.ticket.is_done())
+            .finish()
+    }
+}
+
+/// Decodes a raw outcome into the task's output type.
+pub(crate) fn decode_output<O: DeserializeOwned>(outcome: RawOutcome) -> Result<O, TaskError> {
+    let bytes = outcome?;
+    codec::decode(&bytes).map_err(|message| TaskError::Codec {
+        side: Side::Parent,
+        direction: Direction::ToParent,
+        message,
+    })
+}

@@ -1,0 +1,185 @@
+//! The [`Task`] trait, and the registry that lets a worker find a task by its name.
+//!
+//! Registration is link-time (`inventory`): [`register!`](crate::register) next to the
+//! type, no hand-kept list. Nothing about the parent's memory layout crosses the wire;
+//! only the task's stable [`Task::NAME`] and its serde encoding.
+
+use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Direction;
+use crate::wire::codec;
+use crate::wire::frame::Failure;
+use crate::worker::panics;
+
+/// The error a task may return: any error, with its `source()` chain kept as text.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A unit of work that runs in a worker process.
+///
+/// The task value is encoded in the parent, decoded in the worker, and `run` there; the
+/// output travels back the same way. Register every task type with
+/// [`register!`](crate::register) in code that the worker binary links.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Square(u64);
+///
+/// impl procpool::Task for Square {
+///     const NAME: &'static str = "doc::Square";
+///     type Output = u64;
+///     fn run(self) -> Result<u64, procpool::BoxError> {
+///         Ok(self.0 * self.0)
+///     }
+/// }
+/// procpool::register!(Square);
+/// ```
+pub trait Task: Serialize + DeserializeOwned + 'static {
+    /// The stable name the worker looks the task up by. Keep it unique and unchanged
+    /// across builds: a separately built worker binary finds the task only by this name.
+    const NAME: &'static str;
+    /// What a successful run returns.
+    type Output: Serialize + DeserializeOwned + 'static;
+
+    /// Runs the task inside a worker process.
+    ///
+    /// # Errors
+    /// An `Err` reaches the caller as [`TaskError::Failed`](crate::TaskError::Failed) with
+    /// the error's message and each of its causes.
+    fn run(self) -> Result<Self::Output, BoxError>;
+}
+
+/// A registered task: its name and its type-erased runner. Made by
+/// [`register!`](crate::register); not meant to be built by hand.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Registration {
+    name: &'static str,
+    run: fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>,
+}
+
+impl Registration {
+    #[doc(hidden)]
+    pub const fn of<T: Task>() -> Registration {
+        Registration {
+            name: T::NAME,
+            run: run_erased::<T>,
+        }
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Registers task types so that worker processes can run them.
+///
+/// Put it next to the types, in a crate that both the parent and the worker link.
+///
+/// ```ignore
+/// procpool::register!(Square, ParseFile);
+/// ```
+#[macro_export]
+macro_rules! register {
+    ($($task:ty),+ $(,)?) => {
+        $(
+            $crate::__private::inventory::submit! {
+                $crate::__private::Registration::of::<$task>()
+            }
+        )+
+    };
+}
+
+/// Every registered task by name. Two registrations under one name are a bug in the
+/// program; the first one wins and [`duplicate_names`] reports the clash.
+fn registry() -> &'static HashMap<&'static str, &'static Registration> {
+    static REGISTRY: OnceLock<HashMap<&'static str, &'static Registration>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut map = HashMap::new();
+        for reg in inventory::iter::<Registration> {
+            map.entry(reg.name).or_insert(reg);
+        }
+        map
+    })
+}
+
+/// Names registered more than once in this binary.
+pub(crate) fn duplicate_names() -> Vec<&'static str> {
+    let mut seen = HashMap::new();
+    for reg in inventory::iter::<Registration> {
+        *seen.entry(reg.name).or_insert(0usize) += 1;
+    }
+    let mut dups: Vec<_> = seen
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    dups.sort_unstable();
+    dups
+}
+
+/// Runs the task `name` on the encoded `input`, appending the encoded output to `out`.
+pub(crate) fn run(name: &str, input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
+    match registry().get(name) {
+        Some(reg) => (reg.run)(input, out),
+        None => Err(Failure::UnknownTask {
+            name: name.to_owned(),
+            worker: std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "<unknown executable>".to_owned()),
+        }),
+    }
+}
+
+fn run_erased<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
+    let task: T = codec::decode(input).map_err(|message| Failure::Codec {
+        direction: Direction::ToWorker,
+        message,
+    })?;
+    let output = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
+        Ok(Ok(output)) => output,
+        Ok(Err(error)) => {
+            return Err(Failure::Failed {
+                chain: chain(&*error),
+            })
+        }
+        Err(payload) => {
+            let (message, location) = panics::describe(payload);
+            return Err(Failure::Panicked { message, location });
+        }
+    };
+    let start = out.len();
+    match panic::catch_unwind(AssertUnwindSafe(|| codec::encode_into(&output, out))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => {
+            out.truncate(start);
+            Err(Failure::Codec {
+                direction: Direction::ToParent,
+                message,
+            })
+        }
+        Err(payload) => {
+            out.truncate(start);
+            let (message, location) = panics::describe(payload);
+            let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
+            Err(Failure::Codec {
+                direction: Direction::ToParent,
+                message: format!("panicked while encoding{at}: {message}"),
+            })
+        }
+    }
+}
+
+fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut chain = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(e) = source {
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    chain
+}

@@ -1,0 +1,58 @@
+//! The single home of the value encoding.
+//!
+//! bincode 3.0.0 is a tombstone and RUSTSEC-2025-0141 marks bincode unmaintained, so we
+//! pin 2.0.1 (its serde path, standard config). Nothing outside this file names bincode.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Appends the encoding of `value` to `buf`.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
+    bincode::serde::encode_into_std_write(value, buf, config())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Decodes a whole value from `bytes`; trailing bytes are an error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - used
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_trailing_bytes() {
+        let mut buf = Vec::new();
+        encode_into(&(7u64, "seven".to_string()), &mut buf).unwrap();
+        let back: (u64, String) = decode(&buf).unwrap();
+        assert_eq!(back, (7, "seven".to_string()));
+        buf.push(0);
+        assert!(decode::<(u64, String)>(&buf)
+            .unwrap_err()
+            .contains("trailing"));
+    }
+
+    #[test]
+    fn a_wrong_type_is_an_error_not_a_panic() {
+        let mut buf = Vec::new();
+        encode_into(&"not a number", &mut buf).unwrap();
+        assert!(decode::<Vec<u64>>(&buf).is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! The frames that cross a parent–worker link.
+//!
+//! Layout: `payload bytes | header (codec) | header length (u32, little endian)`. The
+//! payload comes first so that a task or an output is encoded directly into the buffer
+//! that goes on the wire; the header is appended once its size is known.
+
+use serde::{Deserialize, Serialize};
+
+use super::codec;
+use crate::error::Direction;
+
+/// Parent → worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Sent once, first: limits to apply, and the pool's context as the payload.
+    Setup {
+        memory_limit: Option<u64>,
+        core_dumps: bool,
+        has_context: bool,
+    },
+    /// Run the task named `task`, whose encoding is the payload.
+    Run { id: u64, task: String },
+    /// Exit cleanly.
+    Shutdown,
+}
+
+/// Worker → parent. The payload of `Output` is the encoded output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Response {
+    Output { id: u64 },
+    Failure { id: u64, failure: Failure },
+}
+
+/// A task that ended without an output while its worker survived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+    Failed {
+        chain: Vec<String>,
+    },
+    Codec {
+        direction: Direction,
+        message: String,
+    },
+    UnknownTask {
+        name: String,
+        worker: String,
+    },
+}
+
+/// A frame that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("frame of {0} bytes is too short")]
+    Truncated(usize),
+    #[error("header length {header} does not fit a frame of {frame} bytes")]
+    BadLength { header: usize, frame: usize },
+    #[error("bad header: {0}")]
+    Header(String),
+}
+
+const LEN: usize = 4;
+
+/// Builds a frame: `payload` writes the payload into the buffer, then `header` is
+/// appended. A payload error is returned as is and nothing is sent.
+pub(crate) fn encode<H: Serialize, E>(
+    header: &H,
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    let mut buf = Vec::new();
+    payload(&mut buf)?;
+    Ok(seal(buf, header))
+}
+
+/// Appends `header` and its length to a buffer that already holds the payload.
+pub(crate) fn seal<H: Serialize>(mut buf: Vec<u8>, header: &H) -> Vec<u8> {
+    let start = buf.len();
+    codec::encode_into(header, &mut buf).expect("frame headers always encode");
+    let len = u32::try_from(buf.len() - start).expect("frame headers are small");
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf
+}
+
+/// A frame with no payload.
+pub(crate) fn header_only<H: Serialize>(header: &H) -> Vec<u8> {
+    seal(Vec::new(), header)
+}
+
+/// Splits a frame into its header and the length of its payload (which starts at 0).
+pub(crate) fn decode<H: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<(H, usize), FrameError> {
+    let Some(body) = frame.len().checked_sub(LEN) else {
+        return Err(FrameError::Truncated(frame.len()));
+    };
+    let len_bytes: [u8; LEN] = frame[body..].try_into().expect("LEN bytes");
+    let header_len = u32::from_le_bytes(len_bytes) as usize;
+    let Some(payload_len) = body.checked_sub(header_len) else {
+        return Err(FrameError::BadLength {
+            header: header_len,
+            frame: frame.len(),
+        });
+    };
+    let header = codec::decode(&frame[payload_len..body]).map_err(FrameError::Header)?;
+    Ok((header, payload_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_frame() -> Vec<u8> {
+        encode(
+            &Request::Run {
+                id: 42,
+                task: "demo::Square".into(),
+            },
+            |buf| codec::encode_into(&12345u64, buf),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_keeps_header_and_payload() {
+        let frame = run_frame();
+        let (header, payload_len): (Request, usize) = decode(&frame).unwrap();
+        assert_eq!(
+            header,
+            Request::Run {
+                id: 42,
+                task: "demo::Square".into()
+            }
+        );
+        assert_eq!(codec::decode::<u64>(&frame[..payload_len]).unwrap(), 12345);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let frame = run_frame();
+        for cut in 0..frame.len() {
+            let short = &frame[..cut];
+            assert!(
+                decode::<Request>(short).is_err(),
+                "a frame cut to {cut} bytes decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // A small xorshift generator: deterministic, so a failure can be replayed.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut decoded = 0;
+        for round in 0..20_000 {
+            let len = (next() % 64) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 && len >= LEN {
+                // Make the length field plausible so the header decoder itself is exercised.
+                let header_len = (next() % (len as u64 - LEN as u64 + 1)) as u32;
+                bytes[len - LEN..].copy_from_slice(&header_len.to_le_bytes());
+            }
+            if decode::<Response>(&bytes).is_ok() {
+                decoded += 1;
+            }
+        }
+        // Random bytes almost never form a valid header; most must be rejected.
+        assert!(decoded < 2_000, "{decoded} garbage frames decoded");
+    }
+
+    #[test]
+    fn a_length_past_the_frame_is_rejected() {
+        let mut frame = run_frame();
+        let n = frame.len();
+        frame[n - LEN..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode::<Request>(&frame),
+            Err(FrameError::BadLength { .. })
+        ));
+    }
+}

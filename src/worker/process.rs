@@ -1,0 +1,218 @@
+//! One spawned worker process as the parent sees it: its pid and process group, its
+//! stderr tail, and how it is stopped and reaped.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::process::{Child, ChildStderr, ExitStatus};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// How many stderr lines a crash report keeps.
+const TAIL_LINES: usize = 20;
+/// Longest line kept, in bytes; the rest of a longer line is dropped.
+const TAIL_LINE_BYTES: usize = 1000;
+/// How often a stop polls for the exit.
+const REAP_POLL: Duration = Duration::from_millis(2);
+
+/// A live worker process. Dropping it kills and reaps it: no zombie, no orphan.
+#[derive(Debug)]
+pub(crate) struct WorkerProcess {
+    child: Child,
+    status: Option<ExitStatus>,
+    stderr: StderrTail,
+}
+
+impl WorkerProcess {
+    pub(crate) fn new(mut child: Child, forward_stderr: bool) -> WorkerProcess {
+        let stderr = StderrTail::start(child.stderr.take(), forward_stderr);
+        WorkerProcess {
+            child,
+            status: None,
+            stderr,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has ended (reaping it), without blocking.
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Waits up to `grace` for the process to end by itself, then kills its group.
+    pub(crate) fn wait_or_kill(&mut self, grace: Duration) -> ExitStatus {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_wait() {
+                self.kill_group();
+                return status;
+            }
+            thread::sleep(REAP_POLL);
+        }
+        self.kill()
+    }
+
+    /// SIGTERM to the group, `grace` to go, then SIGKILL; reaped either way.
+    pub(crate) fn terminate(&mut self, grace: Duration) -> ExitStatus {
+        if self.try_wait().is_none() {
+            let _ = sys::signal_group(self.pid(), sys::TERM);
+        }
+        self.wait_or_kill(grace)
+    }
+
+    /// SIGKILL to the whole group, then reap.
+    pub(crate) fn kill(&mut self) -> ExitStatus {
+        self.kill_group();
+        if let Some(status) = self.status {
+            return status;
+        }
+        let status = self
+            .child
+            .wait()
+            .expect("waiting for our own child cannot fail");
+        self.status = Some(status);
+        status
+    }
+
+    /// Kills whatever is left in the group (grandchildren too). The group id stays
+    /// reserved while any member lives, so this never hits a stranger.
+    fn kill_group(&self) {
+        let _ = sys::signal_group(self.pid(), sys::KILL);
+    }
+
+    /// The last stderr lines, waiting up to `wait` for the pipe to reach end-of-file so
+    /// that the dying words are in.
+    pub(crate) fn stderr_tail(&self, wait: Duration) -> Vec<String> {
+        self.stderr.lines(wait)
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    partial: Vec<u8>,
+    closed: bool,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.finish_line();
+            } else if self.partial.len() < TAIL_LINE_BYTES {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn finish_line(&mut self) {
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+}
+
+/// Reads a worker's stderr on a thread: keeps the last lines and, by default, passes
+/// every byte on to the parent's own stderr.
+#[derive(Debug, Clone, Default)]
+struct StderrTail {
+    shared: Arc<(Mutex<Tail>, Condvar)>,
+}
+
+impl StderrTail {
+    fn start(pipe: Option<ChildStderr>, forward: bool) -> StderrTail {
+        let tail = StderrTail::default();
+        let Some(mut pipe) = pipe else {
+            tail.close();
+            return tail;
+        };
+        let reader = tail.clone();
+        let spawned = thread::Builder::new()
+            .name("procpool-stderr".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if forward {
+                                let _ = io::stderr().write_all(&buf[..n]);
+                            }
+                            reader
+                                .shared
+                                .0
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(&buf[..n]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                reader.close();
+            });
+        if spawned.is_err() {
+            tail.close();
+        }
+        tail
+    }
+
+    fn close(&self) {
+        let (lock, cond) = &*self.shared;
+        let mut tail = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !tail.partial.is_empty() {
+            tail.finish_line();
+        }
+        tail.closed = true;
+        cond.notify_all();
+    }
+
+    fn lines(&self, wait: Duration) -> Vec<String> {
+        let (lock, cond) = &*self.shared;
+        let tail = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (tail, _) = cond
+            .wait_timeout_while(tail, wait, |t| !t.closed)
+            .unwrap_or_else(|e| e.into_inner());
+        let mut lines: Vec<String> = tail.lines.iter().cloned().collect();
+        if !tail.partial.is_empty() {
+            lines.push(String::from_utf8_lossy(&tail.partial).into_owned());
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines_and_bounds_their_length() {
+        let mut tail = Tail::default();
+        for i in 0..50 {
+            tail.push(format!("line {i}\n").as_bytes());
+        }
+        tail.push(&vec![b'x'; 5000]);
+        tail.push(b"\n");
+        assert_eq!(tail.lines.len(), TAIL_LINES);
+        assert_eq!(tail.lines[0], "line 31");
+        assert_eq!(tail.lines.back().unwrap().len(), TAIL_LINE_BYTES);
+    }
+}

@@ -1,0 +1,117 @@
+//! The worker's main loop: runs inside the worker process, one task at a time.
+//!
+//! It reads a frame, runs the named task (panics caught), writes one response frame, and
+//! repeats until the parent says `Shutdown` or goes away. A watchdog thread on the
+//! parent-death lifeline kills the process group if the parent dies mid-task.
+
+use std::env;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::launch::{ENV_LIFELINE, ENV_SERVER};
+use crate::link::WorkerEnd;
+use crate::sys;
+use crate::task;
+use crate::wire::frame::{self, Request, Response};
+use crate::worker::{context, panics};
+
+/// Exit code of a worker that could not reach its parent or set itself up.
+pub(crate) const EXIT_START: i32 = 70;
+/// Exit code of a worker that received a frame it could not read.
+pub(crate) const EXIT_PROTOCOL: i32 = 76;
+
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is serving as a worker (so a pool built inside a task is a
+/// nested pool, not a missing `init()`).
+pub(crate) fn is_worker() -> bool {
+    IN_WORKER.load(Ordering::Relaxed)
+}
+
+/// Turns this process into a worker if it was started as one; otherwise returns.
+pub(crate) fn enter_if_worker() {
+    let Ok(name) = env::var(ENV_SERVER) else {
+        return;
+    };
+    if IN_WORKER.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let code = serve(&name);
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+fn serve(name: &str) -> i32 {
+    if let Ok(fd) = env::var(ENV_LIFELINE) {
+        let watched = fd
+            .parse()
+            .map_err(|e| format!("{e}"))
+            .and_then(|fd| sys::watch_lifeline(fd).map_err(|e| e.to_string()));
+        if let Err(e) = watched {
+            eprintln!("procpool worker: cannot watch the parent lifeline {fd:?}: {e}");
+            return EXIT_START;
+        }
+    }
+    panics::install_hook();
+    let link = match WorkerEnd::connect(name) {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("procpool worker: cannot reach the parent at {name}: {e}");
+            return EXIT_START;
+        }
+    };
+    loop {
+        let Some(mut frame) = link.recv() else {
+            return 0;
+        };
+        let (request, payload_len) = match frame::decode::<Request>(&frame) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                eprintln!("procpool worker: unreadable frame from the parent: {e}");
+                return EXIT_PROTOCOL;
+            }
+        };
+        match request {
+            Request::Setup {
+                memory_limit,
+                core_dumps,
+                has_context,
+            } => {
+                if let Err(e) = setup(memory_limit, core_dumps) {
+                    eprintln!("procpool worker: set-up failed: {e}");
+                    return EXIT_START;
+                }
+                if has_context {
+                    frame.truncate(payload_len);
+                    context::set(frame);
+                }
+            }
+            Request::Run { id, task } => {
+                let mut out = Vec::new();
+                let header = match task::run(&task, &frame[..payload_len], &mut out) {
+                    Ok(()) => Response::Output { id },
+                    Err(failure) => {
+                        out.clear();
+                        Response::Failure { id, failure }
+                    }
+                };
+                drop(frame);
+                let _ = std::io::stdout().flush();
+                if link.send(frame::seal(out, &header)).is_err() {
+                    return 0;
+                }
+            }
+            Request::Shutdown => return 0,
+        }
+    }
+}
+
+fn setup(memory_limit: Option<u64>, core_dumps: bool) -> std::io::Result<()> {
+    if !core_dumps {
+        sys::disable_core_dumps()?;
+    }
+    if let Some(limit) = memory_limit {
+        sys::limit_memory(limit)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! The parent-side supervisor of one worker slot.
+//!
+//! One thread per slot owns the slot's worker process outright and moves it through an
+//! explicit lifecycle:
+//!
+//! ```text
+//! Starting ──hello──▶ Idle ──job──▶ Busy{deadline} ──output/failure──▶ Idle
+//!    │ fails N times                  │ crash, timeout, cancel, memory, bad frame
+//!    ▼                                ▼
+//! GaveUp                          Exited ──▶ Starting (a fresh worker)
+//! Idle ──queue closed──▶ Terminating ──▶ Exited
+//! ```
+//!
+//! While Busy it waits for the response in short ticks, so cancellation, the deadline,
+//! the memory limit and a worker that died without closing its socket are all noticed
+//! within one tick. The outcome of the job is decided here, exactly once.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::process::WorkerProcess;
+use crate::error::{Side, TaskError};
+use crate::link::{Accept, Listener, ParentEnd, RecvError};
+use crate::pool::{Job, Shared};
+use crate::sys;
+use crate::wire::frame::{self, Failure, Request, Response};
+
+/// How often a busy supervisor looks at cancellation, deadline, memory and liveness.
+const TICK: Duration = Duration::from_millis(10);
+/// How long a crash report waits for the dead worker's stderr to drain.
+const TAIL_WAIT: Duration = Duration::from_millis(250);
+/// Longest pause between two start attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A started worker: its process and its link.
+#[derive(Debug)]
+struct Worker {
+    process: WorkerProcess,
+    link: ParentEnd,
+    tasks: u64,
+}
+
+/// How a job left the Busy state.
+enum Step {
+    /// The worker answered and lives on.
+    Answered(Result<Vec<u8>, TaskError>),
+    /// The worker is gone (and reaped); the error says why.
+    Lost(TaskError),
+}
+
+#[derive(Debug)]
+pub(crate) struct Supervisor {
+    shared: Arc<Shared>,
+}
+
+impl Supervisor {
+    pub(crate) fn spawn(shared: Arc<Shared>, slot: usize) -> io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name(format!("procpool-slot-{slot}"))
+            .spawn(move || Supervisor { shared }.run())
+    }
+
+    fn run(self) {
+        let config = &self.shared.config;
+        let mut worker: Option<Worker> = None;
+        let mut retry: Option<Job> = None;
+        let mut failures = 0u32;
+        loop {
+            if self.shared.is_terminating() {
+                break;
+            }
+            // Starting: a slot always has a warm worker before it takes a job.
+            if worker.is_none() {
+                match self.start() {
+                    Ok(w) => {
+                        worker = Some(w);
+                        failures = 0;
+                    }
+                    Err(message) => {
+                        failures += 1;
+                        if failures >= config.max_start_failures {
+                            return self.give_up(message, retry);
+                        }
+                        self.back_off(failures);
+                        continue;
+                    }
+                }
+            }
+            // Idle.
+            let job = match retry.take() {
+                Some(job) => job,
+                None => match self.shared.queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
+            if self.shared.is_terminating() {
+                job.ticket.complete(Err(TaskError::PoolClosed));
+                break;
+            }
+            if !job.ticket.start() {
+                continue; // cancelled while queued; its outcome is already final
+            }
+            let w = worker.as_mut().expect("a worker was started above");
+            // Busy.
+            match self.execute(w, &job) {
+                Step::Answered(outcome) => {
+                    job.ticket.complete(outcome);
+                    w.tasks += 1;
+                    if self.is_due_for_recycling(w) {
+                        self.retire(worker.take().expect("present"));
+                    }
+                }
+                Step::Lost(error) => {
+                    worker = None;
+                    let mut job = job;
+                    if error.is_retryable() && job.attempts < config.retries {
+                        job.attempts += 1;
+                        retry = Some(job);
+                    } else {
+                        job.ticket.complete(Err(error));
+                    }
+                }
+            }
+        }
+        // Terminating.
+        if let Some(job) = retry {
+            job.ticket.complete(Err(TaskError::PoolClosed));
+        }
+        if let Some(w) = worker {
+            if self.shared.is_terminating() {
+                drop(w); // killed and reaped by WorkerProcess::drop
+            } else {
+                self.retire(w);
+            }
+        }
+    }
+
+    /// Starts a worker and waits, with a deadline, for it to connect and take its setup.
+    fn start(&self) -> Result<Worker, String> {
+        let config = &self.shared.config;
+        let mut listener =
+            Listener::new().map_err(|e| format!("cannot open a bootstrap listener: {e}"))?;
+        let mut process = self
+            .shared
+            .spawner
+            .spawn(listener.name())
+            .map_err(|e| format!("cannot run {}: {e}", self.shared.spawner.program()))?;
+        let deadline = Instant::now() + config.start_timeout;
+        let link = loop {
+            match listener.wait(TICK) {
+                Accept::Ready { pid, end } if pid == process.pid() => break end,
+                Accept::Ready { pid, .. } => {
+                    process.kill();
+                    return Err(format!(
+                        "process {pid} connected in place of worker {}",
+                        process.pid()
+                    ));
+                }
+                Accept::Failed(message) => {
+                    process.kill();
+                    return Err(message);
+                }
+                Accept::Pending => {}
+            }
+            if let Some(status) = process.try_wait() {
+                let tail = process.stderr_tail(TAIL_WAIT);
+                return Err(format!(
+                    "worker {} {} before connecting{}",
+                    self.shared.spawner.program(),
+                    describe_status(status),
+                    tail.last()
+                        .map(|l| format!("; last stderr line: {l}"))
+                        .unwrap_or_default()
+                ));
+            }
+            if self.shared.is_terminating() {
+                return Err("pool terminated during start-up".to_owned());
+            }
+            if Instant::now() >= deadline {
+                process.kill();
+                return Err(format!(
+                    "worker {} did not connect within {:?}",
+                    self.shared.spawner.program(),
+                    config.start_timeout
+                ));
+            }
+        };
+        let setup = Request::Setup {
+            memory_limit: config.max_memory,
+            core_dumps: config.core_dumps,
+            has_context: config.context.is_some(),
+        };
+        let frame = frame::encode(&setup, |buf| {
+            if let Some(context) = &config.context {
+                buf.extend_from_slice(context);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {});
+        if let Err(e) = link.send(&frame) {
+            return Err(format!("worker went away during set-up: {e}"));
+        }
+        Ok(Worker {
+            process,
+            link,
+            tasks: 0,
+        })
+    }
+
+    /// Sends the job and waits for its end, watching the worker every tick.
+    fn execute(&self, w: &mut Worker, job: &Job) -> Step {
+        let config = &self.shared.config;
+        if w.link.send(&job.frame).is_err() {
+            return Step::Lost(self.crashed(w, None));
+        }
+        let deadline = config.timeout.map(|t| Instant::now() + t);
+        let mut peak = None;
+        loop {
+            let wait = deadline.map_or(TICK, |d| {
+                d.saturating_duration_since(Instant::now()).min(TICK)
+            });
+            match w.link.recv_timeout(wait) {
+                Ok(frame) => return self.answer(w, job, frame),
+                Err(RecvError::Closed) => return Step::Lost(self.crashed(w, peak)),
+                Err(RecvError::Timeout) => {}
+            }
+            if self.shared.is_terminating() {
+                w.process.kill();
+                return Step::Lost(TaskError::PoolClosed);
+            }
+            if job.ticket.is_cancel_requested() {
+                w.process.kill();
+                return Step::Lost(TaskError::Cancelled);
+            }
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    w.process.terminate(config.kill_grace);
+                    return Step::Lost(TaskError::TimedOut {
+                        after: config.timeout.unwrap_or_default(),
+                        stderr: w.process.stderr_tail(TAIL_WAIT),
+                    });
+                }
+            }
+            if let Some(limit) = config.max_memory {
+                if let Some(rss) = sys::resident_bytes(w.process.pid()) {
+                    peak = peak.max(Some(rss));
+                    if rss > limit {
+                        w.process.kill();
+                        return Step::Lost(TaskError::MemoryLimit {
+                            limit,
+                            used: Some(rss),
+                            stderr: w.process.stderr_tail(TAIL_WAIT),
+                        });
+                    }
+                }
+            }
+            // Dead, yet the socket is open: something it spawned holds it. The group kill
+            // in `crashed` takes that down too.
+            if w.process.try_wait().is_some() {
+                return Step::Lost(self.crashed(w, peak));
+            }
+        }
+    }
+
+    /// Reads a response frame. A frame that breaks the protocol costs the worker.
+    fn answer(&self, w: &mut Worker, job: &Job, mut frame: Vec<u8>) -> Step {
+        let broken = |w: &mut Worker, message: String| {
+            w.process.kill();
+            Step::Lost(TaskError::Protocol { message })
+        };
+        match frame::decode::<Response>(&frame) {
+            Err(e) => broken(w, e.to_string()),
+            Ok((Response::Output { id }, len)) if id == job.id => {
+                frame.truncate(len);
+                Step::Answered(Ok(frame))
+            }
+            Ok((Response::Failure { id, failure }, _)) if id == job.id => {
+                Step::Answered(Err(task_error(failure)))
+            }
+            Ok((Response::Output { id } | Response::Failure { id, .. }, _)) => broken(
+                w,
+                format!("answer for task #{id} while task #{} was running", job.id),
+            ),
+        }
+    }
+
+    /// The worker's link closed or the worker died: reap it and say how it ended.
+    fn crashed(&self, w: &mut Worker, peak: Option<u64>) -> TaskError {
+        let config = &self.shared.config;
+        let status = w.process.wait_or_kill(config.kill_grace);
+        let stderr = w.process.stderr_tail(TAIL_WAIT);
+        if let Some(limit) = config.max_memory {
+            // An allocation refused under the data-segment cap aborts the worker with
+            // this message from the Rust runtime.
+            if stderr.iter().any(|l| l.contains("memory allocation of")) {
+                return TaskError::MemoryLimit {
+                    limit,
+                    used: peak,
+                    stderr,
+                };
+            }
+        }
+        match (status.signal(), status.code()) {
+            (Some(signal), _) => TaskError::Signaled {
+                signal,
+                name: sys::signal_name(signal),
+                core_dumped: status.core_dumped(),
+                stderr,
+            },
+            (None, code) => TaskError::Exited {
+                code: code.unwrap_or(-1),
+                stderr,
+            },
+        }
+    }
+
+    fn is_due_for_recycling(&self, w: &Worker) -> bool {
+        let config = &self.shared.config;
+        if config
+            .max_tasks_per_worker
+            .is_some_and(|max| w.tasks >= max)
+        {
+            return true;
+        }
+        config.max_memory.is_some_and(|limit| {
+            sys::resident_bytes(w.process.pid()).is_some_and(|rss| rss > limit)
+        })
+    }
+
+    /// Asks a worker to exit, and makes sure it does.
+    fn retire(&self, mut w: Worker) {
+        let _ = w.link.send(&frame::header_only(&Request::Shutdown));
+        w.process.wait_or_kill(self.shared.config.kill_grace);
+    }
+
+    fn back_off(&self, failures: u32) {
+        let pause = (Duration::from_millis(25) * 2u32.saturating_pow(failures)).min(MAX_BACKOFF);
+        let until = Instant::now() + pause;
+        while Instant::now() < until && !self.shared.is_terminating() {
+            thread::sleep(TICK);
+        }
+    }
+
+    /// Stops respawning. The last slot to give up fails every task still to come, so
+    /// none waits forever, until the pool is shut down.
+    fn give_up(&self, message: String, retry: Option<Job>) {
+        let error = TaskError::WorkerStart { message };
+        if let Some(job) = retry {
+            job.ticket.complete(Err(error.clone()));
+        }
+        if !self.shared.slot_gave_up() {
+            return;
+        }
+        self.shared.gate.set_broken();
+        while let Ok(job) = self.shared.queue.recv() {
+            job.ticket.complete(Err(if self.shared.is_terminating() {
+                TaskError::PoolClosed
+            } else {
+                error.clone()
+            }));
+        }
+    }
+}
+
+fn describe_status(status: ExitStatus) -> String {
+    match (status.signal(), status.code()) {
+        (Some(signal), _) => format!("was killed by {}", sys::signal_name(signal)),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => "ended".to_owned(),
+    }
+}
+
+fn task_error(failure: Failure) -> TaskError {
+    match failure {
+        Failure::Panicked { message, location } => TaskError::Panicked { message, location },
+        Failure::Failed { chain } => TaskError::Failed { chain },
+        Failure::Codec { direction, message } => TaskError::Codec {
+            side: Side::Worker,
+            direction,
+            message,
+        },
+        Failure::UnknownTask { name, worker } => TaskError::UnknownTask { name, worker },
+    }
+}

@@ -1,0 +1,240 @@
+//! The fault matrix: one function per fault, each building its pool from the launch
+//! mode under test and asserting the exact outcome. Each launch mode's test file calls
+//! every function here.
+
+use std::time::{Duration, Instant};
+
+use procpool::{Direction, PoolBuilder, Side, Stdio, TaskError};
+use procpool_worker::{BadOutput, Fault, Reverse, Square, Undecodable, Unregistered, WorkerPid};
+
+fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
+    let pool = builder.build().expect("pool builds");
+    pool.submit(task).expect("pool accepts").wait()
+}
+
+/// After a fault, the same pool still serves: the fault cost one worker, not the pool.
+fn fault_then_healthy(builder: PoolBuilder, fault: Fault) -> TaskError {
+    let pool = builder.workers(1).build().expect("pool builds");
+    let error = pool.submit(fault).unwrap().wait().unwrap_err();
+    assert_eq!(
+        pool.submit(Square(12)).unwrap().wait(),
+        Ok(144),
+        "after {error}"
+    );
+    error
+}
+
+pub(crate) fn squares_in_order(b: PoolBuilder) {
+    let pool = b.build().unwrap();
+    let out: Vec<u64> = pool.map((0..200).map(Square)).map(Result::unwrap).collect();
+    assert_eq!(out, (0..200u64).map(|n| n * n).collect::<Vec<_>>());
+}
+
+pub(crate) fn panic_is_reported_with_message_and_location(b: PoolBuilder) {
+    let e = fault_then_healthy(b, Fault::Panic("bad input 7".into()));
+    let TaskError::Panicked { message, location } = &e else {
+        panic!("expected a panic, got {e:?}");
+    };
+    assert_eq!(message, "bad input 7");
+    assert!(
+        location.as_deref().unwrap_or("").contains("lib.rs"),
+        "{location:?}"
+    );
+    assert!(e.is_panic());
+}
+
+pub(crate) fn failure_keeps_its_cause_chain(b: PoolBuilder) {
+    let e = fault_then_healthy(b, Fault::Fail);
+    assert_eq!(
+        e,
+        TaskError::Failed {
+            chain: vec![
+                "could not parse the input".into(),
+                "input.bin missing".into()
+            ]
+        }
+    );
+}
+
+pub(crate) fn segfault_names_the_signal(b: PoolBuilder) {
+    let e = fault_then_healthy(b.core_dumps(false), Fault::Segfault);
+    assert!(e.is_signal() && e.is_crash(), "{e:?}");
+    assert_eq!(e.signal(), Some(11));
+    assert!(e.to_string().contains("SIGSEGV"), "{e}");
+}
+
+pub(crate) fn abort_names_the_signal(b: PoolBuilder) {
+    let e = fault_then_healthy(b.core_dumps(false), Fault::Abort);
+    assert_eq!(e.signal(), Some(6), "{e:?}");
+    assert!(e.to_string().contains("SIGABRT"));
+}
+
+pub(crate) fn exit_zero_mid_task_is_an_error(b: PoolBuilder) {
+    let e = fault_then_healthy(b, Fault::Exit(0));
+    assert_eq!(e.exit_code(), Some(0), "{e:?}");
+}
+
+pub(crate) fn exit_three_mid_task_is_an_error(b: PoolBuilder) {
+    let e = fault_then_healthy(b, Fault::Exit(3));
+    assert_eq!(e.exit_code(), Some(3), "{e:?}");
+    assert!(e.is_exit());
+}
+
+pub(crate) fn stack_overflow_is_a_crash_with_the_runtime_message(b: PoolBuilder) {
+    let e = fault_then_healthy(b.core_dumps(false), Fault::StackOverflow);
+    assert!(e.is_signal(), "{e:?}");
+    assert!(
+        e.stderr_tail()
+            .iter()
+            .any(|l| l.contains("overflowed its stack")),
+        "{:?}",
+        e.stderr_tail()
+    );
+}
+
+pub(crate) fn worker_killed_from_outside(b: PoolBuilder) {
+    let pool = b.workers(1).build().unwrap();
+    let pid = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let sleeper = pool.submit(Fault::Sleep(60_000)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let e = sleeper.wait().unwrap_err();
+    assert_eq!(e.signal(), Some(9), "{e:?}");
+    assert_eq!(pool.submit(Square(3)).unwrap().wait(), Ok(9));
+}
+
+pub(crate) fn endless_loop_times_out(b: PoolBuilder) {
+    let started = Instant::now();
+    let e = fault_then_healthy(b.timeout(Duration::from_millis(300)), Fault::Hang);
+    assert!(e.is_timeout(), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+pub(crate) fn loop_ignoring_sigterm_is_killed_after_the_grace(b: PoolBuilder) {
+    let b = b
+        .timeout(Duration::from_millis(300))
+        .kill_grace(Duration::from_millis(200));
+    let e = fault_then_healthy(b, Fault::HangIgnoringTerm);
+    assert!(e.is_timeout(), "{e:?}");
+}
+
+pub(crate) fn allocation_bomb_hits_the_memory_limit(b: PoolBuilder) {
+    let e = fault_then_healthy(b.max_memory(256 << 20), Fault::AllocBomb(4096));
+    assert!(e.is_memory_limit(), "{e:?}");
+}
+
+pub(crate) fn ten_megabytes_of_stdout_corrupt_nothing(b: PoolBuilder) {
+    let n = 10 << 20;
+    assert_eq!(one(b.stdout(Stdio::Null), Fault::PrintStdout(n)), Ok(n));
+}
+
+pub(crate) fn ten_megabytes_of_stderr_corrupt_nothing(b: PoolBuilder) {
+    let n = 10 << 20;
+    assert_eq!(one(b.stderr(Stdio::Null), Fault::PrintStderr(n)), Ok(n));
+}
+
+pub(crate) fn hundred_megabyte_argument_and_result(b: PoolBuilder) {
+    let input: Vec<u8> = (0..100usize << 20).map(|i| (i % 251) as u8).collect();
+    let mut expected = input.clone();
+    expected.reverse();
+    let out = one(b, Reverse(input)).unwrap();
+    assert!(
+        out.as_slice() == expected.as_slice(),
+        "100 MB came back different"
+    );
+}
+
+pub(crate) fn unknown_task_is_named(b: PoolBuilder) {
+    let e = one(b, Unregistered).unwrap_err();
+    let TaskError::UnknownTask { name, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(name, "procpool_worker::Unregistered");
+}
+
+pub(crate) fn task_that_fails_to_decode_in_the_worker(b: PoolBuilder) {
+    let e = one(b, Undecodable).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TaskError::Codec {
+                side: Side::Worker,
+                direction: Direction::ToWorker,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+pub(crate) fn panic_while_encoding_the_output(b: PoolBuilder) {
+    let e = one(b, BadOutput::PanicOnEncode).unwrap_err();
+    assert!(
+        matches!(&e, TaskError::Codec { side: Side::Worker, direction: Direction::ToParent, message } if message.contains("refuses to encode")),
+        "{e:?}"
+    );
+}
+
+pub(crate) fn output_that_fails_to_decode_in_the_parent(b: PoolBuilder) {
+    let e = one(b, BadOutput::FailOnDecode).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TaskError::Codec {
+                side: Side::Parent,
+                direction: Direction::ToParent,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+pub(crate) fn submit_after_shutdown_hands_the_task_back(b: PoolBuilder) {
+    let pool = b.build().unwrap();
+    pool.shutdown();
+    let refused = pool.submit(Square(5)).unwrap_err();
+    assert!(refused.is_closed());
+    assert_eq!(refused.into_inner().0, 5);
+}
+
+/// Every launch mode runs every function above; the list keeps the files in step.
+#[macro_export]
+macro_rules! fault_matrix {
+    ($builder:expr) => {
+        $crate::fault_matrix!(@each $builder;
+            squares_in_order,
+            panic_is_reported_with_message_and_location,
+            failure_keeps_its_cause_chain,
+            segfault_names_the_signal,
+            abort_names_the_signal,
+            exit_zero_mid_task_is_an_error,
+            exit_three_mid_task_is_an_error,
+            stack_overflow_is_a_crash_with_the_runtime_message,
+            worker_killed_from_outside,
+            endless_loop_times_out,
+            loop_ignoring_sigterm_is_killed_after_the_grace,
+            allocation_bomb_hits_the_memory_limit,
+            ten_megabytes_of_stdout_corrupt_nothing,
+            ten_megabytes_of_stderr_corrupt_nothing,
+            hundred_megabyte_argument_and_result,
+            unknown_task_is_named,
+            task_that_fails_to_decode_in_the_worker,
+            panic_while_encoding_the_output,
+            output_that_fails_to_decode_in_the_parent,
+            submit_after_shutdown_hands_the_task_back,
+        );
+    };
+    (@each $builder:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                common::matrix::$name($builder);
+            }
+        )+
+    };
+}

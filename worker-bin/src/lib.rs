@@ -1,0 +1,350 @@
+//! Demo and test tasks carried by the standalone `procpool-worker` binary.
+//!
+//! [`CountPrimes`] is honest CPU work; [`Fault`] misbehaves on request in every way a
+//! worker can (panic, segfault, abort, exit, stack overflow, endless loops, allocation
+//! bombs, floods of output), which the demo and the fault-matrix tests use.
+
+use std::io::Write;
+use std::time::Duration;
+
+use procpool::{BoxError, Task};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Call from a binary's `main` so the linker keeps these tasks' registrations.
+pub fn link() {}
+
+/// Counts the primes in `start..end` by trial division: deliberately plain CPU work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CountPrimes {
+    /// First number checked.
+    pub start: u64,
+    /// One past the last number checked.
+    pub end: u64,
+}
+
+/// The kernel [`CountPrimes`] runs, public so benchmarks can run it in-process.
+pub fn count_primes(start: u64, end: u64) -> u64 {
+    (start..end).filter(|&n| is_prime(n)).count() as u64
+}
+
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2;
+    while d * d <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+impl Task for CountPrimes {
+    const NAME: &'static str = "procpool_worker::CountPrimes";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Ok(count_primes(self.start, self.end))
+    }
+}
+
+/// `n * n`: the smallest useful task.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Square(pub u64);
+
+impl Task for Square {
+    const NAME: &'static str = "procpool_worker::Square";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Ok(self.0.wrapping_mul(self.0))
+    }
+}
+
+/// Misbehaves on request. Every variant but `Ok` and `Sleep` ends badly on purpose.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Fault {
+    /// Returns the value: no fault.
+    Ok(u64),
+    /// Sleeps, then returns the number of milliseconds slept.
+    Sleep(u64),
+    /// Panics with this message.
+    Panic(String),
+    /// Returns an error with a two-level cause chain.
+    Fail,
+    /// Writes through a null pointer (SIGSEGV).
+    Segfault,
+    /// Calls `std::process::abort` (SIGABRT).
+    Abort,
+    /// Calls `std::process::exit` with this code mid-task.
+    Exit(i32),
+    /// Recurses until the stack runs out.
+    StackOverflow,
+    /// Spins forever.
+    Hang,
+    /// Ignores SIGTERM, then spins forever.
+    HangIgnoringTerm,
+    /// Allocates and touches memory in 16 MiB steps, up to this many MiB.
+    AllocBomb(u64),
+    /// Writes this many bytes to stdout, then returns the count.
+    PrintStdout(u64),
+    /// Writes this many bytes to stderr, then returns the count.
+    PrintStderr(u64),
+}
+
+impl Task for Fault {
+    const NAME: &'static str = "procpool_worker::Fault";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        match self {
+            Fault::Ok(v) => Ok(v),
+            Fault::Sleep(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok(ms)
+            }
+            Fault::Panic(message) => panic!("{message}"),
+            Fault::Fail => {
+                let cause = std::io::Error::new(std::io::ErrorKind::NotFound, "input.bin missing");
+                Err(Box::new(Wrapped {
+                    what: "could not parse the input",
+                    source: cause,
+                }))
+            }
+            Fault::Segfault => {
+                let null = std::hint::black_box(std::ptr::null_mut::<u64>());
+                // SAFETY: none; this is the fault the variant exists to produce. A
+                // volatile write through null cannot be optimised away and faults.
+                unsafe { null.write_volatile(1) };
+                Ok(0)
+            }
+            Fault::Abort => std::process::abort(),
+            Fault::Exit(code) => std::process::exit(code),
+            Fault::StackOverflow => Ok(recurse(0)),
+            Fault::Hang => spin(),
+            Fault::HangIgnoringTerm => {
+                // SAFETY: SIG_IGN installs no handler code, so no handler can run
+                // anything unsafe.
+                unsafe {
+                    nix::sys::signal::signal(
+                        nix::sys::signal::Signal::SIGTERM,
+                        nix::sys::signal::SigHandler::SigIgn,
+                    )?;
+                }
+                spin()
+            }
+            Fault::AllocBomb(max_mib) => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                for _ in 0..max_mib / 16 {
+                    hoard.push(vec![1u8; 16 << 20]);
+                }
+                Ok(std::hint::black_box(hoard).len() as u64)
+            }
+            Fault::PrintStdout(n) => write_bytes(std::io::stdout().lock(), n),
+            Fault::PrintStderr(n) => write_bytes(std::io::stderr().lock(), n),
+        }
+    }
+}
+
+fn spin() -> ! {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+fn recurse(depth: u64) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    let frame = std::hint::black_box([depth; 128]);
+    recurse(depth + 1).wrapping_add(frame[7])
+}
+
+fn write_bytes(mut out: impl Write, n: u64) -> Result<u64, BoxError> {
+    let line = [b'x'; 99];
+    let mut left = n;
+    while left > 0 {
+        let chunk = left.min(100);
+        out.write_all(&line[..(chunk - 1) as usize])?;
+        out.write_all(b"\n")?;
+        left -= chunk;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+#[derive(Debug)]
+struct Wrapped {
+    what: &'static str,
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.what)
+    }
+}
+
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Returns its bytes reversed: for large payloads both ways.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reverse(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl Task for Reverse {
+    const NAME: &'static str = "procpool_worker::Reverse";
+    type Output = serde_bytes::ByteBuf;
+    fn run(mut self) -> Result<serde_bytes::ByteBuf, BoxError> {
+        self.0.reverse();
+        Ok(serde_bytes::ByteBuf::from(self.0))
+    }
+}
+
+/// Returns the worker's process id (tests use it to look for leftover processes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerPid;
+
+impl Task for WorkerPid {
+    const NAME: &'static str = "procpool_worker::WorkerPid";
+    type Output = u32;
+    fn run(self) -> Result<u32, BoxError> {
+        Ok(std::process::id())
+    }
+}
+
+/// Sums the pool's context, read as `Vec<u64>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SumContext;
+
+impl Task for SumContext {
+    const NAME: &'static str = "procpool_worker::SumContext";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Ok(procpool::context::<Vec<u64>>()?.iter().sum())
+    }
+}
+
+/// Reads an environment variable and the working directory inside the worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerEnv(pub String);
+
+impl Task for WorkerEnv {
+    const NAME: &'static str = "procpool_worker::WorkerEnv";
+    type Output = (Option<String>, String);
+    fn run(self) -> Result<(Option<String>, String), BoxError> {
+        Ok((
+            std::env::var(&self.0).ok(),
+            std::env::current_dir()?.display().to_string(),
+        ))
+    }
+}
+
+/// A task that the worker cannot decode: its `Deserialize` always fails.
+#[derive(Debug, Clone)]
+pub struct Undecodable;
+
+impl Serialize for Undecodable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("Undecodable never decodes"))
+    }
+}
+
+impl Task for Undecodable {
+    const NAME: &'static str = "procpool_worker::Undecodable";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Ok(0)
+    }
+}
+
+/// An output whose encoding panics, or one the parent cannot decode.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum BadOutput {
+    /// The output's `Serialize` panics in the worker.
+    PanicOnEncode,
+    /// The output encodes, but its `Deserialize` fails in the parent.
+    FailOnDecode,
+}
+
+/// The output of [`BadOutput`].
+#[derive(Debug)]
+pub struct Troublesome(BadOutput);
+
+impl Serialize for Troublesome {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            BadOutput::PanicOnEncode => panic!("Troublesome refuses to encode"),
+            BadOutput::FailOnDecode => s.serialize_u8(1),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Troublesome {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("Troublesome never decodes"))
+    }
+}
+
+impl Task for BadOutput {
+    const NAME: &'static str = "procpool_worker::BadOutput";
+    type Output = Troublesome;
+    fn run(self) -> Result<Troublesome, BoxError> {
+        Ok(Troublesome(self))
+    }
+}
+
+/// Aborts the first time it runs for a given marker path, succeeds after: a crash that a
+/// retry on a fresh worker cures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrashOnce(pub std::path::PathBuf);
+
+impl Task for CrashOnce {
+    const NAME: &'static str = "procpool_worker::CrashOnce";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&self.0)
+            .is_ok()
+        {
+            std::process::abort();
+        }
+        Ok(1)
+    }
+}
+
+/// A task no worker knows: deliberately left out of `register!`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unregistered;
+
+impl Task for Unregistered {
+    const NAME: &'static str = "procpool_worker::Unregistered";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Ok(0)
+    }
+}
+
+procpool::register!(
+    CountPrimes,
+    Square,
+    Fault,
+    Reverse,
+    WorkerPid,
+    SumContext,
+    WorkerEnv,
+    Undecodable,
+    BadOutput,
+    CrashOnce,
+);
