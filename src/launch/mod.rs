@@ -34,7 +34,9 @@ pub enum Launch {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Stdio {
-    /// Shared with the parent (the default).
+    /// Passed on to the parent's own stream (the default). Stdout is inherited as is;
+    /// stderr goes through a pipe that the parent copies to its stderr, so that it can
+    /// keep the last lines for crash reports (a worker's stderr is never a terminal).
     #[default]
     Inherit,
     /// Discarded. For stderr, the last lines are still kept for crash reports.

@@ -183,6 +183,11 @@ impl Pool {
         block: bool,
         sink: Option<Sink>,
     ) -> Result<Arc<Ticket>, SubmitError<T>> {
+        if let Err(kind) = self.shared.gate.acquire(block) {
+            return Err(SubmitError::new(task, kind));
+        }
+        // From here the ticket holds the in-flight place; its outcome gives it back.
+        let ticket = Arc::new(Ticket::new(sink, Some(self.shared.gate.clone())));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let header = Request::Run {
             id,
@@ -191,7 +196,6 @@ impl Pool {
         let frame = match frame::encode(&header, |buf| codec::encode_into(&task, buf)) {
             Ok(frame) => frame,
             Err(message) => {
-                let ticket = Arc::new(Ticket::new(sink, None));
                 ticket.complete(Err(TaskError::Codec {
                     side: Side::Parent,
                     direction: Direction::ToWorker,
@@ -200,10 +204,6 @@ impl Pool {
                 return Ok(ticket);
             }
         };
-        if let Err(kind) = self.shared.gate.acquire(block) {
-            return Err(SubmitError::new(task, kind));
-        }
-        let ticket = Arc::new(Ticket::new(sink, Some(self.shared.gate.clone())));
         let job = Job {
             id,
             frame,
@@ -214,6 +214,7 @@ impl Pool {
         if sent == Some(true) {
             Ok(ticket)
         } else {
+            // Never queued: the ticket is dropped unsettled, so give its place back here.
             self.shared.gate.release();
             Err(SubmitError::new(task, SubmitErrorKind::Closed))
         }

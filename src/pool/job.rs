@@ -81,7 +81,12 @@ impl Ticket {
 
     /// Records the outcome. Only the first call counts; it returns whether it did.
     pub(crate) fn complete(&self, outcome: RawOutcome) -> bool {
-        let mut state = self.lock();
+        self.settle(self.lock(), outcome)
+    }
+
+    /// Records the outcome while holding the lock that decided it, so no other party
+    /// (a supervisor starting the job, a second cancel) can slip in between.
+    fn settle(&self, mut state: MutexGuard<'_, State>, outcome: RawOutcome) -> bool {
         if matches!(*state, State::Done(_)) {
             return false;
         }
@@ -93,11 +98,13 @@ impl Ticket {
             }
             None => State::Done(Some(outcome)),
         };
-        drop(state);
-        self.done.notify_all();
+        // The place is free before anyone learns of the outcome, so a caller woken by
+        // it can submit again at once.
         if let Some(gate) = &self.gate {
             gate.release();
         }
+        drop(state);
+        self.done.notify_all();
         true
     }
 
@@ -106,10 +113,7 @@ impl Ticket {
     pub(crate) fn cancel(&self) -> bool {
         let mut state = self.lock();
         match *state {
-            State::Queued => {
-                drop(state);
-                self.complete(Err(TaskError::Cancelled))
-            }
+            State::Queued => self.settle(state, Err(TaskError::Cancelled)),
             State::Running => {
                 *state = State::CancelRequested;
                 true

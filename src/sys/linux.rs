@@ -145,3 +145,16 @@ pub(crate) fn watch_lifeline(fd: RawFd) -> io::Result<()> {
 pub(crate) fn own_process_group(cmd: &mut Command) {
     cmd.process_group(0);
 }
+
+/// Whether our child `pid` has ended, *without* reaping it. While it stays unreaped its
+/// pid, and so its process group id, cannot be reused, which makes a group kill safe.
+pub(crate) fn has_exited(pid: u32) -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
+        Ok(WaitStatus::StillAlive) => false,
+        Ok(_) => true,
+        // ECHILD: already reaped, which only this crate does; treat as ended.
+        Err(_) => true,
+    }
+}

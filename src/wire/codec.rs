@@ -52,7 +52,8 @@ mod tests {
     #[test]
     fn a_wrong_type_is_an_error_not_a_panic() {
         let mut buf = Vec::new();
-        encode_into(&"not a number", &mut buf).unwrap();
-        assert!(decode::<Vec<u64>>(&buf).is_err());
+        encode_into(&7u8, &mut buf).unwrap();
+        assert!(decode::<bool>(&buf).is_err());
+        assert!(decode::<String>(&[200]).is_err(), "a length past the end");
     }
 }

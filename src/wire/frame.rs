@@ -27,8 +27,15 @@ pub(crate) enum Request {
 /// Worker → parent. The payload of `Output` is the encoded output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Response {
-    Output { id: u64 },
-    Failure { id: u64, failure: Failure },
+    /// The worker applied its `Setup` and takes tasks.
+    Ready,
+    Output {
+        id: u64,
+    },
+    Failure {
+        id: u64,
+        failure: Failure,
+    },
 }
 
 /// A task that ended without an output while its worker survived.

@@ -39,10 +39,11 @@ impl WorkerProcess {
         self.child.id()
     }
 
-    /// The exit status if the process has ended (reaping it), without blocking.
+    /// The exit status if the process has ended, without blocking. Whatever is left in
+    /// its group is killed before the reap (see [`kill`](Self::kill)).
     pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
+        if self.status.is_none() && sys::has_exited(self.pid()) {
+            self.kill();
         }
         self.status
     }
@@ -52,7 +53,6 @@ impl WorkerProcess {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Some(status) = self.try_wait() {
-                self.kill_group();
                 return status;
             }
             thread::sleep(REAP_POLL);
@@ -62,18 +62,22 @@ impl WorkerProcess {
 
     /// SIGTERM to the group, `grace` to go, then SIGKILL; reaped either way.
     pub(crate) fn terminate(&mut self, grace: Duration) -> ExitStatus {
-        if self.try_wait().is_none() {
+        if self.status.is_none() {
             let _ = sys::signal_group(self.pid(), sys::TERM);
         }
         self.wait_or_kill(grace)
     }
 
-    /// SIGKILL to the whole group, then reap.
+    /// SIGKILL to the whole group (grandchildren too), then reap.
+    ///
+    /// The group is signalled only while the leader is unreaped: until then its pid,
+    /// which is the group id, cannot belong to anyone else. After the reap nothing is
+    /// signalled again.
     pub(crate) fn kill(&mut self) -> ExitStatus {
-        self.kill_group();
         if let Some(status) = self.status {
             return status;
         }
+        let _ = sys::signal_group(self.pid(), sys::KILL);
         let status = self
             .child
             .wait()
@@ -82,10 +86,16 @@ impl WorkerProcess {
         status
     }
 
-    /// Kills whatever is left in the group (grandchildren too). The group id stays
-    /// reserved while any member lives, so this never hits a stranger.
-    fn kill_group(&self) {
-        let _ = sys::signal_group(self.pid(), sys::KILL);
+    /// Forgets the stderr lines so far: a crash report then shows what the worker wrote
+    /// while running the task that crashed, not the words of earlier tasks.
+    pub(crate) fn clear_stderr_tail(&self) {
+        self.stderr.clear();
+    }
+
+    /// Whether the worker's stderr said that an allocation failed (the Rust runtime's
+    /// "memory allocation of N bytes failed"), however much it printed afterwards.
+    pub(crate) fn saw_allocation_failure(&self) -> bool {
+        self.stderr.saw_allocation_failure()
     }
 
     /// The last stderr lines, waiting up to `wait` for the pipe to reach end-of-file so
@@ -106,6 +116,7 @@ struct Tail {
     lines: VecDeque<String>,
     partial: Vec<u8>,
     closed: bool,
+    allocation_failed: bool,
 }
 
 impl Tail {
@@ -122,6 +133,9 @@ impl Tail {
     fn finish_line(&mut self) {
         let line = String::from_utf8_lossy(&self.partial).into_owned();
         self.partial.clear();
+        if line.starts_with("memory allocation of") {
+            self.allocation_failed = true;
+        }
         if self.lines.len() == TAIL_LINES {
             self.lines.pop_front();
         }
@@ -185,6 +199,21 @@ impl StderrTail {
         cond.notify_all();
     }
 
+    fn clear(&self) {
+        let mut tail = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        tail.lines.clear();
+        tail.partial.clear();
+        tail.allocation_failed = false;
+    }
+
+    fn saw_allocation_failure(&self) -> bool {
+        self.shared
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allocation_failed
+    }
+
     fn lines(&self, wait: Duration) -> Vec<String> {
         let (lock, cond) = &*self.shared;
         let tail = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,5 +243,17 @@ mod tests {
         assert_eq!(tail.lines.len(), TAIL_LINES);
         assert_eq!(tail.lines[0], "line 31");
         assert_eq!(tail.lines.back().unwrap().len(), TAIL_LINE_BYTES);
+        assert!(!tail.allocation_failed);
+    }
+
+    #[test]
+    fn an_allocation_failure_is_remembered_past_the_tail() {
+        let mut tail = Tail::default();
+        tail.push(b"memory allocation of 1073741824 bytes failed\n");
+        for i in 0..100 {
+            tail.push(format!("backtrace frame {i}\n").as_bytes());
+        }
+        assert!(tail.allocation_failed);
+        assert!(tail.lines.iter().all(|l| !l.starts_with("memory")));
     }
 }

@@ -36,13 +36,18 @@ pub(crate) fn enter_if_worker() {
     if IN_WORKER.swap(true, Ordering::SeqCst) {
         return;
     }
-    let code = serve(&name);
+    // Read once, then gone: a program a task starts must not mistake itself for a
+    // worker. This runs first thing in main, before the worker starts any thread.
+    let lifeline = env::var(ENV_LIFELINE).ok();
+    env::remove_var(ENV_SERVER);
+    env::remove_var(ENV_LIFELINE);
+    let code = serve(&name, lifeline);
     let _ = std::io::stdout().flush();
     std::process::exit(code);
 }
 
-fn serve(name: &str) -> i32 {
-    if let Ok(fd) = env::var(ENV_LIFELINE) {
+fn serve(name: &str, lifeline: Option<String>) -> i32 {
+    if let Some(fd) = lifeline {
         let watched = fd
             .parse()
             .map_err(|e| format!("{e}"))
@@ -84,6 +89,9 @@ fn serve(name: &str) -> i32 {
                 if has_context {
                     frame.truncate(payload_len);
                     context::set(frame);
+                }
+                if link.send(frame::header_only(&Response::Ready)).is_err() {
+                    return 0;
                 }
             }
             Request::Run { id, task } => {

@@ -80,6 +80,7 @@ impl Supervisor {
                         worker = Some(w);
                         failures = 0;
                     }
+                    Err(_) if self.shared.is_terminating() => break,
                     Err(message) => {
                         failures += 1;
                         if failures >= config.max_start_failures {
@@ -92,18 +93,21 @@ impl Supervisor {
             }
             // Idle.
             let job = match retry.take() {
+                // A retried job is already Running; only a cancel may have come since.
+                Some(job) if job.ticket.is_cancel_requested() => {
+                    job.ticket.complete(Err(TaskError::Cancelled));
+                    continue;
+                }
                 Some(job) => job,
                 None => match self.shared.queue.recv() {
-                    Ok(job) => job,
+                    Ok(job) if job.ticket.start() => job,
+                    Ok(_) => continue, // cancelled while queued; its outcome is final
                     Err(_) => break,
                 },
             };
             if self.shared.is_terminating() {
                 job.ticket.complete(Err(TaskError::PoolClosed));
                 break;
-            }
-            if !job.ticket.start() {
-                continue; // cancelled while queued; its outcome is already final
             }
             let w = worker.as_mut().expect("a worker was started above");
             // Busy.
@@ -205,16 +209,42 @@ impl Supervisor {
         if let Err(e) = link.send(&frame) {
             return Err(format!("worker went away during set-up: {e}"));
         }
-        Ok(Worker {
+        let mut worker = Worker {
             process,
             link,
             tasks: 0,
-        })
+        };
+        loop {
+            match worker.link.recv_timeout(TICK) {
+                Ok(frame) if matches!(frame::decode(&frame), Ok((Response::Ready, 0))) => {
+                    return Ok(worker)
+                }
+                Ok(_) => return Err("worker answered its set-up with a malformed frame".into()),
+                Err(RecvError::Closed) => {
+                    return Err(format!(
+                        "worker failed its set-up: {}",
+                        self.crashed(&mut worker, None)
+                    ))
+                }
+                Err(RecvError::Timeout) => {}
+            }
+            if self.shared.is_terminating() {
+                return Err("pool terminated during start-up".to_owned());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "worker {} did not finish its set-up within {:?}",
+                    self.shared.spawner.program(),
+                    config.start_timeout
+                ));
+            }
+        }
     }
 
     /// Sends the job and waits for its end, watching the worker every tick.
     fn execute(&self, w: &mut Worker, job: &Job) -> Step {
         let config = &self.shared.config;
+        w.process.clear_stderr_tail();
         if w.link.send(&job.frame).is_err() {
             return Step::Lost(self.crashed(w, None));
         }
@@ -286,6 +316,7 @@ impl Supervisor {
                 w,
                 format!("answer for task #{id} while task #{} was running", job.id),
             ),
+            Ok((Response::Ready, _)) => broken(w, "a second Ready while a task ran".to_owned()),
         }
     }
 
@@ -295,9 +326,9 @@ impl Supervisor {
         let status = w.process.wait_or_kill(config.kill_grace);
         let stderr = w.process.stderr_tail(TAIL_WAIT);
         if let Some(limit) = config.max_memory {
-            // An allocation refused under the data-segment cap aborts the worker with
-            // this message from the Rust runtime.
-            if stderr.iter().any(|l| l.contains("memory allocation of")) {
+            // An allocation refused under the data-segment cap makes the Rust runtime
+            // print "memory allocation of N bytes failed" and abort.
+            if w.process.saw_allocation_failure() {
                 return TaskError::MemoryLimit {
                     limit,
                     used: peak,

@@ -1,0 +1,147 @@
+//! Process hygiene: no worker outlives its parent or its pool, no zombie stays behind,
+//! and the parent's descriptors come back to their baseline.
+//!
+//! These tests look at this process's children, so they take a lock and never run at
+//! the same time as each other.
+
+mod common;
+
+use std::process::{Command, Stdio as StdStdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use procpool::{Pool, TaskError};
+use procpool_worker::{Fault, WorkerPid};
+
+procpool::test_support!();
+
+static ALONE: Mutex<()> = Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    procpool_worker::link();
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Running children of `parent`, read from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1) == Some(&parent.to_string().as_str()) && common::is_running(pid) {
+            kids.push(pid);
+        }
+    }
+    kids
+}
+
+#[test]
+#[ignore = "the parent process of parent_killed_while_workers_are_busy; run by it"]
+fn busy_parent_helper() {
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let _busy: Vec<_> = (0..2).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn parent_killed_while_workers_are_busy() {
+    let _alone = alone();
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "busy_parent_helper",
+            "--include-ignored",
+            "--nocapture",
+            "-q",
+        ])
+        .stdout(StdStdio::null())
+        .spawn()
+        .unwrap();
+    let parent_pid = parent.id();
+    assert!(
+        common::eventually(Duration::from_secs(30), || children_of(parent_pid).len()
+            == 2),
+        "the helper never had two workers: {:?}",
+        children_of(parent_pid)
+    );
+    let workers = children_of(parent_pid);
+    // Let both pick up their endless task.
+    std::thread::sleep(Duration::from_millis(300));
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let started = Instant::now();
+    assert!(
+        common::eventually(Duration::from_secs(5), || workers
+            .iter()
+            .all(|&w| !common::is_running(w))),
+        "workers {workers:?} outlived their SIGKILLed parent"
+    );
+    eprintln!(
+        "busy workers gone {:?} after the parent's SIGKILL",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn dropping_a_pool_with_a_thousand_queued_tasks_returns_promptly() {
+    let _alone = alone();
+    let me = std::process::id();
+    let pool = Pool::builder().workers(2).build().unwrap();
+    let first = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let handles: Vec<_> = (0..1000)
+        .map(|_| pool.submit(Fault::Sleep(20)).unwrap())
+        .collect();
+    assert!(common::eventually(Duration::from_secs(30), || children_of(
+        me
+    )
+    .len()
+        == 2));
+    let workers = children_of(me);
+    assert!(workers.contains(&first));
+    let started = Instant::now();
+    drop(pool);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "drop took {took:?}");
+    let mut finished = 0;
+    for h in handles {
+        match h.wait() {
+            Ok(20) => finished += 1,
+            Err(TaskError::PoolClosed) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert!(finished < 1000, "the drop waited for the whole queue");
+    assert!(
+        children_of(me).is_empty(),
+        "left behind: {:?}",
+        children_of(me)
+    );
+    assert!(common::zombie_children().is_empty());
+}
+
+#[test]
+fn descriptors_do_not_grow_with_queued_tasks() {
+    let _alone = alone();
+    let pool = Pool::builder().workers(2).build().unwrap();
+    pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let idle = common::open_fds();
+    let handles: Vec<_> = (0..5000)
+        .map(|_| pool.submit(Fault::Ok(1)).unwrap())
+        .collect();
+    let queued = common::open_fds();
+    for h in handles {
+        assert_eq!(h.wait(), Ok(1));
+    }
+    assert!(
+        queued <= idle + 4,
+        "{idle} descriptors idle, {queued} with 5,000 tasks queued"
+    );
+}

@@ -1,0 +1,273 @@
+//! The pool's API with real worker processes: handles, cancellation, retries, recycling,
+//! context, environment, maps, backpressure and start-up failures.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use procpool::{Launch, Pool, PoolBuilder, TaskError};
+use procpool_worker::{CrashOnce, Fault, Square, SumContext, WorkerEnv, WorkerPid};
+
+procpool::test_support!();
+
+fn builder() -> PoolBuilder {
+    procpool_worker::link();
+    Pool::builder().workers(2)
+}
+
+#[test]
+fn cancel_a_queued_task() {
+    let pool = builder().workers(1).build().unwrap();
+    let busy = pool.submit(Fault::Sleep(300)).unwrap();
+    let queued = pool.submit(Square(2)).unwrap();
+    assert!(queued.cancel());
+    assert_eq!(queued.wait(), Err(TaskError::Cancelled));
+    assert_eq!(busy.wait(), Ok(300));
+}
+
+#[test]
+fn cancel_a_running_task_kills_and_replaces_its_worker() {
+    let pool = builder().workers(1).build().unwrap();
+    let before = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let hang = pool.submit(Fault::Hang).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!hang.is_finished());
+    let started = Instant::now();
+    assert!(hang.cancel());
+    assert_eq!(hang.wait(), Err(TaskError::Cancelled));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(common::eventually(Duration::from_secs(5), || {
+        !common::is_running(before)
+    }));
+    let after = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    assert_ne!(before, after, "the cancelled task's worker was replaced");
+}
+
+#[test]
+fn cancel_after_the_outcome_changes_nothing() {
+    let pool = builder().build().unwrap();
+    let h = pool.submit(Square(4)).unwrap();
+    while !h.is_finished() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!h.cancel());
+    assert_eq!(h.wait(), Ok(16));
+}
+
+#[test]
+fn wait_timeout_hands_the_handle_back() {
+    let pool = builder().build().unwrap();
+    let h = pool.submit(Fault::Sleep(400)).unwrap();
+    let h = h.wait_timeout(Duration::from_millis(5)).unwrap_err();
+    assert_eq!(h.wait_timeout(Duration::from_secs(30)).unwrap(), Ok(400));
+}
+
+#[test]
+fn a_retry_cures_a_one_off_crash() {
+    let dir = std::env::temp_dir().join(format!("procpool-retry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("crashed-once");
+    let _ = std::fs::remove_file(&marker);
+    let pool = builder().retries(1).core_dumps(false).build().unwrap();
+    assert_eq!(
+        pool.submit(CrashOnce(marker.clone())).unwrap().wait(),
+        Ok(1)
+    );
+    assert!(marker.exists(), "the first attempt ran and crashed");
+
+    let marker2 = dir.join("crashed-without-retry");
+    let _ = std::fs::remove_file(&marker2);
+    let pool = builder().core_dumps(false).build().unwrap();
+    let e = pool.submit(CrashOnce(marker2)).unwrap().wait().unwrap_err();
+    assert_eq!(e.signal(), Some(6), "{e:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn retries_do_not_repeat_a_panic() {
+    let pool = builder().retries(3).build().unwrap();
+    let e = pool.submit(Fault::Panic("once".into())).unwrap().wait();
+    assert!(e.unwrap_err().is_panic());
+}
+
+#[test]
+fn max_tasks_per_worker_one_gives_a_fresh_process_per_task() {
+    let pool = builder()
+        .workers(1)
+        .max_tasks_per_worker(1)
+        .build()
+        .unwrap();
+    let pids: HashSet<u32> = (0..5)
+        .map(|_| pool.submit(WorkerPid).unwrap().wait().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 5);
+}
+
+#[test]
+fn context_is_sent_once_and_read_in_tasks() {
+    let data: Vec<u64> = (0..1000).collect();
+    let pool = builder().context(&data).build().unwrap();
+    let sums: Vec<u64> = pool
+        .map((0..8).map(|_| SumContext))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(sums, vec![499_500; 8]);
+}
+
+#[test]
+fn a_task_reading_a_missing_context_fails_cleanly() {
+    let pool = builder().build().unwrap();
+    let e = pool.submit(SumContext).unwrap().wait().unwrap_err();
+    assert!(e.is_failed() && e.to_string().contains("no context"), "{e}");
+}
+
+#[test]
+fn env_and_current_dir_reach_the_worker() {
+    let pool = builder()
+        .env("PROCPOOL_TEST_VALUE", "forty-two")
+        .current_dir("/")
+        .build()
+        .unwrap();
+    let (value, cwd) = pool
+        .submit(WorkerEnv("PROCPOOL_TEST_VALUE".into()))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("forty-two"));
+    assert_eq!(cwd, "/");
+}
+
+#[test]
+fn map_unordered_gives_every_index_exactly_once() {
+    let pool = builder().build().unwrap();
+    let mut seen = vec![false; 500];
+    for (i, out) in pool.map_unordered((0..500).map(Square)) {
+        assert!(!seen[i], "index {i} twice");
+        seen[i] = true;
+        assert_eq!(out, Ok((i * i) as u64));
+    }
+    assert!(seen.iter().all(|&s| s));
+}
+
+#[test]
+fn map_pulls_its_input_lazily() {
+    let pool = builder().build().unwrap();
+    let pulled = AtomicUsize::new(0);
+    let endless = (0u64..).map(|n| {
+        pulled.fetch_add(1, Ordering::SeqCst);
+        Square(n)
+    });
+    let first: Vec<u64> = pool.map(endless).take(50).map(Result::unwrap).collect();
+    assert_eq!(first[49], 49 * 49);
+    let pulled = pulled.load(Ordering::SeqCst);
+    assert!(
+        pulled < 50 + 64,
+        "an endless input was pulled {pulled} times for 50 outputs"
+    );
+}
+
+#[test]
+fn map_keeps_going_past_faults() {
+    let pool = builder().core_dumps(false).build().unwrap();
+    let inputs = (0..40u64).map(|i| {
+        if i % 10 == 3 {
+            Fault::Segfault
+        } else {
+            Fault::Ok(i)
+        }
+    });
+    let outs: Vec<_> = pool.map(inputs).collect();
+    for (i, out) in outs.iter().enumerate() {
+        if i % 10 == 3 {
+            assert_eq!(out.as_ref().unwrap_err().signal(), Some(11));
+        } else {
+            assert_eq!(out, &Ok(i as u64));
+        }
+    }
+}
+
+#[test]
+fn try_submit_refuses_at_the_in_flight_limit_and_hands_the_task_back() {
+    let pool = builder().max_in_flight(1).build().unwrap();
+    let busy = pool.submit(Fault::Sleep(300)).unwrap();
+    let refused = pool.try_submit(Square(9)).unwrap_err();
+    assert!(refused.is_full());
+    assert_eq!(refused.into_inner().0, 9);
+    assert_eq!(busy.wait(), Ok(300));
+    assert_eq!(pool.try_submit(Square(9)).unwrap().wait(), Ok(81));
+}
+
+#[test]
+fn join_finishes_queued_tasks() {
+    let pool = builder().build().unwrap();
+    let handles: Vec<_> = (0..20).map(|i| pool.submit(Square(i)).unwrap()).collect();
+    pool.join();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.wait(), Ok((i * i) as u64));
+    }
+}
+
+#[test]
+fn terminate_ends_running_and_queued_tasks_with_pool_closed() {
+    let pool = builder().build().unwrap();
+    let handles: Vec<_> = (0..6).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    pool.terminate();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    for h in handles {
+        assert_eq!(h.wait(), Err(TaskError::PoolClosed));
+    }
+}
+
+#[test]
+fn a_worker_that_cannot_start_fails_tasks_then_refuses_them() {
+    let pool = builder()
+        .launch(Launch::Binary("/bin/false".into()))
+        .max_start_failures(2)
+        .build()
+        .unwrap();
+    let e = pool.submit(Square(1)).unwrap().wait().unwrap_err();
+    assert!(e.is_worker_start(), "{e:?}");
+    assert!(e.to_string().contains("exited with code 1"), "{e}");
+    assert!(common::eventually(Duration::from_secs(10), || pool
+        .submit(Square(1))
+        .is_err_and(|refused| refused.is_broken())));
+}
+
+#[test]
+fn a_worker_that_never_connects_hits_the_start_deadline() {
+    let dir = std::env::temp_dir().join(format!("procpool-silent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("silent-worker");
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&script).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pool = builder()
+        .workers(1)
+        .launch(Launch::Binary(script))
+        .start_timeout(Duration::from_millis(300))
+        .max_start_failures(1)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let e = pool.submit(Square(1)).unwrap().wait().unwrap_err();
+    assert!(e.to_string().contains("did not connect"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_settings_are_refused_at_build() {
+    assert!(builder().workers(0).build().is_err());
+    assert!(builder().max_in_flight(0).build().is_err());
+    let missing = builder()
+        .launch(Launch::Binary("/nonexistent/worker".into()))
+        .build();
+    assert!(missing.unwrap_err().to_string().contains("does not exist"));
+}
