@@ -145,3 +145,26 @@ fn descriptors_do_not_grow_with_queued_tasks() {
         "{idle} descriptors idle, {queued} with 5,000 tasks queued"
     );
 }
+
+#[test]
+#[ignore = "started by a_worker_without_init_refuses_to_build_pools, with PROCPOOL_WORKER set"]
+fn missing_init_helper() {
+    let built = Pool::builder().workers(1).build();
+    assert!(
+        matches!(built, Err(procpool::BuildError::MissingInit)),
+        "{built:?}"
+    );
+}
+
+#[test]
+fn a_worker_without_init_refuses_to_build_pools() {
+    // A re-executed program whose main skipped procpool::init() would otherwise start
+    // pools of its own, which would start more workers, without end.
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "missing_init_helper", "--include-ignored", "-q"])
+        .env("PROCPOOL_WORKER", "/nonexistent/listener")
+        .stdout(StdStdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the helper's assertion failed: {status}");
+}
