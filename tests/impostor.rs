@@ -64,19 +64,14 @@ fn impostor() {
 
 fn impostor_pool(mode: &str) -> PoolBuilder {
     procpool_worker::link();
-    let dir = std::env::temp_dir().join(format!("procpool-impostor-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join(mode);
     let exe = std::env::current_exe().unwrap();
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nexec '{}' --exact impostor --include-ignored --nocapture -q\n",
+    let script = common::script(
+        mode,
+        &format!(
+            "exec '{}' --exact impostor --include-ignored --nocapture -q\n",
             exe.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     Pool::builder()
         .workers(1)
         .launch(Launch::Binary(script))

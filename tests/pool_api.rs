@@ -239,15 +239,7 @@ fn a_worker_that_cannot_start_fails_tasks_then_refuses_them() {
 
 #[test]
 fn a_worker_that_never_connects_hits_the_start_deadline() {
-    let dir = std::env::temp_dir().join(format!("procpool-silent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("silent-worker");
-    std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&script).unwrap().permissions(),
-        0o755,
-    );
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = common::script("silent-worker", "exec sleep 30\n");
     let pool = builder()
         .workers(1)
         .launch(Launch::Binary(script))
@@ -259,7 +251,6 @@ fn a_worker_that_never_connects_hits_the_start_deadline() {
     let e = pool.submit(Square(1)).unwrap().wait().unwrap_err();
     assert!(e.to_string().contains("did not connect"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(20));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -270,4 +261,26 @@ fn bad_settings_are_refused_at_build() {
         .launch(Launch::Binary("/nonexistent/worker".into()))
         .build();
     assert!(missing.unwrap_err().to_string().contains("does not exist"));
+}
+
+#[test]
+fn a_start_failure_quotes_the_first_thing_the_worker_said() {
+    let script = common::script(
+        "noisy-worker",
+        "echo 'cannot open /etc/worker.conf' >&2\n\
+         for i in $(seq 1 50); do echo \"  $i: backtrace frame\" >&2; done\nexit 1\n",
+    );
+    let pool = builder()
+        .workers(1)
+        .launch(Launch::Binary(script))
+        .stderr(procpool::Stdio::Null)
+        .max_start_failures(1)
+        .build()
+        .unwrap();
+    let e = pool.submit(Square(1)).unwrap().wait().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("first stderr line: cannot open /etc/worker.conf"),
+        "{e}"
+    );
 }

@@ -86,6 +86,19 @@ impl WorkerProcess {
         status
     }
 
+    /// The first non-empty stderr line since the last clear, once the pipe has drained
+    /// (waiting up to `wait`).
+    pub(crate) fn first_stderr_line(&self, wait: Duration) -> Option<String> {
+        self.stderr.lines(wait);
+        self.stderr
+            .shared
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first
+            .clone()
+    }
+
     /// Forgets the stderr lines so far: a crash report then shows what the worker wrote
     /// while running the task that crashed, not the words of earlier tasks.
     pub(crate) fn clear_stderr_tail(&self) {
@@ -114,6 +127,9 @@ impl Drop for WorkerProcess {
 #[derive(Debug, Default)]
 struct Tail {
     lines: VecDeque<String>,
+    /// The first line since the last clear: when a worker dies at start-up it usually
+    /// says why there, before any backtrace.
+    first: Option<String>,
     partial: Vec<u8>,
     closed: bool,
     allocation_failed: bool,
@@ -135,6 +151,9 @@ impl Tail {
         self.partial.clear();
         if line.starts_with("memory allocation of") {
             self.allocation_failed = true;
+        }
+        if self.first.is_none() && !line.trim().is_empty() {
+            self.first = Some(line.clone());
         }
         if self.lines.len() == TAIL_LINES {
             self.lines.pop_front();
@@ -202,6 +221,7 @@ impl StderrTail {
     fn clear(&self) {
         let mut tail = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
         tail.lines.clear();
+        tail.first = None;
         tail.partial.clear();
         tail.allocation_failed = false;
     }
@@ -255,5 +275,9 @@ mod tests {
         }
         assert!(tail.allocation_failed);
         assert!(tail.lines.iter().all(|l| !l.starts_with("memory")));
+        assert_eq!(
+            tail.first.as_deref(),
+            Some("memory allocation of 1073741824 bytes failed")
+        );
     }
 }

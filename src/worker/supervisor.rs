@@ -172,13 +172,13 @@ impl Supervisor {
                 Accept::Pending => {}
             }
             if let Some(status) = process.try_wait() {
-                let tail = process.stderr_tail(TAIL_WAIT);
+                // Its first words say why: a backtrace may follow and fill the tail.
+                let said = process.first_stderr_line(TAIL_WAIT);
                 return Err(format!(
                     "worker {} {} before connecting{}",
                     self.shared.spawner.program(),
                     describe_status(status),
-                    tail.last()
-                        .map(|l| format!("; last stderr line: {l}"))
+                    said.map(|l| format!("; its first stderr line: {l}"))
                         .unwrap_or_default()
                 ));
             }

@@ -33,6 +33,17 @@ pub(crate) fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> boo
     }
 }
 
+/// Writes an executable shell script named `name` in a temporary folder of this test
+/// process and returns its path: a stand-in worker binary that misbehaves on purpose.
+pub(crate) fn script(name: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("procpool-test-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
 /// Open descriptors of this process.
 pub(crate) fn open_fds() -> usize {
     fs::read_dir("/proc/self/fd")
