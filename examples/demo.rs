@@ -1,12 +1,13 @@
 //! The demo batch: 240 CPU-bound jobs (counting primes), some of which panic, segfault
 //! or hang. Every job gets exactly one outcome; the run ends with a summary per outcome.
 //!
-//! Run it with `cargo run --release --example demo`.
+//! Run it with `cargo run --release --example demo`; add `-- --fork-server` to fork the
+//! workers from a fork server instead of re-executing the program for each.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use procpool::{BoxError, Pool, Stdio, Task, TaskError};
+use procpool::{BoxError, Launch, Pool, Stdio, Task, TaskError};
 use procpool_worker::{CountPrimes, Fault};
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +59,13 @@ fn main() -> anyhow::Result<()> {
     procpool::init();
 
     let timeout = Duration::from_secs(2);
+    let launch = match std::env::args().nth(1).as_deref() {
+        None => Launch::CurrentExe,
+        Some("--fork-server") => Launch::ForkServer,
+        Some(other) => anyhow::bail!("unknown argument {other:?} (try --fork-server)"),
+    };
     let pool = Pool::builder()
+        .launch(launch.clone())
         .timeout(timeout)
         .core_dumps(false)
         // Workers' own crash messages stay out of the demo's output; each error still
@@ -66,8 +73,13 @@ fn main() -> anyhow::Result<()> {
         .stderr(Stdio::Null)
         .build()?;
     println!(
-        "procpool demo: {JOBS} prime-counting jobs on {} worker processes (timeout {timeout:?})",
-        pool.workers()
+        "procpool demo: {JOBS} prime-counting jobs on {} worker processes{} (timeout {timeout:?})",
+        pool.workers(),
+        if launch.is_fork_server() {
+            " forked by a fork server"
+        } else {
+            ""
+        }
     );
 
     let started = Instant::now();

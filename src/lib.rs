@@ -32,8 +32,9 @@
 //! ```
 //!
 //! * [`Task`] and [`register!`] define work; [`Pool`] and [`PoolBuilder`] run it.
-//! * [`Launch`] picks where workers come from: the current executable (the default) or
-//!   a separate worker binary. In tests, use [`test_support!`].
+//! * [`Launch`] picks where workers come from: the current executable (the default), a
+//!   separate worker binary, or a fork server started as either. In tests, use
+//!   [`test_support!`].
 //! * `docs/ARCHITECTURE.md` and `docs/FAILURES.md` in the repository describe the
 //!   processes, the wire format and every failure's outcome.
 

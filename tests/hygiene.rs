@@ -22,27 +22,6 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
     ALONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Running children of `parent`, read from /proc.
-fn children_of(parent: u32) -> Vec<u32> {
-    let mut kids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1) == Some(&parent.to_string().as_str()) && common::is_running(pid) {
-            kids.push(pid);
-        }
-    }
-    kids
-}
-
 #[test]
 #[ignore = "the parent process of parent_killed_while_workers_are_busy; run by it"]
 fn busy_parent_helper() {
@@ -67,27 +46,14 @@ fn parent_killed_while_workers_are_busy() {
         .unwrap();
     let parent_pid = parent.id();
     assert!(
-        common::eventually(Duration::from_secs(30), || children_of(parent_pid).len()
+        common::eventually(Duration::from_secs(30), || common::children_of(parent_pid)
+            .len()
             == 2),
         "the helper never had two workers: {:?}",
-        children_of(parent_pid)
+        common::children_of(parent_pid)
     );
-    let workers = children_of(parent_pid);
-    // Let both pick up their endless task.
-    std::thread::sleep(Duration::from_millis(300));
-    parent.kill().unwrap();
-    parent.wait().unwrap();
-    let started = Instant::now();
-    assert!(
-        common::eventually(Duration::from_secs(5), || workers
-            .iter()
-            .all(|&w| !common::is_running(w))),
-        "workers {workers:?} outlived their SIGKILLed parent"
-    );
-    eprintln!(
-        "busy workers gone {:?} after the parent's SIGKILL",
-        started.elapsed()
-    );
+    let workers = common::children_of(parent_pid);
+    common::kill_parent_and_expect_gone(&mut parent, &workers);
 }
 
 #[test]
@@ -99,12 +65,11 @@ fn dropping_a_pool_with_a_thousand_queued_tasks_returns_promptly() {
     let handles: Vec<_> = (0..1000)
         .map(|_| pool.submit(Fault::Sleep(20)).unwrap())
         .collect();
-    assert!(common::eventually(Duration::from_secs(30), || children_of(
-        me
-    )
-    .len()
-        == 2));
-    let workers = children_of(me);
+    assert!(common::eventually(
+        Duration::from_secs(30),
+        || common::children_of(me).len() == 2
+    ));
+    let workers = common::children_of(me);
     assert!(workers.contains(&first));
     let started = Instant::now();
     drop(pool);
@@ -120,9 +85,9 @@ fn dropping_a_pool_with_a_thousand_queued_tasks_returns_promptly() {
     }
     assert!(finished < 1000, "the drop waited for the whole queue");
     assert!(
-        children_of(me).is_empty(),
+        common::children_of(me).is_empty(),
         "left behind: {:?}",
-        children_of(me)
+        common::children_of(me)
     );
     assert!(common::zombie_children().is_empty());
 }

@@ -284,3 +284,21 @@ fn a_start_failure_quotes_the_first_thing_the_worker_said() {
         "{e}"
     );
 }
+
+/// libtest runs this test on a thread, so a fork server re-executed from this binary
+/// finds itself multi-threaded: it must refuse to fork and say why.
+#[test]
+fn a_fork_server_in_a_test_harness_refuses_to_fork() {
+    let pool = builder()
+        .workers(1)
+        .launch(Launch::ForkServer)
+        .stderr(procpool::Stdio::Null)
+        .max_start_failures(1)
+        .build()
+        .unwrap();
+    let e = pool.submit(Square(1)).unwrap().wait().unwrap_err();
+    assert!(e.is_worker_start(), "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains("threads"), "{message}");
+    assert!(message.contains("harness = false"), "{message}");
+}

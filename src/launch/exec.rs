@@ -1,25 +1,17 @@
-//! Starting a worker with `exec`: the current executable or a separate binary.
+//! Starting a worker: the command line every launch mode shares, and the choice between
+//! exec'ing a worker directly and asking the fork server for one.
 
 use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 use std::process::{Command, Stdio as StdStdio};
+use std::sync::Arc;
+use std::time::Duration;
 
+use super::fork::ForkServer;
 use super::{Launch, Stdio, ENV_LIFELINE, ENV_SERVER};
 use crate::sys::{self, Lifeline};
 use crate::worker::process::WorkerProcess;
-
-/// Everything needed to start one more worker process.
-#[derive(Debug, Clone)]
-pub(crate) struct Spawner {
-    program: PathBuf,
-    args: Vec<OsString>,
-    env: Vec<(OsString, Option<OsString>)>,
-    cwd: Option<PathBuf>,
-    stdout: Stdio,
-    stderr: Stdio,
-    lifeline: &'static Lifeline,
-}
 
 /// The settings of the builder that shape a worker's command line.
 #[derive(Debug, Clone, Default)]
@@ -31,30 +23,32 @@ pub(crate) struct SpawnSettings {
     pub(crate) stderr: Stdio,
 }
 
-impl Spawner {
-    pub(crate) fn new(settings: SpawnSettings) -> io::Result<Spawner> {
-        let (program, args) = match settings.launch {
-            Launch::CurrentExe => (std::env::current_exe()?, super::test_entry::worker_args()),
-            Launch::Binary(path) => (path, Vec::new()),
-        };
-        Ok(Spawner {
-            program,
-            args,
-            env: settings.env,
-            cwd: settings.cwd,
-            stdout: settings.stdout,
-            stderr: settings.stderr,
-            lifeline: Lifeline::get()?,
-        })
-    }
+/// The program, arguments, environment and streams of an exec'd process: a worker, or
+/// a fork server (whose forked workers inherit all of it but stderr).
+#[derive(Debug, Clone)]
+pub(crate) struct CommandSpec {
+    program: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, Option<OsString>)>,
+    cwd: Option<PathBuf>,
+    stdout: Stdio,
+    stderr: Stdio,
+    lifeline: &'static Lifeline,
+}
 
-    /// The executable workers run, for error messages.
+impl CommandSpec {
+    /// The executable, for error messages.
     pub(crate) fn program(&self) -> String {
         self.program.display().to_string()
     }
 
-    /// Starts a worker that will connect to the bootstrap listener `server`.
-    pub(crate) fn spawn(&self, server: &str) -> io::Result<WorkerProcess> {
+    /// Whether the parent passes the child's stderr on to its own.
+    pub(crate) fn forward_stderr(&self) -> bool {
+        self.stderr == Stdio::Inherit
+    }
+
+    /// The command, short of the variable that tells the child its role.
+    pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args);
         for (key, value) in &self.env {
@@ -63,8 +57,7 @@ impl Spawner {
                 None => cmd.env_remove(key),
             };
         }
-        cmd.env(ENV_SERVER, server)
-            .env(ENV_LIFELINE, self.lifeline.child_fd().to_string())
+        cmd.env(ENV_LIFELINE, self.lifeline.child_fd().to_string())
             .stdin(StdStdio::null())
             .stdout(match self.stdout {
                 Stdio::Inherit => StdStdio::inherit(),
@@ -77,7 +70,58 @@ impl Spawner {
         }
         sys::own_process_group(&mut cmd);
         self.lifeline.attach(&mut cmd);
+        cmd
+    }
+}
+
+/// Everything needed to start one more worker process.
+#[derive(Debug, Clone)]
+pub(crate) struct Spawner {
+    command: CommandSpec,
+    fork_server: Option<Arc<ForkServer>>,
+}
+
+impl Spawner {
+    pub(crate) fn new(settings: SpawnSettings, start_timeout: Duration) -> io::Result<Spawner> {
+        let fork = settings.launch.is_fork_server();
+        let (program, args) = match settings.launch {
+            Launch::CurrentExe | Launch::ForkServer => {
+                (std::env::current_exe()?, super::test_entry::worker_args())
+            }
+            Launch::Binary(path) | Launch::ForkServerBinary(path) => (path, Vec::new()),
+        };
+        let command = CommandSpec {
+            program,
+            args,
+            env: settings.env,
+            cwd: settings.cwd,
+            stdout: settings.stdout,
+            stderr: settings.stderr,
+            lifeline: Lifeline::get()?,
+        };
+        let fork_server = fork.then(|| Arc::new(ForkServer::new(command.clone(), start_timeout)));
+        Ok(Spawner {
+            command,
+            fork_server,
+        })
+    }
+
+    /// The executable workers run, for error messages.
+    pub(crate) fn program(&self) -> String {
+        match self.fork_server {
+            Some(_) => format!("{} (fork server)", self.command.program()),
+            None => self.command.program(),
+        }
+    }
+
+    /// Starts a worker that will connect to the bootstrap listener `listener`.
+    pub(crate) fn spawn(&self, listener: &str) -> io::Result<WorkerProcess> {
+        if let Some(server) = &self.fork_server {
+            return server.spawn(listener);
+        }
+        let mut cmd = self.command.command();
+        cmd.env(ENV_SERVER, listener);
         let child = cmd.spawn()?;
-        Ok(WorkerProcess::new(child, self.stderr == Stdio::Inherit))
+        Ok(WorkerProcess::exec(child, self.command.forward_stderr()))
     }
 }

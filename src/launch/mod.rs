@@ -1,8 +1,11 @@
-//! How a worker process comes to be: re-executing the current program, or running a
-//! separate worker binary. Both end in the same bootstrap (see `link`).
+//! How a worker process comes to be: re-executing the current program, running a
+//! separate worker binary, or forking from a fork server that was started either way.
+//! All end in the same bootstrap (see `link`).
 
 pub(crate) mod exec;
+mod fork;
 mod test_entry;
+pub(crate) mod zygote;
 
 pub(crate) use exec::Spawner;
 #[doc(hidden)]
@@ -15,6 +18,9 @@ use std::path::PathBuf;
 pub(crate) const ENV_SERVER: &str = "PROCPOOL_WORKER";
 /// Environment variable holding the inherited parent-death lifeline descriptor.
 pub(crate) const ENV_LIFELINE: &str = "PROCPOOL_LIFELINE_FD";
+/// Environment variable naming the socket of a fork server; its presence makes
+/// [`init`](crate::init) turn the process into one.
+pub(crate) const ENV_ZYGOTE: &str = "PROCPOOL_FORK_SERVER_FD";
 
 /// Where worker processes come from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +34,26 @@ pub enum Launch {
     /// Run a separate worker executable, such as `procpool-worker`, whose `main` calls
     /// [`procpool::init()`](crate::init) and which links the task types.
     Binary(PathBuf),
+    /// Re-execute the running program once, as a *fork server*, and fork every worker
+    /// from it: a respawn costs a `fork`, not an `exec` and a program start.
+    ///
+    /// The server is the program stopped inside [`procpool::init()`](crate::init), which
+    /// must run first in `main`, while the program is single-threaded: a process with
+    /// more than one thread is never forked, and a server that finds itself with several
+    /// threads refuses to start ([`TaskError::WorkerStart`](crate::TaskError) says so).
+    /// A test harness runs tests on threads, so a test binary needs `harness = false`
+    /// and its own `main` that calls `init()` first.
+    ForkServer,
+    /// Like [`ForkServer`](Self::ForkServer), with a separate worker executable as the
+    /// fork server.
+    ForkServerBinary(PathBuf),
+}
+
+impl Launch {
+    /// Whether workers are forked from a fork server.
+    pub fn is_fork_server(&self) -> bool {
+        matches!(self, Launch::ForkServer | Launch::ForkServerBinary(_))
+    }
 }
 
 /// What becomes of a worker's stdout or stderr.

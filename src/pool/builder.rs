@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::Pool;
 use crate::error::BuildError;
 use crate::launch::exec::SpawnSettings;
-use crate::launch::{Launch, Stdio, ENV_SERVER};
+use crate::launch::{Launch, Stdio, ENV_SERVER, ENV_ZYGOTE};
 use crate::wire::codec;
 
 /// The settings a running pool reads.
@@ -231,8 +231,10 @@ impl PoolBuilder {
             return Err(BuildError::Config(format!("context does not encode: {e}")));
         }
         match &self.spawn.launch {
-            Launch::CurrentExe => {
-                if std::env::var_os(ENV_SERVER).is_some() && !crate::worker::serve::is_worker() {
+            Launch::CurrentExe | Launch::ForkServer => {
+                let started_as_worker = std::env::var_os(ENV_SERVER).is_some()
+                    || std::env::var_os(ENV_ZYGOTE).is_some();
+                if started_as_worker && !crate::worker::serve::is_worker() {
                     return Err(BuildError::MissingInit);
                 }
                 let dups = crate::task::duplicate_names();
@@ -243,7 +245,7 @@ impl PoolBuilder {
                     )));
                 }
             }
-            Launch::Binary(path) => {
+            Launch::Binary(path) | Launch::ForkServerBinary(path) => {
                 if !path.is_file() {
                     return Err(BuildError::Config(format!(
                         "worker binary {} does not exist",

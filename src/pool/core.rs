@@ -70,7 +70,7 @@ impl Pool {
     }
 
     pub(crate) fn start(config: Config, spawn: SpawnSettings) -> Result<Pool, BuildError> {
-        let spawner = Spawner::new(spawn)?;
+        let spawner = Spawner::new(spawn, config.start_timeout)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let workers = config.workers;
         let shared = Arc::new(Shared {

@@ -11,8 +11,10 @@ use std::thread;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::resource::{setrlimit, Resource};
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{killpg, SigSet};
 use nix::unistd::Pid;
+
+pub(crate) use nix::sys::signal::Signal;
 
 /// Sends `signal` to every process in the group led by `pgid`.
 ///
@@ -115,13 +117,43 @@ impl Lifeline {
     }
 }
 
-/// Starts the worker's watchdog: when the lifeline at `fd` reads end-of-file (the parent
-/// is gone), the whole process group is killed at once, whatever the task is doing.
-pub(crate) fn watch_lifeline(fd: RawFd) -> io::Result<()> {
-    // SAFETY: `fd` was handed to us by the parent through the environment and nothing
-    // else in this process owns it; a bad number fails the fcntl check below instead.
+/// Takes ownership of a descriptor the parent passed down by number (through the
+/// environment) and marks it close-on-exec, so that programs a task runs do not get it.
+///
+/// # Errors
+/// `text` is not a number, or names no open descriptor.
+pub(crate) fn adopt_inherited_fd(text: &str) -> io::Result<OwnedFd> {
+    let fd: RawFd = text
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text:?}: {e}")))?;
+    // Check before owning: an OwnedFd must never hold a number that is not open.
+    // SAFETY: the borrow lives only for this check.
+    fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD)?;
+    // SAFETY: the parent made this descriptor for us alone and named it in our
+    // environment, which is read once at start-up; nothing else in this process owns it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     fcntl(owned.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    Ok(owned)
+}
+
+/// Makes `cmd`'s child inherit `fd` under the same number (it is close-on-exec here).
+pub(crate) fn inherit_fd(cmd: &mut Command, fd: RawFd) {
+    // SAFETY: runs between fork and exec; one fcntl through a nix wrapper that neither
+    // allocates nor locks, on the integer captured by value.
+    unsafe {
+        cmd.pre_exec(move || {
+            fcntl(
+                BorrowedFd::borrow_raw(fd),
+                FcntlArg::F_SETFD(FdFlag::empty()),
+            )?;
+            Ok(())
+        });
+    }
+}
+
+/// Starts the worker's watchdog: when the lifeline reads end-of-file (the parent is
+/// gone), the whole process group is killed at once, whatever the task is doing.
+pub(crate) fn watch_lifeline(owned: OwnedFd) -> io::Result<()> {
     thread::Builder::new()
         .name("procpool-lifeline".into())
         .stack_size(64 * 1024)
@@ -156,5 +188,232 @@ pub(crate) fn has_exited(pid: u32) -> bool {
         Ok(_) => true,
         // ECHILD: already reaped, which only this crate does; treat as ended.
         Err(_) => true,
+    }
+}
+
+// ---- The fork server: packets to and from the pool, forking, reaping ----
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets, close-on-exec: message boundaries
+/// are kept, and descriptors can ride along with a message.
+pub(crate) fn packet_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Sends one packet, with copies of `fds` attached.
+pub(crate) fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [io::IoSlice::new(bytes)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs = if fds.is_empty() { &[][..] } else { &rights[..] };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => {
+                return Err(io::Error::other(format!(
+                    "sent {n} of {} bytes",
+                    bytes.len()
+                )))
+            }
+        }
+    }
+}
+
+/// Receives one packet into `buf`: its length and the descriptors that came with it.
+/// `Ok(None)` once the other end is closed.
+///
+/// # Errors
+/// A packet longer than `buf` (or with more descriptors than expected) is an error, not
+/// a silent truncation.
+pub(crate) fn recv_packet(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    loop {
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg = match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => other?,
+        };
+        let mut fds = Vec::new();
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                // SAFETY: the kernel has just installed these descriptors in this
+                // process for this message; nothing else knows their numbers.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        if msg
+            .flags
+            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "packet or its descriptors truncated",
+            ));
+        }
+        if msg.bytes == 0 && fds.is_empty() {
+            return Ok(None);
+        }
+        return Ok(Some((msg.bytes, fds)));
+    }
+}
+
+/// Shuts a socket down both ways: a reader blocked on it, here or at the other end,
+/// sees end-of-file.
+pub(crate) fn shutdown(sock: BorrowedFd<'_>) -> io::Result<()> {
+    use nix::sys::socket::{shutdown, Shutdown};
+    match shutdown(sock.as_raw_fd(), Shutdown::Both) {
+        Ok(()) | Err(Errno::ENOTCONN) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How many threads the calling process runs.
+pub(crate) fn thread_count() -> io::Result<usize> {
+    Ok(fs::read_dir("/proc/self/task")?.count())
+}
+
+/// `SIGCHLD` as a readable descriptor, for the fork server's single-threaded poll loop.
+#[derive(Debug)]
+pub(crate) struct ChildSignals {
+    fd: nix::sys::signalfd::SignalFd,
+    old_mask: SigSet,
+}
+
+impl ChildSignals {
+    /// Blocks `SIGCHLD` (so it queues on the descriptor instead) and opens the descriptor.
+    pub(crate) fn new() -> io::Result<ChildSignals> {
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let old_mask = SigSet::thread_get_mask()?;
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block()?;
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(ChildSignals { fd, old_mask })
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Empties the descriptor; the caller then looks for ended children itself (signals
+    /// of the same kind merge, so one read may stand for several exits).
+    pub(crate) fn drain(&self) {
+        while let Ok(Some(_)) = self.fd.read_signal() {}
+    }
+
+    /// In a forked child: closes the descriptor and gives back the signal mask the
+    /// process had before, so the worker and what it runs see `SIGCHLD` as usual.
+    pub(crate) fn release_in_child(self) -> io::Result<()> {
+        self.old_mask.thread_set_mask()?;
+        Ok(())
+    }
+}
+
+/// Waits until at least one of `fds` is readable or closed; says which.
+pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut polls: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    loop {
+        match poll(&mut polls, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => break,
+        }
+    }
+    Ok(polls
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
+}
+
+/// Forks the calling process. Returns the child's pid in the parent and `None` in the
+/// child.
+///
+/// # Safety
+/// The caller must be the only thread of its process: the child gets a copy of memory
+/// in which no other thread can be holding a lock (of the allocator, stdio, the
+/// environment) that would never be released.
+pub(crate) unsafe fn fork_single_threaded() -> io::Result<Option<u32>> {
+    use nix::unistd::{fork, ForkResult};
+    // SAFETY: forwarded to the caller, see above.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => Ok(Some(child.as_raw() as u32)),
+        ForkResult::Child => Ok(None),
+    }
+}
+
+/// The fork server's half of putting a new worker into a process group of its own. The
+/// child does the same ([`settle_forked_worker`]); whichever runs first wins, and the
+/// group exists before the server reports the pid to the pool.
+pub(crate) fn make_group_leader(pid: u32) {
+    let pid = Pid::from_raw(pid as i32);
+    let _ = nix::unistd::setpgid(pid, pid);
+}
+
+/// Settles a freshly forked worker: its own process group, death with the fork server
+/// `server_pid` (checked against the server having died already), and `stderr` as its
+/// standard error.
+pub(crate) fn settle_forked_worker(server_pid: u32, stderr: OwnedFd) -> io::Result<()> {
+    let me = Pid::from_raw(0);
+    match nix::unistd::setpgid(me, me) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if nix::unistd::getppid().as_raw() as u32 != server_pid {
+        return Err(io::Error::other("the fork server died while forking"));
+    }
+    nix::unistd::dup2_stderr(&stderr)?;
+    Ok(())
+}
+
+/// A child of ours that has ended, left unreaped, so that its process group id stays
+/// reserved for a group kill.
+pub(crate) fn ended_child() -> Option<u32> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    waitid(Id::All, flags)
+        .ok()?
+        .pid()
+        .map(|p| p.as_raw() as u32)
+}
+
+/// Reaps our child `pid`, waiting for it; returns its raw wait status (as
+/// `ExitStatusExt::from_raw` takes it).
+pub(crate) fn reap(pid: u32) -> io::Result<i32> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(Pid::from_raw(pid as i32), None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(WaitStatus::Exited(_, code)) => return Ok((code & 0xff) << 8),
+            Ok(WaitStatus::Signaled(_, signal, core)) => {
+                return Ok(signal as i32 | if core { 0x80 } else { 0 })
+            }
+            // Stops and continues are not exits; keep waiting.
+            Ok(_) => continue,
+        }
     }
 }

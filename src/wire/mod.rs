@@ -1,4 +1,5 @@
-//! Frames and messages between a parent and one worker; depends only on serde.
+//! Frames and messages between a parent and one worker, and between a pool and its fork
+//! server ([`zygote`]); depends only on serde.
 //!
 //! [`codec`] is the one place values are turned into bytes (bincode 2.0.1 today, so the
 //! format can be swapped in one file). [`frame`] lays out a frame as
@@ -7,3 +8,4 @@
 
 pub(crate) mod codec;
 pub(crate) mod frame;
+pub(crate) mod zygote;

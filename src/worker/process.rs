@@ -1,14 +1,20 @@
-//! One spawned worker process as the parent sees it: its pid and process group, its
-//! stderr tail, and how it is stopped and reaped.
+//! One worker process as the parent sees it: its pid and process group, its stderr
+//! tail, and how it is stopped and reaped.
+//!
+//! How a child is signalled and reaped depends on who its parent is: an exec'd worker is
+//! our own child, a forked one is the fork server's. [`Reap`] is that small contract;
+//! [`WorkerProcess`] keeps the rules on top of it (group kill only before the reap, one
+//! reap, never a zombie) and is tested against a mock.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::{self, Read, Write};
-use std::process::{Child, ChildStderr, ExitStatus};
+use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::sys;
+use crate::sys::{self, Signal};
 
 /// How many stderr lines a crash report keeps.
 const TAIL_LINES: usize = 20;
@@ -17,32 +23,73 @@ const TAIL_LINE_BYTES: usize = 1000;
 /// How often a stop polls for the exit.
 const REAP_POLL: Duration = Duration::from_millis(2);
 
+/// How the parent signals and reaps one kind of child process.
+pub(crate) trait Reap: Send + fmt::Debug {
+    fn pid(&self) -> u32;
+    /// Whether the process has ended, without reaping it: until the reap its pid, which
+    /// is also its process group id, cannot be reused.
+    fn has_exited(&mut self) -> bool;
+    /// Sends `signal` to the process's whole group. Never called after [`reap`](Self::reap).
+    fn signal_group(&mut self, signal: Signal);
+    /// Waits for the process to end, reaps it and returns how it ended.
+    fn reap(&mut self) -> ExitStatus;
+}
+
+/// An exec'd worker is our own child.
+impl Reap for Child {
+    fn pid(&self) -> u32 {
+        self.id()
+    }
+
+    fn has_exited(&mut self) -> bool {
+        sys::has_exited(self.id())
+    }
+
+    fn signal_group(&mut self, signal: Signal) {
+        let _ = sys::signal_group(self.id(), signal);
+    }
+
+    fn reap(&mut self) -> ExitStatus {
+        self.wait().expect("waiting for our own child cannot fail")
+    }
+}
+
 /// A live worker process. Dropping it kills and reaps it: no zombie, no orphan.
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
-    child: Child,
+    child: Box<dyn Reap>,
     status: Option<ExitStatus>,
     stderr: StderrTail,
 }
 
 impl WorkerProcess {
-    pub(crate) fn new(mut child: Child, forward_stderr: bool) -> WorkerProcess {
-        let stderr = StderrTail::start(child.stderr.take(), forward_stderr);
+    /// An exec'd child whose stderr is piped to us.
+    pub(crate) fn exec(mut child: Child, forward_stderr: bool) -> WorkerProcess {
+        let stderr = child.stderr.take();
+        WorkerProcess::new(Box::new(child), stderr, forward_stderr)
+    }
+
+    /// Any child, with the read end of its stderr pipe.
+    pub(crate) fn new(
+        child: Box<dyn Reap>,
+        stderr: Option<impl Read + Send + 'static>,
+        forward_stderr: bool,
+    ) -> WorkerProcess {
         WorkerProcess {
             child,
             status: None,
-            stderr,
+            stderr: StderrTail::start(stderr, forward_stderr),
         }
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// The exit status if the process has ended, without blocking. Whatever is left in
     /// its group is killed before the reap (see [`kill`](Self::kill)).
     pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() && sys::has_exited(self.pid()) {
+        if self.status.is_none() && self.child.has_exited() {
             self.kill();
         }
         self.status
@@ -63,7 +110,7 @@ impl WorkerProcess {
     /// SIGTERM to the group, `grace` to go, then SIGKILL; reaped either way.
     pub(crate) fn terminate(&mut self, grace: Duration) -> ExitStatus {
         if self.status.is_none() {
-            let _ = sys::signal_group(self.pid(), sys::TERM);
+            self.child.signal_group(sys::TERM);
         }
         self.wait_or_kill(grace)
     }
@@ -77,11 +124,8 @@ impl WorkerProcess {
         if let Some(status) = self.status {
             return status;
         }
-        let _ = sys::signal_group(self.pid(), sys::KILL);
-        let status = self
-            .child
-            .wait()
-            .expect("waiting for our own child cannot fail");
+        self.child.signal_group(sys::KILL);
+        let status = self.child.reap();
         self.status = Some(status);
         status
     }
@@ -170,7 +214,7 @@ struct StderrTail {
 }
 
 impl StderrTail {
-    fn start(pipe: Option<ChildStderr>, forward: bool) -> StderrTail {
+    fn start(pipe: Option<impl Read + Send + 'static>, forward: bool) -> StderrTail {
         let tail = StderrTail::default();
         let Some(mut pipe) = pipe else {
             tail.close();
@@ -251,6 +295,74 @@ impl StderrTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// Records what a [`WorkerProcess`] asks of its child.
+    #[derive(Debug)]
+    struct Mock {
+        exited: bool,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Reap for Mock {
+        fn pid(&self) -> u32 {
+            42
+        }
+        fn has_exited(&mut self) -> bool {
+            self.exited
+        }
+        fn signal_group(&mut self, signal: Signal) {
+            self.log.lock().unwrap().push(signal.as_str().to_owned());
+        }
+        fn reap(&mut self) -> ExitStatus {
+            self.log.lock().unwrap().push("reap".to_owned());
+            ExitStatus::from_raw(9)
+        }
+    }
+
+    fn mock(exited: bool) -> (WorkerProcess, Arc<Mutex<Vec<String>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let child = Mock {
+            exited,
+            log: log.clone(),
+        };
+        let process = WorkerProcess::new(Box::new(child), None::<io::Empty>, false);
+        (process, log)
+    }
+
+    #[test]
+    fn the_group_is_killed_once_before_the_one_reap() {
+        let (mut process, log) = mock(false);
+        assert_eq!(process.try_wait(), None);
+        assert_eq!(process.kill().signal(), Some(9));
+        process.kill();
+        process.terminate(Duration::ZERO);
+        drop(process);
+        assert_eq!(*log.lock().unwrap(), ["SIGKILL", "reap"]);
+    }
+
+    #[test]
+    fn terminate_asks_politely_first() {
+        let (mut process, log) = mock(false);
+        process.terminate(Duration::from_millis(5));
+        assert_eq!(*log.lock().unwrap(), ["SIGTERM", "SIGKILL", "reap"]);
+    }
+
+    #[test]
+    fn an_ended_worker_has_its_group_killed_before_the_reap() {
+        let (mut process, log) = mock(true);
+        assert!(process.try_wait().is_some());
+        assert!(process.try_wait().is_some());
+        drop(process);
+        assert_eq!(*log.lock().unwrap(), ["SIGKILL", "reap"]);
+    }
+
+    #[test]
+    fn dropping_a_live_worker_kills_and_reaps_it() {
+        let (process, log) = mock(false);
+        drop(process);
+        assert_eq!(*log.lock().unwrap(), ["SIGKILL", "reap"]);
+    }
 
     #[test]
     fn tail_keeps_the_last_lines_and_bounds_their_length() {

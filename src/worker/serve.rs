@@ -6,9 +6,10 @@
 
 use std::env;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::launch::{ENV_LIFELINE, ENV_SERVER};
+use crate::launch::{ENV_LIFELINE, ENV_SERVER, ENV_ZYGOTE};
 use crate::link::WorkerEnd;
 use crate::sys;
 use crate::task;
@@ -28,32 +29,59 @@ pub(crate) fn is_worker() -> bool {
     IN_WORKER.load(Ordering::Relaxed)
 }
 
-/// Turns this process into a worker if it was started as one; otherwise returns.
+/// Turns this process into a worker (or a fork server) if it was started as one;
+/// otherwise returns.
 pub(crate) fn enter_if_worker() {
-    let Ok(name) = env::var(ENV_SERVER) else {
+    let listener = env::var(ENV_SERVER).ok();
+    let fork_server = env::var(ENV_ZYGOTE).ok();
+    if listener.is_none() && fork_server.is_none() {
         return;
-    };
+    }
     if IN_WORKER.swap(true, Ordering::SeqCst) {
         return;
     }
     // Read once, then gone: a program a task starts must not mistake itself for a
     // worker. This runs first thing in main, before the worker starts any thread.
     let lifeline = env::var(ENV_LIFELINE).ok();
-    env::remove_var(ENV_SERVER);
-    env::remove_var(ENV_LIFELINE);
-    let code = serve(&name, lifeline);
-    let _ = std::io::stdout().flush();
-    std::process::exit(code);
+    for var in [ENV_SERVER, ENV_ZYGOTE, ENV_LIFELINE] {
+        env::remove_var(var);
+    }
+    let lifeline = match lifeline.as_deref().map(sys::adopt_inherited_fd).transpose() {
+        Ok(lifeline) => lifeline,
+        Err(e) => {
+            eprintln!("procpool worker: cannot take the parent lifeline {lifeline:?}: {e}");
+            std::process::exit(EXIT_START);
+        }
+    };
+    let code = match (fork_server, listener) {
+        (Some(sock), _) => match sys::adopt_inherited_fd(&sock) {
+            Ok(sock) => crate::launch::zygote::run(sock, lifeline),
+            Err(e) => {
+                eprintln!("procpool fork server: cannot take its socket {sock:?}: {e}");
+                EXIT_START
+            }
+        },
+        (None, Some(listener)) => serve(&listener, lifeline),
+        (None, None) => unreachable!("checked above"),
+    };
+    exit(code)
 }
 
-fn serve(name: &str, lifeline: Option<String>) -> i32 {
-    if let Some(fd) = lifeline {
-        let watched = fd
-            .parse()
-            .map_err(|e| format!("{e}"))
-            .and_then(|fd| sys::watch_lifeline(fd).map_err(|e| e.to_string()));
-        if let Err(e) = watched {
-            eprintln!("procpool worker: cannot watch the parent lifeline {fd:?}: {e}");
+/// Runs the worker loop in a process just forked by the fork server; never returns.
+pub(crate) fn enter_forked(listener: &str, lifeline: Option<OwnedFd>) -> ! {
+    IN_WORKER.store(true, Ordering::SeqCst);
+    exit(serve(listener, lifeline))
+}
+
+fn exit(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+fn serve(name: &str, lifeline: Option<OwnedFd>) -> i32 {
+    if let Some(lifeline) = lifeline {
+        if let Err(e) = sys::watch_lifeline(lifeline) {
+            eprintln!("procpool worker: cannot watch the parent lifeline: {e}");
             return EXIT_START;
         }
     }

@@ -203,10 +203,13 @@ pub(crate) fn submit_after_shutdown_hands_the_task_back(b: PoolBuilder) {
 }
 
 /// Every launch mode runs every function above; the list keeps the files in step.
+///
+/// `fault_matrix!(builder_expr)` defines one `#[test]` per fault; `fault_matrix!(list)`
+/// gives `(name, function)` pairs for a test binary with its own harness.
 #[macro_export]
 macro_rules! fault_matrix {
-    ($builder:expr) => {
-        $crate::fault_matrix!(@each $builder;
+    (@names $how:ident [$($arg:tt)*]) => {
+        $crate::fault_matrix! {@$how [$($arg)*]
             squares_in_order,
             panic_is_reported_with_message_and_location,
             failure_keeps_its_cause_chain,
@@ -227,14 +230,23 @@ macro_rules! fault_matrix {
             panic_while_encoding_the_output,
             output_that_fails_to_decode_in_the_parent,
             submit_after_shutdown_hands_the_task_back,
-        );
+        }
     };
-    (@each $builder:expr; $($name:ident),+ $(,)?) => {
+    (@tests [$builder:expr] $($name:ident),+ $(,)?) => {
         $(
             #[test]
             fn $name() {
-                common::matrix::$name($builder);
+                $crate::common::matrix::$name($builder);
             }
         )+
+    };
+    (@list [] $($name:ident),+ $(,)?) => {
+        [$((stringify!($name), $crate::common::matrix::$name as fn(procpool::PoolBuilder))),+]
+    };
+    (list) => {
+        $crate::fault_matrix!(@names list [])
+    };
+    ($builder:expr) => {
+        $crate::fault_matrix!(@names tests [$builder]);
     };
 }

@@ -51,24 +51,61 @@ pub(crate) fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
+/// SIGKILLs `parent` (after a pause that lets its workers pick up their tasks), reaps it,
+/// and asserts that every process in `doomed` is gone within a few seconds; prints how
+/// long that took.
+pub(crate) fn kill_parent_and_expect_gone(parent: &mut std::process::Child, doomed: &[u32]) {
+    std::thread::sleep(Duration::from_millis(300));
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let killed = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(5), || doomed
+            .iter()
+            .all(|&p| !is_running(p))),
+        "{doomed:?} outlived their SIGKILLed parent"
+    );
+    eprintln!(
+        "{doomed:?} gone {:?} after the parent's SIGKILL",
+        killed.elapsed()
+    );
+}
+
 /// Children of this process that are zombies (exited, not reaped).
 pub(crate) fn zombie_children() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let mut zombies = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") && fields.get(1) == Some(&me.as_str()) {
-            zombies.push(pid);
-        }
-    }
-    zombies
+    let me = std::process::id();
+    processes()
+        .filter(|p| p.state == 'Z' && p.parent == me)
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Running children of `parent`.
+pub(crate) fn children_of(parent: u32) -> Vec<u32> {
+    processes()
+        .filter(|p| p.parent == parent && p.state != 'Z' && p.state != 'X')
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// One line of `/proc/<pid>/stat`, the fields the tests look at.
+struct Process {
+    pid: u32,
+    state: char,
+    parent: u32,
+}
+
+/// Every process on the machine, read from /proc.
+fn processes() -> impl Iterator<Item = Process> {
+    let entries = fs::read_dir("/proc").into_iter().flatten().flatten();
+    entries.filter_map(|entry| {
+        let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name is in parentheses and may contain spaces; fields follow it.
+        let (_, rest) = stat.rsplit_once(')')?;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let parent = fields.next()?.parse().ok()?;
+        Some(Process { pid, state, parent })
+    })
 }

@@ -216,6 +216,18 @@ impl Task for WorkerPid {
     }
 }
 
+/// Returns the worker's parent pid: the pool's process, or the fork server's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParentPid;
+
+impl Task for ParentPid {
+    const NAME: &'static str = "procpool_worker::ParentPid";
+    type Output = u32;
+    fn run(self) -> Result<u32, BoxError> {
+        Ok(std::os::unix::process::parent_id())
+    }
+}
+
 /// Sums the pool's context, read as `Vec<u64>`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SumContext;
@@ -342,6 +354,7 @@ procpool::register!(
     Fault,
     Reverse,
     WorkerPid,
+    ParentPid,
     SumContext,
     WorkerEnv,
     Undecodable,

@@ -1,14 +1,20 @@
-//! The fault matrix with `Launch::Binary`: workers are the `procpool-worker` executable.
+//! The fault matrix with the `procpool-worker` executable as the worker program: exec'd
+//! once per worker (`Launch::Binary`) and as a fork server (`Launch::ForkServerBinary`).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-fn builder() -> procpool::PoolBuilder {
-    procpool::Pool::builder()
-        .workers(2)
-        .launch(procpool::Launch::Binary(
-            env!("CARGO_BIN_EXE_procpool-worker").into(),
-        ))
+use procpool::{Launch, Pool, PoolBuilder};
+
+fn with(launch: fn(std::path::PathBuf) -> Launch) -> PoolBuilder {
+    let worker = env!("CARGO_BIN_EXE_procpool-worker").into();
+    Pool::builder().workers(2).launch(launch(worker))
 }
 
-fault_matrix!(builder());
+mod binary {
+    crate::fault_matrix!(super::with(procpool::Launch::Binary));
+}
+
+mod fork_server {
+    crate::fault_matrix!(super::with(procpool::Launch::ForkServerBinary));
+}

@@ -1,0 +1,338 @@
+//! The pool's side of a fork server: starting it, asking it for workers, and learning
+//! from it how they ended.
+//!
+//! A forked worker is the server's child, not ours, so the server reaps it; it kills the
+//! worker's group first, then reports the wait status (`Ended`). A worker's handle here
+//! ([`Forked`]) implements [`Reap`] on those reports. One thread per server reads its
+//! messages; the same thread spawned the server, because `PR_SET_PDEATHSIG` fires when
+//! the *thread* that spawned a child ends. If the server dies, its workers die with it
+//! (they hold `PR_SET_PDEATHSIG` on the server) and a new server is started on the next
+//! request.
+
+use std::collections::HashMap;
+use std::io::{self, PipeReader};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::exec::CommandSpec;
+use super::ENV_ZYGOTE;
+use crate::sys::{self, Signal};
+use crate::wire::zygote::{self as msg, FromServer, ToServer};
+use crate::worker::process::{Reap, WorkerProcess};
+
+/// How long a server that was let go has to kill its workers and exit.
+const SERVER_GRACE: Duration = Duration::from_secs(2);
+/// How long a failed server's start-up report waits for its stderr.
+const TAIL_WAIT: Duration = Duration::from_millis(250);
+
+/// Starts fork servers on demand and asks the current one for workers.
+#[derive(Debug)]
+pub(crate) struct ForkServer {
+    command: CommandSpec,
+    start_timeout: Duration,
+    current: Mutex<Option<Arc<Server>>>,
+}
+
+impl ForkServer {
+    pub(crate) fn new(command: CommandSpec, start_timeout: Duration) -> ForkServer {
+        ForkServer {
+            command,
+            start_timeout,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Forks a worker that will connect to the bootstrap listener `listener`, starting a
+    /// server first if there is none or the last one died.
+    pub(crate) fn spawn(&self, listener: &str) -> io::Result<WorkerProcess> {
+        let server = {
+            let mut current = lock(&self.current);
+            match &*current {
+                Some(server) if !server.events.is_gone() => server.clone(),
+                _ => {
+                    let server = Arc::new(Server::start(&self.command, self.start_timeout)?);
+                    *current = Some(server.clone());
+                    server
+                }
+            }
+        };
+        server.spawn(listener, self.command.forward_stderr())
+    }
+}
+
+/// One running fork server.
+#[derive(Debug)]
+struct Server {
+    program: String,
+    sock: OwnedFd,
+    events: Arc<Events>,
+    /// The exec'd server process itself; our child.
+    process: Mutex<WorkerProcess>,
+    /// One `Spawn` at a time, so each answer belongs to the request waiting for it.
+    spawning: Mutex<()>,
+    reader: Option<JoinHandle<()>>,
+    start_timeout: Duration,
+}
+
+impl Server {
+    fn start(command: &CommandSpec, start_timeout: Duration) -> io::Result<Server> {
+        let (ours, theirs) = sys::packet_pair()?;
+        let mut cmd = command.command();
+        cmd.env(ENV_ZYGOTE, theirs.as_raw_fd().to_string());
+        sys::inherit_fd(&mut cmd, theirs.as_raw_fd());
+        let events = Arc::new(Events::default());
+        let reader_sock = ours.try_clone()?;
+        let reader_events = events.clone();
+        let (started_tx, started_rx) = mpsc::channel();
+        let reader = thread::Builder::new()
+            .name("procpool-fork-server".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let spawned = cmd.spawn();
+                drop(theirs);
+                let running = spawned.is_ok();
+                let _ = started_tx.send(spawned);
+                if running {
+                    reader_events.read_from(&reader_sock);
+                }
+                reader_events.set_gone();
+            })?;
+        let child = started_rx
+            .recv()
+            .map_err(|_| io::Error::other("the fork-server thread died"))??;
+        let server = Server {
+            program: command.program(),
+            sock: ours,
+            events,
+            process: Mutex::new(WorkerProcess::exec(child, command.forward_stderr())),
+            spawning: Mutex::new(()),
+            reader: Some(reader),
+            start_timeout,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        lock(&self.process).pid()
+    }
+
+    fn wait_ready(&self) -> io::Result<()> {
+        let deadline = Instant::now() + self.start_timeout;
+        let mut state = self.events.lock();
+        loop {
+            if let Some(pid) = state.ready {
+                drop(state);
+                if pid != self.pid() {
+                    return Err(io::Error::other(format!(
+                        "process {pid} answered in place of fork server {}",
+                        self.pid()
+                    )));
+                }
+                return Ok(());
+            }
+            if state.gone {
+                drop(state);
+                let mut process = lock(&self.process);
+                let status = process.wait_or_kill(TAIL_WAIT);
+                let said = process.first_stderr_line(TAIL_WAIT);
+                return Err(io::Error::other(format!(
+                    "fork server {} ended ({}) before it was ready{}",
+                    self.program,
+                    status,
+                    said.map(|l| format!("; its first stderr line: {l}"))
+                        .unwrap_or_default()
+                )));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::other(format!(
+                    "fork server {} was not ready within {:?}",
+                    self.program, self.start_timeout
+                )));
+            }
+            state = self.events.wait(state, deadline - now);
+        }
+    }
+
+    fn spawn(
+        self: &Arc<Server>,
+        listener: &str,
+        forward_stderr: bool,
+    ) -> io::Result<WorkerProcess> {
+        let (stderr, stderr_writer) = io::pipe()?;
+        let _one_at_a_time = lock(&self.spawning);
+        self.events.lock().answer = None;
+        let request = ToServer::Spawn {
+            listener: listener.to_owned(),
+        };
+        self.send(&request, &[stderr_writer.as_raw_fd()])?;
+        drop(stderr_writer);
+        let deadline = Instant::now() + self.start_timeout;
+        let mut state = self.events.lock();
+        loop {
+            if let Some(answer) = state.answer.take() {
+                drop(state);
+                let pid = answer.map_err(io::Error::other)?;
+                let child = Forked {
+                    pid,
+                    server: self.clone(),
+                };
+                return Ok(WorkerProcess::new(
+                    Box::new(child),
+                    Some::<PipeReader>(stderr),
+                    forward_stderr,
+                ));
+            }
+            if state.gone {
+                return Err(io::Error::other("the fork server died"));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::other(format!(
+                    "the fork server did not fork within {:?}",
+                    self.start_timeout
+                )));
+            }
+            state = self.events.wait(state, deadline - now);
+        }
+    }
+
+    fn send(&self, message: &ToServer, fds: &[std::os::fd::RawFd]) -> io::Result<()> {
+        sys::send_packet(self.sock.as_fd(), &msg::encode(message), fds)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // End of stream tells the server to kill what is left of its workers and exit;
+        // the reader thread sees end of stream too.
+        let _ = sys::shutdown(self.sock.as_fd());
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        lock(&self.process).wait_or_kill(SERVER_GRACE);
+    }
+}
+
+/// What the server has said, shared with the thread that reads it.
+#[derive(Debug, Default)]
+struct Events {
+    state: Mutex<EventState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct EventState {
+    ready: Option<u32>,
+    answer: Option<Result<u32, String>>,
+    /// Raw wait statuses of workers that ended and were reaped by the server, until the
+    /// pool collects them.
+    ended: HashMap<u32, i32>,
+    /// The server closed its end or broke the protocol: it is dead or being killed.
+    gone: bool,
+}
+
+impl Events {
+    fn lock(&self) -> MutexGuard<'_, EventState> {
+        lock(&self.state)
+    }
+
+    fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, EventState>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, EventState> {
+        self.changed
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+
+    fn is_gone(&self) -> bool {
+        self.lock().gone
+    }
+
+    fn set_gone(&self) {
+        self.lock().gone = true;
+        self.changed.notify_all();
+    }
+
+    /// Reads the server's messages until it closes its end. A message that does not
+    /// decode means the server cannot be trusted: it is let go (end of stream makes it
+    /// kill its workers and exit), and the caller records it as gone.
+    fn read_from(&self, sock: &OwnedFd) {
+        let mut buf = vec![0u8; msg::MAX_PACKET];
+        loop {
+            let len = match sys::recv_packet(sock.as_fd(), &mut buf) {
+                Ok(Some((len, _fds))) => len,
+                Ok(None) | Err(_) => return,
+            };
+            let Ok(message) = msg::decode::<FromServer>(&buf[..len]) else {
+                let _ = sys::shutdown(sock.as_fd());
+                return;
+            };
+            let mut state = self.lock();
+            match message {
+                FromServer::Ready { pid } => state.ready = Some(pid),
+                FromServer::Spawned { pid } => state.answer = Some(Ok(pid)),
+                FromServer::SpawnFailed { message } => state.answer = Some(Err(message)),
+                FromServer::Ended { pid, status } => {
+                    state.ended.insert(pid, status);
+                }
+            }
+            drop(state);
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// A worker forked by a fork server, as the pool sees it.
+#[derive(Debug)]
+struct Forked {
+    pid: u32,
+    server: Arc<Server>,
+}
+
+impl Reap for Forked {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn has_exited(&mut self) -> bool {
+        let state = self.server.events.lock();
+        state.gone || state.ended.contains_key(&self.pid)
+    }
+
+    fn signal_group(&mut self, signal: Signal) {
+        // The server signals only workers it has not reaped, so the group id is safe.
+        let request = ToServer::Signal {
+            pid: self.pid,
+            signal: signal as i32,
+        };
+        let _ = self.server.send(&request, &[]);
+    }
+
+    /// A worker whose server died was killed by `PR_SET_PDEATHSIG`; it is reported as
+    /// killed by `SIGKILL`.
+    fn reap(&mut self) -> ExitStatus {
+        let mut state = self.server.events.lock();
+        loop {
+            if let Some(status) = state.ended.remove(&self.pid) {
+                return ExitStatus::from_raw(status);
+            }
+            if state.gone {
+                return ExitStatus::from_raw(Signal::SIGKILL as i32);
+            }
+            state = self.server.events.wait(state, Duration::from_secs(1));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

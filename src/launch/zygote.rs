@@ -1,0 +1,176 @@
+//! The fork server's own loop, inside the server process.
+//!
+//! The server is the user's program stopped in [`init`](crate::init) before `main` has
+//! started a thread; it stays single-threaded for good (no helper threads: one `poll`
+//! over its socket, a `SIGCHLD` descriptor and the parent-death lifeline), so every fork
+//! copies a process in which no other thread can hold a lock.
+//!
+//! ```text
+//! Spawn ──▶ fork ──▶ child: own group, PDEATHSIG, stderr, then the worker loop
+//!                └─▶ server: Spawned{pid}
+//! SIGCHLD ──▶ for each ended child: kill its group, reap it, Ended{pid, status}
+//! end of stream or lifeline closed ──▶ kill every worker's group, reap, exit
+//! ```
+
+use std::collections::HashSet;
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::sys::{self, ChildSignals, Signal};
+use crate::wire::zygote::{self as msg, FromServer, ToServer};
+use crate::worker::serve::{self, EXIT_PROTOCOL, EXIT_START};
+
+/// Runs the fork server on the socket `sock` until the pool lets it go; returns the exit
+/// code. Forked children never return from here: they become workers and exit.
+pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
+    match sys::thread_count() {
+        Ok(1) => {}
+        Ok(n) => {
+            eprintln!(
+                "procpool fork server: this process already runs {n} threads and is never \
+                 forked; call procpool::init() first in main, before any thread starts \
+                 (a test harness runs tests on threads: use harness = false)"
+            );
+            return EXIT_START;
+        }
+        Err(e) => {
+            eprintln!("procpool fork server: cannot count this process's threads: {e}");
+            return EXIT_START;
+        }
+    }
+    let signals = match ChildSignals::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("procpool fork server: cannot watch for ended children: {e}");
+            return EXIT_START;
+        }
+    };
+    let me = std::process::id();
+    if send(&sock, &FromServer::Ready { pid: me }).is_err() {
+        return 0;
+    }
+    let mut live = HashSet::new();
+    let mut buf = vec![0u8; msg::MAX_PACKET];
+    let code = loop {
+        let mut watched = vec![sock.as_fd(), signals.fd()];
+        watched.extend(lifeline.as_ref().map(|l| l.as_fd()));
+        let ready = match sys::wait_readable(&watched) {
+            Ok(ready) => ready,
+            Err(e) => {
+                eprintln!("procpool fork server: poll failed: {e}");
+                break EXIT_PROTOCOL;
+            }
+        };
+        if ready[1] {
+            signals.drain();
+            if reap_ended(&sock, &mut live).is_err() {
+                break 0;
+            }
+        }
+        if ready.get(2) == Some(&true) {
+            // The pool's process is gone: so are we, and our workers.
+            break 0;
+        }
+        if !ready[0] {
+            continue;
+        }
+        let (len, mut fds) = match sys::recv_packet(sock.as_fd(), &mut buf) {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break 0,
+            Err(e) => {
+                eprintln!("procpool fork server: unreadable request: {e}");
+                break EXIT_PROTOCOL;
+            }
+        };
+        match msg::decode::<ToServer>(&buf[..len]) {
+            Ok(ToServer::Spawn { listener }) if fds.len() == 1 => {
+                let stderr = fds.pop().expect("one descriptor");
+                // SAFETY: checked above that this process has exactly one thread, and
+                // the server never starts another.
+                match unsafe { sys::fork_single_threaded() } {
+                    Ok(None) => {
+                        // The worker: never returns.
+                        drop(sock);
+                        become_worker(me, &listener, stderr, signals, lifeline)
+                    }
+                    Ok(Some(pid)) => {
+                        sys::make_group_leader(pid);
+                        live.insert(pid);
+                        drop(stderr);
+                        if send(&sock, &FromServer::Spawned { pid }).is_err() {
+                            break 0;
+                        }
+                    }
+                    Err(e) => {
+                        let failed = FromServer::SpawnFailed {
+                            message: format!("fork failed: {e}"),
+                        };
+                        if send(&sock, &failed).is_err() {
+                            break 0;
+                        }
+                    }
+                }
+            }
+            Ok(ToServer::Signal { pid, signal }) => {
+                if live.contains(&pid) {
+                    if let Ok(signal) = Signal::try_from(signal) {
+                        let _ = sys::signal_group(pid, signal);
+                    }
+                }
+            }
+            Ok(request) => {
+                eprintln!(
+                    "procpool fork server: {request:?} came with {} descriptors",
+                    fds.len()
+                );
+                break EXIT_PROTOCOL;
+            }
+            Err(e) => {
+                eprintln!("procpool fork server: unreadable request: {e}");
+                break EXIT_PROTOCOL;
+            }
+        }
+    };
+    // No worker outlives its server.
+    for &pid in &live {
+        let _ = sys::signal_group(pid, sys::KILL);
+    }
+    for pid in live {
+        let _ = sys::reap(pid);
+    }
+    code
+}
+
+/// Kills the group of every child that has ended, reaps it and reports it.
+fn reap_ended(sock: &OwnedFd, live: &mut HashSet<u32>) -> std::io::Result<()> {
+    while let Some(pid) = sys::ended_child() {
+        // Still unreaped, so the group id is still this worker's: safe to kill what the
+        // task left behind.
+        let _ = sys::signal_group(pid, sys::KILL);
+        let status = sys::reap(pid)?;
+        live.remove(&pid);
+        send(sock, &FromServer::Ended { pid, status })?;
+    }
+    Ok(())
+}
+
+fn send(sock: &OwnedFd, message: &FromServer) -> std::io::Result<()> {
+    sys::send_packet(sock.as_fd(), &msg::encode(message), &[])
+}
+
+/// The forked child's path from the server's loop into the worker's.
+fn become_worker(
+    server: u32,
+    listener: &str,
+    stderr: OwnedFd,
+    signals: ChildSignals,
+    lifeline: Option<OwnedFd>,
+) -> ! {
+    let settled = signals
+        .release_in_child()
+        .and_then(|()| sys::settle_forked_worker(server, stderr));
+    if let Err(e) = settled {
+        eprintln!("procpool worker: cannot settle after the fork: {e}");
+        std::process::exit(EXIT_START);
+    }
+    serve::enter_forked(listener, lifeline)
+}

@@ -1,0 +1,157 @@
+//! `Launch::ForkServer`: this test binary is re-executed once as the fork server and
+//! every worker is forked from it.
+//!
+//! libtest runs tests on threads, and a fork server must start single-threaded, so this
+//! binary has `harness = false` and a `main` that calls `procpool::init()` before any
+//! thread exists; libtest-mimic then runs the tests (under cargo test and nextest alike).
+
+mod common;
+
+use std::process::{Command, Stdio as StdStdio};
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Trial};
+use procpool::{Launch, Pool, PoolBuilder, TaskError};
+use procpool_worker::{Fault, ParentPid, Square, WorkerPid};
+
+fn builder() -> PoolBuilder {
+    Pool::builder().workers(2).launch(Launch::ForkServer)
+}
+
+/// Workers are children of one fork server, not of this process, and a crash costs a
+/// fork from the same server.
+fn workers_are_forked_by_one_server() {
+    let pool = builder().workers(1).build().unwrap();
+    let server = pool.submit(ParentPid).unwrap().wait().unwrap();
+    assert_ne!(server, std::process::id());
+    assert!(common::is_running(server));
+    let first = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    assert!(pool
+        .submit(Fault::Segfault)
+        .unwrap()
+        .wait()
+        .unwrap_err()
+        .is_signal());
+    let second = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    assert_ne!(first, second, "the crashed worker was replaced");
+    assert_eq!(pool.submit(ParentPid).unwrap().wait(), Ok(server));
+    drop(pool);
+    assert!(
+        common::eventually(Duration::from_secs(5), || !common::is_running(server)),
+        "the fork server outlived its pool"
+    );
+    assert!(!common::is_running(second));
+    // Other tests run beside this one: a zombie of theirs may be caught mid-reap.
+    assert!(common::eventually(Duration::from_secs(5), || {
+        common::zombie_children().is_empty()
+    }));
+}
+
+/// Killing the fork server takes its busy workers with it: their tasks fail with
+/// SIGKILL, and the pool starts a new server and goes on.
+fn a_killed_server_is_replaced() {
+    let pool = builder().workers(1).build().unwrap();
+    let server = pool.submit(ParentPid).unwrap().wait().unwrap();
+    let busy = pool.submit(Fault::Sleep(30_000)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let error = busy.wait().unwrap_err();
+    assert_eq!(error.signal(), Some(9), "{error:?}");
+    assert_eq!(pool.submit(Square(9)).unwrap().wait(), Ok(81));
+    let new_server = pool.submit(ParentPid).unwrap().wait().unwrap();
+    assert_ne!(new_server, server);
+    drop(pool);
+    // Other tests run beside this one: a zombie of theirs may be caught mid-reap.
+    assert!(common::eventually(Duration::from_secs(5), || {
+        common::zombie_children().is_empty()
+    }));
+}
+
+/// A fork server that cannot start (here: the program is not what it claims to be)
+/// stops the respawning with a clear error instead of spinning.
+fn a_server_that_cannot_start_breaks_the_pool() {
+    let fake = common::script("not-a-worker", "echo 'no init here' >&2\nexit 3\n");
+    let pool = Pool::builder()
+        .workers(1)
+        .launch(Launch::ForkServerBinary(fake))
+        .max_start_failures(2)
+        .build()
+        .unwrap();
+    let error = pool.submit(Square(1)).unwrap().wait().unwrap_err();
+    let TaskError::WorkerStart { message } = &error else {
+        panic!("expected a start failure, got {error:?}");
+    };
+    assert!(message.contains("fork server"), "{message}");
+    assert!(message.contains("no init here"), "{message}");
+}
+
+/// Run by `parent_killed_while_forked_workers_are_busy` as the parent it kills.
+fn busy_parent_helper() {
+    let pool = builder().build().unwrap();
+    let _busy: Vec<_> = (0..2).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// The parent dies by SIGKILL while both forked workers are busy: the fork server and
+/// the workers all go.
+fn parent_killed_while_forked_workers_are_busy() {
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "busy_parent_helper", "--include-ignored"])
+        .stdout(StdStdio::null())
+        .spawn()
+        .unwrap();
+    let server = || common::children_of(parent.id()).first().copied();
+    let busy = |server: u32| common::children_of(server).len() == 2;
+    assert!(
+        common::eventually(Duration::from_secs(30), || server().is_some_and(busy)),
+        "the helper never had a fork server with two workers"
+    );
+    let server = server().unwrap();
+    let mut doomed = common::children_of(server);
+    doomed.push(server);
+    common::kill_parent_and_expect_gone(&mut parent, &doomed);
+}
+
+fn main() {
+    procpool::init();
+    procpool_worker::link();
+    let args = Arguments::from_args();
+    let specific: [(&str, fn()); 4] = [
+        (
+            "workers_are_forked_by_one_server",
+            workers_are_forked_by_one_server,
+        ),
+        ("a_killed_server_is_replaced", a_killed_server_is_replaced),
+        (
+            "a_server_that_cannot_start_breaks_the_pool",
+            a_server_that_cannot_start_breaks_the_pool,
+        ),
+        (
+            "parent_killed_while_forked_workers_are_busy",
+            parent_killed_while_forked_workers_are_busy,
+        ),
+    ];
+    let mut trials: Vec<Trial> = specific
+        .into_iter()
+        .map(|(name, test)| trial(name, test))
+        .collect();
+    trials.extend(
+        fault_matrix!(list)
+            .into_iter()
+            .map(|(name, test)| trial(name, move || test(builder()))),
+    );
+    trials.push(trial("busy_parent_helper", busy_parent_helper).with_ignored_flag(true));
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// A test for libtest-mimic, which turns a panic into a failure with the panic's message.
+fn trial(name: &str, test: impl FnOnce() + Send + 'static) -> Trial {
+    Trial::test(name, move || {
+        test();
+        Ok(())
+    })
+}
