@@ -50,7 +50,7 @@ mod worker;
 pub use error::{
     BuildError, ContextError, Direction, Side, SubmitError, SubmitErrorKind, TaskError,
 };
-pub use launch::{Launch, Stdio};
+pub use launch::{Launch, OutputLine, OutputSink, OutputStream, Stdio};
 pub use pool::{Map, MapUnordered, Pool, PoolBuilder, TaskHandle};
 pub use task::{BoxError, Task};
 pub use worker::context::context;

@@ -42,9 +42,12 @@ impl CommandSpec {
         self.program.display().to_string()
     }
 
-    /// Whether the parent passes the child's stderr on to its own.
-    pub(crate) fn forward_stderr(&self) -> bool {
-        self.stderr == Stdio::Inherit
+    pub(crate) fn stdout(&self) -> &Stdio {
+        &self.stdout
+    }
+
+    pub(crate) fn stderr(&self) -> &Stdio {
+        &self.stderr
     }
 
     /// The command, short of the variable that tells the child its role.
@@ -62,6 +65,7 @@ impl CommandSpec {
             .stdout(match self.stdout {
                 Stdio::Inherit => StdStdio::inherit(),
                 Stdio::Null => StdStdio::null(),
+                Stdio::Capture(_) => StdStdio::piped(),
             })
             // Always piped: the parent keeps the tail for crash reports and forwards it.
             .stderr(StdStdio::piped());
@@ -122,6 +126,10 @@ impl Spawner {
         let mut cmd = self.command.command();
         cmd.env(ENV_SERVER, listener);
         let child = cmd.spawn()?;
-        Ok(WorkerProcess::exec(child, self.command.forward_stderr()))
+        Ok(WorkerProcess::exec(
+            child,
+            self.command.stderr(),
+            self.command.stdout(),
+        ))
     }
 }

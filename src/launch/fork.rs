@@ -10,7 +10,7 @@
 //! request.
 
 use std::collections::HashMap;
-use std::io::{self, PipeReader};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -19,10 +19,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::exec::CommandSpec;
-use super::ENV_ZYGOTE;
+use super::{Stdio, ENV_ZYGOTE};
 use crate::sys::{self, Signal};
 use crate::wire::zygote::{self as msg, FromServer, ToServer};
-use crate::worker::process::{Reap, WorkerProcess};
+use crate::worker::output::Pipe;
+use crate::worker::process::{Pipes, Reap, WorkerProcess};
 
 /// How long a server that was let go has to kill its workers and exit.
 const SERVER_GRACE: Duration = Duration::from_secs(2);
@@ -60,7 +61,7 @@ impl ForkServer {
                 }
             }
         };
-        server.spawn(listener, self.command.forward_stderr())
+        server.spawn(listener, &self.command)
     }
 }
 
@@ -83,6 +84,10 @@ impl Server {
         let (ours, theirs) = sys::packet_pair()?;
         let mut cmd = command.command();
         cmd.env(ENV_ZYGOTE, theirs.as_raw_fd().to_string());
+        if matches!(command.stdout(), Stdio::Capture(_)) {
+            // Each worker gets a stdout pipe of its own; the server itself prints nothing.
+            cmd.stdout(std::process::Stdio::null());
+        }
         sys::inherit_fd(&mut cmd, theirs.as_raw_fd());
         let events = Arc::new(Events::default());
         let reader_sock = ours.try_clone()?;
@@ -108,7 +113,11 @@ impl Server {
             program: command.program(),
             sock: ours,
             events,
-            process: Mutex::new(WorkerProcess::exec(child, command.forward_stderr())),
+            process: Mutex::new(WorkerProcess::exec(
+                child,
+                command.stderr(),
+                command.stdout(),
+            )),
             spawning: Mutex::new(()),
             reader: Some(reader),
             start_timeout,
@@ -162,16 +171,23 @@ impl Server {
     fn spawn(
         self: &Arc<Server>,
         listener: &str,
-        forward_stderr: bool,
+        command: &CommandSpec,
     ) -> io::Result<WorkerProcess> {
         let (stderr, stderr_writer) = io::pipe()?;
+        let stdout = match command.stdout() {
+            Stdio::Capture(_) => Some(io::pipe()?),
+            _ => None,
+        };
+        let mut fds = vec![stderr_writer.as_raw_fd()];
+        fds.extend(stdout.as_ref().map(|(_, writer)| writer.as_raw_fd()));
         let _one_at_a_time = lock(&self.spawning);
         self.events.lock().answer = None;
         let request = ToServer::Spawn {
             listener: listener.to_owned(),
         };
-        self.send(&request, &[stderr_writer.as_raw_fd()])?;
+        self.send(&request, &fds)?;
         drop(stderr_writer);
+        let stdout = stdout.map(|(reader, _writer)| Box::new(reader) as Pipe);
         let deadline = Instant::now() + self.start_timeout;
         let mut state = self.events.lock();
         loop {
@@ -182,11 +198,13 @@ impl Server {
                     pid,
                     server: self.clone(),
                 };
-                return Ok(WorkerProcess::new(
-                    Box::new(child),
-                    Some::<PipeReader>(stderr),
-                    forward_stderr,
-                ));
+                let pipes = Pipes {
+                    stderr: Some(Box::new(stderr)),
+                    stdout,
+                    stderr_to: Some(command.stderr()),
+                    stdout_to: Some(command.stdout()),
+                };
+                return Ok(WorkerProcess::new(Box::new(child), pipes));
             }
             if state.gone {
                 return Err(io::Error::other("the fork server died"));

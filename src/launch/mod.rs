@@ -11,7 +11,9 @@ pub(crate) use exec::Spawner;
 #[doc(hidden)]
 pub use test_entry::{test_entry, TestEntry};
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Environment variable naming the parent's bootstrap listener; its presence makes
 /// [`init`](crate::init) turn the process into a worker.
@@ -57,7 +59,7 @@ impl Launch {
 }
 
 /// What becomes of a worker's stdout or stderr.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum Stdio {
     /// Passed on to the parent's own stream (the default). Stdout is inherited as is;
@@ -67,4 +69,52 @@ pub enum Stdio {
     Inherit,
     /// Discarded. For stderr, the last lines are still kept for crash reports.
     Null,
+    /// Captured line by line; made by [`Stdio::capture`].
+    Capture(OutputSink),
+}
+
+impl Stdio {
+    /// Captures the stream: `sink` receives each line every worker writes to it, as an
+    /// [`OutputLine`] (without the newline; a line over 64 KiB arrives in pieces).
+    ///
+    /// `sink` runs on the parent's reader thread for that worker's pipe, so lines of
+    /// one worker arrive in order; a slow `sink` slows down the worker that prints (the
+    /// pipe fills up). A panic in `sink` loses that line only. When a pool's `join`,
+    /// `terminate` or drop returns, every line its workers wrote has been delivered
+    /// (unless a process a task started in the background still holds the pipe). For
+    /// stderr, crash reports keep the last lines as well.
+    pub fn capture(sink: impl Fn(OutputLine) + Send + Sync + 'static) -> Stdio {
+        Stdio::Capture(OutputSink(Arc::new(sink)))
+    }
+}
+
+/// The function a [captured](Stdio::capture) stream's lines go to.
+#[derive(Clone)]
+pub struct OutputSink(pub(crate) Arc<dyn Fn(OutputLine) + Send + Sync>);
+
+impl fmt::Debug for OutputSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OutputSink(..)")
+    }
+}
+
+/// One line a worker wrote to a [captured](Stdio::capture) stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutputLine {
+    /// The worker's process id.
+    pub worker: u32,
+    /// Which of its streams.
+    pub stream: OutputStream,
+    /// The line, without its newline; bytes that are not UTF-8 are replaced.
+    pub text: String,
+}
+
+/// A worker's standard output stream or its standard error stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
 }

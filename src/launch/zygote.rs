@@ -82,20 +82,21 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             }
         };
         match msg::decode::<ToServer>(&buf[..len]) {
-            Ok(ToServer::Spawn { listener }) if fds.len() == 1 => {
-                let stderr = fds.pop().expect("one descriptor");
+            Ok(ToServer::Spawn { listener }) if matches!(fds.len(), 1 | 2) => {
+                let stdout = (fds.len() == 2).then(|| fds.pop()).flatten();
+                let stderr = fds.pop();
                 // SAFETY: checked above that this process has exactly one thread, and
                 // the server never starts another.
                 match unsafe { sys::fork_single_threaded() } {
                     Ok(None) => {
                         // The worker: never returns.
                         drop(sock);
-                        become_worker(me, &listener, stderr, signals, lifeline)
+                        become_worker(me, &listener, [stderr, stdout], signals, lifeline)
                     }
                     Ok(Some(pid)) => {
                         sys::make_group_leader(pid);
                         live.insert(pid);
-                        drop(stderr);
+                        drop((stderr, stdout));
                         if send(&sock, &FromServer::Spawned { pid }).is_err() {
                             break 0;
                         }
@@ -161,13 +162,13 @@ fn send(sock: &OwnedFd, message: &FromServer) -> std::io::Result<()> {
 fn become_worker(
     server: u32,
     listener: &str,
-    stderr: OwnedFd,
+    [stderr, stdout]: [Option<OwnedFd>; 2],
     signals: ChildSignals,
     lifeline: Option<OwnedFd>,
 ) -> ! {
     let settled = signals
         .release_in_child()
-        .and_then(|()| sys::settle_forked_worker(server, stderr));
+        .and_then(|()| sys::settle_forked_worker(server, stderr, stdout));
     if let Err(e) = settled {
         eprintln!("procpool worker: cannot settle after the fork: {e}");
         std::process::exit(EXIT_START);

@@ -144,14 +144,16 @@ impl PoolBuilder {
         self
     }
 
-    /// What becomes of workers' stdout (default: inherited).
+    /// What becomes of workers' stdout (default: inherited); [`Stdio::capture`] hands
+    /// it to a function line by line.
     pub fn stdout(mut self, stdio: Stdio) -> Self {
         self.spawn.stdout = stdio;
         self
     }
 
-    /// What becomes of workers' stderr (default: inherited). Crash reports keep the last
-    /// lines either way.
+    /// What becomes of workers' stderr (default: copied to the parent's stderr);
+    /// [`Stdio::capture`] hands it to a function line by line. Crash reports keep the
+    /// last lines either way.
     pub fn stderr(mut self, stdio: Stdio) -> Self {
         self.spawn.stderr = stdio;
         self

@@ -373,9 +373,13 @@ pub(crate) fn make_group_leader(pid: u32) {
 }
 
 /// Settles a freshly forked worker: its own process group, death with the fork server
-/// `server_pid` (checked against the server having died already), and `stderr` as its
-/// standard error.
-pub(crate) fn settle_forked_worker(server_pid: u32, stderr: OwnedFd) -> io::Result<()> {
+/// `server_pid` (checked against the server having died already), `stderr` as its
+/// standard error and `stdout`, if given, as its standard output.
+pub(crate) fn settle_forked_worker(
+    server_pid: u32,
+    stderr: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+) -> io::Result<()> {
     let me = Pid::from_raw(0);
     match nix::unistd::setpgid(me, me) {
         Ok(()) | Err(Errno::EPERM) => {}
@@ -385,7 +389,12 @@ pub(crate) fn settle_forked_worker(server_pid: u32, stderr: OwnedFd) -> io::Resu
     if nix::unistd::getppid().as_raw() as u32 != server_pid {
         return Err(io::Error::other("the fork server died while forking"));
     }
-    nix::unistd::dup2_stderr(&stderr)?;
+    if let Some(stderr) = stderr {
+        nix::unistd::dup2_stderr(&stderr)?;
+    }
+    if let Some(stdout) = stdout {
+        nix::unistd::dup2_stdout(&stdout)?;
+    }
     Ok(())
 }
 

@@ -14,8 +14,8 @@ pub(crate) const MAX_PACKET: usize = 4096;
 /// Pool → fork server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ToServer {
-    /// Fork a worker that connects to the bootstrap listener `listener`; the attached
-    /// descriptor becomes its stderr.
+    /// Fork a worker that connects to the bootstrap listener `listener`. The first
+    /// attached descriptor becomes its stderr; a second one, if any, its stdout.
     Spawn { listener: String },
     /// Send `signal` to the process group of worker `pid`, if it has not been reaped.
     Signal { pid: u32, signal: i32 },

@@ -1,27 +1,25 @@
-//! One worker process as the parent sees it: its pid and process group, its stderr
-//! tail, and how it is stopped and reaped.
+//! One worker process as the parent sees it: its pid and process group, the readers of
+//! its output pipes, and how it is stopped and reaped.
 //!
 //! How a child is signalled and reaped depends on who its parent is: an exec'd worker is
 //! our own child, a forked one is the fork server's. [`Reap`] is that small contract;
 //! [`WorkerProcess`] keeps the rules on top of it (group kill only before the reap, one
 //! reap, never a zombie) and is tested against a mock.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
 use std::process::{Child, ExitStatus};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::output::{OutputReader, Pipe, Sink};
+use crate::launch::{OutputStream, Stdio};
 use crate::sys::{self, Signal};
 
-/// How many stderr lines a crash report keeps.
-const TAIL_LINES: usize = 20;
-/// Longest line kept, in bytes; the rest of a longer line is dropped.
-const TAIL_LINE_BYTES: usize = 1000;
 /// How often a stop polls for the exit.
 const REAP_POLL: Duration = Duration::from_millis(2);
+/// How long dropping a worker waits for its captured output to be delivered (a process
+/// the task left in the background may hold the pipe open for good).
+const CAPTURE_DRAIN: Duration = Duration::from_secs(1);
 
 /// How the parent signals and reaps one kind of child process.
 pub(crate) trait Reap: Send + fmt::Debug {
@@ -59,26 +57,41 @@ impl Reap for Child {
 pub(crate) struct WorkerProcess {
     child: Box<dyn Reap>,
     status: Option<ExitStatus>,
-    stderr: StderrTail,
+    stderr: OutputReader,
+    stdout: OutputReader,
+}
+
+/// The read ends of a new worker's pipes, and the pool's settings for its streams.
+#[derive(Default)]
+pub(crate) struct Pipes<'a> {
+    pub(crate) stderr: Option<Pipe>,
+    /// Only when stdout is captured.
+    pub(crate) stdout: Option<Pipe>,
+    pub(crate) stderr_to: Option<&'a Stdio>,
+    pub(crate) stdout_to: Option<&'a Stdio>,
 }
 
 impl WorkerProcess {
-    /// An exec'd child whose stderr is piped to us.
-    pub(crate) fn exec(mut child: Child, forward_stderr: bool) -> WorkerProcess {
-        let stderr = child.stderr.take();
-        WorkerProcess::new(Box::new(child), stderr, forward_stderr)
+    /// An exec'd child whose stderr (and stdout, when captured) is piped to us.
+    pub(crate) fn exec(mut child: Child, stderr_to: &Stdio, stdout_to: &Stdio) -> WorkerProcess {
+        let pipes = Pipes {
+            stderr: child.stderr.take().map(|p| Box::new(p) as Pipe),
+            stdout: child.stdout.take().map(|p| Box::new(p) as Pipe),
+            stderr_to: Some(stderr_to),
+            stdout_to: Some(stdout_to),
+        };
+        WorkerProcess::new(Box::new(child), pipes)
     }
 
-    /// Any child, with the read end of its stderr pipe.
-    pub(crate) fn new(
-        child: Box<dyn Reap>,
-        stderr: Option<impl Read + Send + 'static>,
-        forward_stderr: bool,
-    ) -> WorkerProcess {
+    /// Any child, with the read ends of its pipes.
+    pub(crate) fn new(child: Box<dyn Reap>, pipes: Pipes<'_>) -> WorkerProcess {
+        let pid = child.pid();
+        let sink = |to: Option<&Stdio>, stream| Sink::new(to.unwrap_or(&Stdio::Null), pid, stream);
         WorkerProcess {
-            child,
             status: None,
-            stderr: StderrTail::start(stderr, forward_stderr),
+            stderr: OutputReader::start(pipes.stderr, sink(pipes.stderr_to, OutputStream::Stderr)),
+            stdout: OutputReader::start(pipes.stdout, sink(pipes.stdout_to, OutputStream::Stdout)),
+            child,
         }
     }
 
@@ -133,14 +146,7 @@ impl WorkerProcess {
     /// The first non-empty stderr line since the last clear, once the pipe has drained
     /// (waiting up to `wait`).
     pub(crate) fn first_stderr_line(&self, wait: Duration) -> Option<String> {
-        self.stderr.lines(wait);
-        self.stderr
-            .shared
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .first
-            .clone()
+        self.stderr.first_line(wait)
     }
 
     /// Forgets the stderr lines so far: a crash report then shows what the worker wrote
@@ -165,130 +171,8 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-#[derive(Debug, Default)]
-struct Tail {
-    lines: VecDeque<String>,
-    /// The first line since the last clear: when a worker dies at start-up it usually
-    /// says why there, before any backtrace.
-    first: Option<String>,
-    partial: Vec<u8>,
-    closed: bool,
-    allocation_failed: bool,
-}
-
-impl Tail {
-    fn push(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if b == b'\n' {
-                self.finish_line();
-            } else if self.partial.len() < TAIL_LINE_BYTES {
-                self.partial.push(b);
-            }
-        }
-    }
-
-    fn finish_line(&mut self) {
-        let line = String::from_utf8_lossy(&self.partial).into_owned();
-        self.partial.clear();
-        if line.starts_with("memory allocation of") {
-            self.allocation_failed = true;
-        }
-        if self.first.is_none() && !line.trim().is_empty() {
-            self.first = Some(line.clone());
-        }
-        if self.lines.len() == TAIL_LINES {
-            self.lines.pop_front();
-        }
-        self.lines.push_back(line);
-    }
-}
-
-/// Reads a worker's stderr on a thread: keeps the last lines and, by default, passes
-/// every byte on to the parent's own stderr.
-#[derive(Debug, Clone, Default)]
-struct StderrTail {
-    shared: Arc<(Mutex<Tail>, Condvar)>,
-}
-
-impl StderrTail {
-    fn start(pipe: Option<impl Read + Send + 'static>, forward: bool) -> StderrTail {
-        let tail = StderrTail::default();
-        let Some(mut pipe) = pipe else {
-            tail.close();
-            return tail;
-        };
-        let reader = tail.clone();
-        let spawned = thread::Builder::new()
-            .name("procpool-stderr".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let mut buf = [0u8; 8192];
-                loop {
-                    match pipe.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            if forward {
-                                let _ = io::stderr().write_all(&buf[..n]);
-                            }
-                            reader
-                                .shared
-                                .0
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(&buf[..n]);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => break,
-                    }
-                }
-                reader.close();
-            });
-        if spawned.is_err() {
-            tail.close();
-        }
-        tail
-    }
-
-    fn close(&self) {
-        let (lock, cond) = &*self.shared;
-        let mut tail = lock.lock().unwrap_or_else(|e| e.into_inner());
-        if !tail.partial.is_empty() {
-            tail.finish_line();
-        }
-        tail.closed = true;
-        cond.notify_all();
-    }
-
-    fn clear(&self) {
-        let mut tail = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
-        tail.lines.clear();
-        tail.first = None;
-        tail.partial.clear();
-        tail.allocation_failed = false;
-    }
-
-    fn saw_allocation_failure(&self) -> bool {
-        self.shared
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .allocation_failed
-    }
-
-    fn lines(&self, wait: Duration) -> Vec<String> {
-        let (lock, cond) = &*self.shared;
-        let tail = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let (tail, _) = cond
-            .wait_timeout_while(tail, wait, |t| !t.closed)
-            .unwrap_or_else(|e| e.into_inner());
-        let mut lines: Vec<String> = tail.lines.iter().cloned().collect();
-        if !tail.partial.is_empty() {
-            lines.push(String::from_utf8_lossy(&tail.partial).into_owned());
-        }
-        lines
+        self.stdout.drain_capture(CAPTURE_DRAIN);
+        self.stderr.drain_capture(CAPTURE_DRAIN);
     }
 }
 
@@ -296,6 +180,7 @@ impl StderrTail {
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
+    use std::sync::{Arc, Mutex};
 
     /// Records what a [`WorkerProcess`] asks of its child.
     #[derive(Debug)]
@@ -326,7 +211,7 @@ mod tests {
             exited,
             log: log.clone(),
         };
-        let process = WorkerProcess::new(Box::new(child), None::<io::Empty>, false);
+        let process = WorkerProcess::new(Box::new(child), Pipes::default());
         (process, log)
     }
 
@@ -362,34 +247,5 @@ mod tests {
         let (process, log) = mock(false);
         drop(process);
         assert_eq!(*log.lock().unwrap(), ["SIGKILL", "reap"]);
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines_and_bounds_their_length() {
-        let mut tail = Tail::default();
-        for i in 0..50 {
-            tail.push(format!("line {i}\n").as_bytes());
-        }
-        tail.push(&vec![b'x'; 5000]);
-        tail.push(b"\n");
-        assert_eq!(tail.lines.len(), TAIL_LINES);
-        assert_eq!(tail.lines[0], "line 31");
-        assert_eq!(tail.lines.back().unwrap().len(), TAIL_LINE_BYTES);
-        assert!(!tail.allocation_failed);
-    }
-
-    #[test]
-    fn an_allocation_failure_is_remembered_past_the_tail() {
-        let mut tail = Tail::default();
-        tail.push(b"memory allocation of 1073741824 bytes failed\n");
-        for i in 0..100 {
-            tail.push(format!("backtrace frame {i}\n").as_bytes());
-        }
-        assert!(tail.allocation_failed);
-        assert!(tail.lines.iter().all(|l| !l.starts_with("memory")));
-        assert_eq!(
-            tail.first.as_deref(),
-            Some("memory allocation of 1073741824 bytes failed")
-        );
     }
 }

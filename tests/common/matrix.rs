@@ -2,9 +2,10 @@
 //! mode under test and asserting the exact outcome. Each launch mode's test file calls
 //! every function here.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use procpool::{Direction, PoolBuilder, Side, Stdio, TaskError};
+use procpool::{Direction, OutputStream, PoolBuilder, Side, Stdio, TaskError};
 use procpool_worker::{BadOutput, Fault, Reverse, Square, Undecodable, Unregistered, WorkerPid};
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
@@ -194,6 +195,40 @@ pub(crate) fn output_that_fails_to_decode_in_the_parent(b: PoolBuilder) {
     );
 }
 
+pub(crate) fn captured_output_arrives_line_by_line(b: PoolBuilder) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (out, err) = (lines.clone(), lines.clone());
+    let pool = b
+        .workers(1)
+        .stdout(Stdio::capture(move |l| out.lock().unwrap().push(l)))
+        .stderr(Stdio::capture(move |l| err.lock().unwrap().push(l)))
+        .build()
+        .unwrap();
+    let worker = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    assert_eq!(
+        pool.submit(Fault::PrintStdout(1000)).unwrap().wait(),
+        Ok(1000)
+    );
+    assert_eq!(
+        pool.submit(Fault::PrintStderr(500)).unwrap().wait(),
+        Ok(500)
+    );
+    pool.shutdown();
+    // Every line is delivered by the time join returns.
+    pool.join();
+    let lines = lines.lock().unwrap();
+    // Fault::Print* writes lines of 99 'x'. (A worker re-executed from a test binary
+    // also prints libtest's header on stdout.)
+    let count = |stream| {
+        lines
+            .iter()
+            .filter(|l| l.stream == stream && l.worker == worker && l.text == "x".repeat(99))
+            .count()
+    };
+    assert_eq!(count(OutputStream::Stdout), 10, "{lines:?}");
+    assert_eq!(count(OutputStream::Stderr), 5, "{lines:?}");
+}
+
 pub(crate) fn submit_after_shutdown_hands_the_task_back(b: PoolBuilder) {
     let pool = b.build().unwrap();
     pool.shutdown();
@@ -230,6 +265,7 @@ macro_rules! fault_matrix {
             panic_while_encoding_the_output,
             output_that_fails_to_decode_in_the_parent,
             submit_after_shutdown_hands_the_task_back,
+            captured_output_arrives_line_by_line,
         }
     };
     (@tests [$builder:expr] $($name:ident),+ $(,)?) => {

@@ -35,10 +35,15 @@ pub(crate) fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> boo
 
 /// Writes an executable shell script named `name` in a temporary folder of this test
 /// process and returns its path: a stand-in worker binary that misbehaves on purpose.
+///
+/// Each call gets a file of its own: rewriting a script that another test is running
+/// fails with "Text file busy".
 pub(crate) fn script(name: &str, body: &str) -> std::path::PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("procpool-test-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = dir.join(format!("{name}-{call}"));
     fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
     fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     path

@@ -1,0 +1,347 @@
+//! A worker's stdout and stderr pipes as the parent reads them.
+//!
+//! One [`OutputReader`] thread per pipe reads until end-of-file. For stderr it keeps the
+//! last lines that crash reports quote (and the first line, which says why a start
+//! failed). Every byte then goes where the pool's [`Stdio`] says: to the parent's own
+//! stderr, nowhere, or line by line to the user's function ([`Stdio::capture`]).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use crate::launch::{OutputLine, OutputSink, OutputStream, Stdio};
+
+/// How many stderr lines a crash report keeps.
+const TAIL_LINES: usize = 20;
+/// Longest line kept in the tail, in bytes; the rest of a longer line is dropped.
+const TAIL_LINE_BYTES: usize = 1000;
+/// Longest captured line handed over in one piece.
+const CAPTURED_LINE_BYTES: usize = 64 * 1024;
+
+/// The read end of a worker's pipe.
+pub(crate) type Pipe = Box<dyn Read + Send>;
+
+/// Where the bytes of one pipe go, besides the tail.
+pub(crate) enum Sink {
+    /// Copied to the parent's own stderr.
+    ParentStderr,
+    /// Dropped.
+    Discard,
+    /// Split into lines for the user's function.
+    Lines {
+        sink: OutputSink,
+        worker: u32,
+        stream: OutputStream,
+        partial: Vec<u8>,
+    },
+}
+
+impl Sink {
+    /// The sink for `worker`'s `stream` under the pool's setting for it. An inherited
+    /// stdout never reaches the parent (the worker writes to the parent's own stdout).
+    pub(crate) fn new(stdio: &Stdio, worker: u32, stream: OutputStream) -> Sink {
+        match stdio {
+            Stdio::Inherit if stream == OutputStream::Stderr => Sink::ParentStderr,
+            Stdio::Capture(sink) => Sink::Lines {
+                sink: sink.clone(),
+                worker,
+                stream,
+                partial: Vec::new(),
+            },
+            _ => Sink::Discard,
+        }
+    }
+
+    fn is_capture(&self) -> bool {
+        matches!(self, Sink::Lines { .. })
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match self {
+            Sink::ParentStderr => {
+                let _ = io::stderr().write_all(bytes);
+            }
+            Sink::Discard => {}
+            Sink::Lines {
+                sink,
+                worker,
+                stream,
+                partial,
+            } => {
+                for &b in bytes {
+                    if b != b'\n' {
+                        partial.push(b);
+                    }
+                    if b == b'\n' || partial.len() == CAPTURED_LINE_BYTES {
+                        deliver(sink, *worker, *stream, partial);
+                    }
+                }
+            }
+        }
+    }
+
+    /// At end-of-file: a last line without a newline is still a line.
+    fn finish(&mut self) {
+        if let Sink::Lines {
+            sink,
+            worker,
+            stream,
+            partial,
+        } = self
+        {
+            if !partial.is_empty() {
+                deliver(sink, *worker, *stream, partial);
+            }
+        }
+    }
+}
+
+/// Hands one line to the user's function. A panic there costs that line, not the
+/// reader: a reader that stopped would leave the worker blocked on a full pipe.
+fn deliver(sink: &OutputSink, worker: u32, stream: OutputStream, partial: &mut Vec<u8>) {
+    let line = OutputLine {
+        worker,
+        stream,
+        text: String::from_utf8_lossy(partial).into_owned(),
+    };
+    partial.clear();
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| (sink.0)(line)));
+}
+
+#[derive(Debug, Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    /// The first line since the last clear: when a worker dies at start-up it usually
+    /// says why there, before any backtrace.
+    first: Option<String>,
+    partial: Vec<u8>,
+    closed: bool,
+    allocation_failed: bool,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.finish_line();
+            } else if self.partial.len() < TAIL_LINE_BYTES {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn finish_line(&mut self) {
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        if line.starts_with("memory allocation of") {
+            self.allocation_failed = true;
+        }
+        if self.first.is_none() && !line.trim().is_empty() {
+            self.first = Some(line.clone());
+        }
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+}
+
+/// Reads one of a worker's pipes on a thread until end-of-file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OutputReader {
+    shared: Arc<(Mutex<Tail>, Condvar)>,
+    capturing: bool,
+}
+
+impl OutputReader {
+    /// Starts reading `pipe` (none: nothing to read) into the tail and `sink`.
+    pub(crate) fn start(pipe: Option<Pipe>, mut sink: Sink) -> OutputReader {
+        let reader = OutputReader {
+            capturing: sink.is_capture(),
+            ..OutputReader::default()
+        };
+        let Some(mut pipe) = pipe else {
+            reader.close();
+            return reader;
+        };
+        let thread_reader = reader.clone();
+        let spawned = thread::Builder::new()
+            .name("procpool-output".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            sink.write(&buf[..n]);
+                            thread_reader.lock().push(&buf[..n]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                sink.finish();
+                thread_reader.close();
+            });
+        if spawned.is_err() {
+            reader.close();
+        }
+        reader
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tail> {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self) {
+        let mut tail = self.lock();
+        if !tail.partial.is_empty() {
+            tail.finish_line();
+        }
+        tail.closed = true;
+        self.shared.1.notify_all();
+    }
+
+    /// Waits up to `wait` for end-of-file.
+    fn wait_closed(&self, wait: Duration) -> MutexGuard<'_, Tail> {
+        let (lock, cond) = &*self.shared;
+        let tail = lock.lock().unwrap_or_else(|e| e.into_inner());
+        cond.wait_timeout_while(tail, wait, |t| !t.closed)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+
+    /// For a captured stream, waits up to `wait` until every line has been delivered.
+    pub(crate) fn drain_capture(&self, wait: Duration) {
+        if self.capturing {
+            drop(self.wait_closed(wait));
+        }
+    }
+
+    /// Forgets the lines so far: a crash report then shows what the worker wrote while
+    /// running the task that crashed, not the words of earlier tasks.
+    pub(crate) fn clear(&self) {
+        let mut tail = self.lock();
+        tail.lines.clear();
+        tail.first = None;
+        tail.partial.clear();
+        tail.allocation_failed = false;
+    }
+
+    /// Whether a line since the last clear said that an allocation failed (the Rust
+    /// runtime's "memory allocation of N bytes failed"), however much followed it.
+    pub(crate) fn saw_allocation_failure(&self) -> bool {
+        self.lock().allocation_failed
+    }
+
+    /// The first non-empty line since the last clear, once the pipe has drained
+    /// (waiting up to `wait`).
+    pub(crate) fn first_line(&self, wait: Duration) -> Option<String> {
+        self.wait_closed(wait).first.clone()
+    }
+
+    /// The last lines, waiting up to `wait` for end-of-file so that the dying words are
+    /// in.
+    pub(crate) fn lines(&self, wait: Duration) -> Vec<String> {
+        let tail = self.wait_closed(wait);
+        let mut lines: Vec<String> = tail.lines.iter().cloned().collect();
+        if !tail.partial.is_empty() {
+            lines.push(String::from_utf8_lossy(&tail.partial).into_owned());
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(stream: OutputStream) -> (Sink, Arc<Mutex<Vec<OutputLine>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let into = lines.clone();
+        let Stdio::Capture(sink) = Stdio::capture(move |l| into.lock().unwrap().push(l)) else {
+            unreachable!()
+        };
+        let sink = Sink::Lines {
+            sink,
+            worker: 7,
+            stream,
+            partial: Vec::new(),
+        };
+        (sink, lines)
+    }
+
+    #[test]
+    fn captured_lines_are_split_at_newlines_and_at_the_size_cap() {
+        let (mut sink, lines) = capture(OutputStream::Stdout);
+        sink.write(b"one\ntw");
+        sink.write(b"o\n");
+        sink.write(&vec![b'x'; CAPTURED_LINE_BYTES + 10]);
+        sink.write(b"\nlast, no newline");
+        sink.finish();
+        let lines = lines.lock().unwrap();
+        let texts: Vec<usize> = lines.iter().map(|l| l.text.len()).collect();
+        assert_eq!(texts, [3, 3, CAPTURED_LINE_BYTES, 10, 16]);
+        assert_eq!(lines[1].text, "two");
+        assert_eq!(lines[4].text, "last, no newline");
+        assert!(lines
+            .iter()
+            .all(|l| l.worker == 7 && l.stream == OutputStream::Stdout));
+    }
+
+    #[test]
+    fn a_panicking_sink_loses_one_line_not_the_rest() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let stdio = Stdio::capture(move |l: OutputLine| {
+            assert_ne!(l.text, "boom", "the sink panics on this line");
+            into.lock().unwrap().push(l.text);
+        });
+        let mut sink = Sink::new(&stdio, 1, OutputStream::Stderr);
+        sink.write(b"a\nboom\nb\n");
+        assert_eq!(*seen.lock().unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_reader_delivers_everything_before_it_closes() {
+        let (sink, lines) = capture(OutputStream::Stderr);
+        let text = "first\nsecond\nthird";
+        let reader = OutputReader::start(Some(Box::new(text.as_bytes())), sink);
+        reader.drain_capture(Duration::from_secs(5));
+        assert_eq!(lines.lock().unwrap().len(), 3);
+        assert_eq!(reader.first_line(Duration::ZERO).as_deref(), Some("first"));
+        assert_eq!(reader.lines(Duration::ZERO), ["first", "second", "third"]);
+    }
+    #[test]
+    fn tail_keeps_the_last_lines_and_bounds_their_length() {
+        let mut tail = Tail::default();
+        for i in 0..50 {
+            tail.push(format!("line {i}\n").as_bytes());
+        }
+        tail.push(&vec![b'x'; 5000]);
+        tail.push(b"\n");
+        assert_eq!(tail.lines.len(), TAIL_LINES);
+        assert_eq!(tail.lines[0], "line 31");
+        assert_eq!(tail.lines.back().unwrap().len(), TAIL_LINE_BYTES);
+        assert!(!tail.allocation_failed);
+    }
+
+    #[test]
+    fn an_allocation_failure_is_remembered_past_the_tail() {
+        let mut tail = Tail::default();
+        tail.push(b"memory allocation of 1073741824 bytes failed\n");
+        for i in 0..100 {
+            tail.push(format!("backtrace frame {i}\n").as_bytes());
+        }
+        assert!(tail.allocation_failed);
+        assert!(tail.lines.iter().all(|l| !l.starts_with("memory")));
+        assert_eq!(
+            tail.first.as_deref(),
+            Some("memory allocation of 1073741824 bytes failed")
+        );
+    }
+}
