@@ -44,6 +44,25 @@ struct Worker {
     tasks: u64,
 }
 
+/// Where a slot is in its worker's lifecycle; each state owns what it needs.
+enum State {
+    /// No worker yet; `failures` failed starts in a row so far.
+    Starting { failures: u32, retry: Option<Job> },
+    /// A worker ready for a job.
+    Idle { worker: Worker, retry: Option<Job> },
+    /// A worker running `job` (its deadline is kept while it runs).
+    Busy { worker: Worker, job: Job },
+    /// The worker is gone and reaped; a job may be held to run again on the next one.
+    Exited { retry: Option<Job> },
+    /// The pool is closing: last rites for the worker and any held job.
+    Terminating {
+        worker: Option<Worker>,
+        retry: Option<Job>,
+    },
+    /// Starting failed `max_start_failures` times in a row.
+    GaveUp { message: String, retry: Option<Job> },
+}
+
 /// How a job left the Busy state.
 enum Step {
     /// The worker answered and lives on.
@@ -65,81 +84,132 @@ impl Supervisor {
     }
 
     fn run(self) {
-        let config = &self.shared.config;
-        let mut worker: Option<Worker> = None;
-        let mut retry: Option<Job> = None;
-        let mut failures = 0u32;
+        let mut state = State::Starting {
+            failures: 0,
+            retry: None,
+        };
         loop {
-            if self.shared.is_terminating() {
-                break;
-            }
-            // Starting: a slot always has a warm worker before it takes a job.
-            if worker.is_none() {
-                match self.start() {
-                    Ok(w) => {
-                        worker = Some(w);
-                        failures = 0;
-                    }
-                    Err(_) if self.shared.is_terminating() => break,
-                    Err(message) => {
-                        failures += 1;
-                        if failures >= config.max_start_failures {
-                            return self.give_up(message, retry);
-                        }
-                        self.back_off(failures);
-                        continue;
-                    }
-                }
-            }
-            // Idle.
-            let job = match retry.take() {
-                // A retried job is already Running; only a cancel may have come since.
-                Some(job) if job.ticket.is_cancel_requested() => {
-                    job.ticket.complete(Err(TaskError::Cancelled));
-                    continue;
-                }
-                Some(job) => job,
-                None => match self.shared.queue.recv() {
-                    Ok(job) if job.ticket.start() => job,
-                    Ok(_) => continue, // cancelled while queued; its outcome is final
-                    Err(_) => break,
-                },
+            state = match state {
+                State::Starting { failures, retry } => self.starting(failures, retry),
+                State::Idle { worker, retry } => self.idle(worker, retry),
+                State::Busy { worker, job } => self.busy(worker, job),
+                State::Exited { retry } => State::Starting { failures: 0, retry },
+                State::Terminating { worker, retry } => return self.terminating(worker, retry),
+                State::GaveUp { message, retry } => return self.give_up(message, retry),
             };
-            if self.shared.is_terminating() {
-                job.ticket.complete(Err(TaskError::PoolClosed));
-                break;
+        }
+    }
+
+    /// A slot always has a warm worker before it takes a job.
+    fn starting(&self, failures: u32, retry: Option<Job>) -> State {
+        if self.shared.is_terminating() {
+            return State::Terminating {
+                worker: None,
+                retry,
+            };
+        }
+        match self.start() {
+            Ok(worker) => State::Idle { worker, retry },
+            Err(_) if self.shared.is_terminating() => State::Terminating {
+                worker: None,
+                retry,
+            },
+            Err(message) if failures + 1 >= self.shared.config.max_start_failures => {
+                State::GaveUp { message, retry }
             }
-            let w = worker.as_mut().expect("a worker was started above");
-            // Busy.
-            match self.execute(w, &job) {
-                Step::Answered(outcome) => {
-                    job.ticket.complete(outcome);
-                    w.tasks += 1;
-                    if self.is_due_for_recycling(w) {
-                        self.retire(worker.take().expect("present"));
-                    }
-                }
-                Step::Lost(error) => {
-                    worker = None;
-                    let mut job = job;
-                    if error.is_retryable() && job.attempts < config.retries {
-                        job.attempts += 1;
-                        retry = Some(job);
-                    } else {
-                        job.ticket.complete(Err(error));
-                    }
+            Err(_) => {
+                self.back_off(failures + 1);
+                State::Starting {
+                    failures: failures + 1,
+                    retry,
                 }
             }
         }
-        // Terminating.
+    }
+
+    /// Takes the next job: the one held for a retry, else one from the queue.
+    fn idle(&self, worker: Worker, retry: Option<Job>) -> State {
+        if self.shared.is_terminating() {
+            return State::Terminating {
+                worker: Some(worker),
+                retry,
+            };
+        }
+        let job = match retry {
+            // A retried job is already Running; only a cancel may have come since.
+            Some(job) if job.ticket.is_cancel_requested() => {
+                job.ticket.complete(Err(TaskError::Cancelled));
+                return State::Idle {
+                    worker,
+                    retry: None,
+                };
+            }
+            Some(job) => job,
+            None => match self.shared.queue.recv() {
+                Ok(job) if job.ticket.start() => job,
+                // Cancelled while queued: its outcome is final already.
+                Ok(_) => {
+                    return State::Idle {
+                        worker,
+                        retry: None,
+                    }
+                }
+                Err(_) => {
+                    return State::Terminating {
+                        worker: Some(worker),
+                        retry: None,
+                    }
+                }
+            },
+        };
+        if self.shared.is_terminating() {
+            job.ticket.complete(Err(TaskError::PoolClosed));
+            return State::Terminating {
+                worker: Some(worker),
+                retry: None,
+            };
+        }
+        State::Busy { worker, job }
+    }
+
+    /// Runs the job on the worker and records its outcome, unless it is to be retried.
+    fn busy(&self, mut worker: Worker, mut job: Job) -> State {
+        match self.execute(&mut worker, &job) {
+            Step::Answered(outcome) => {
+                job.ticket.complete(outcome);
+                worker.tasks += 1;
+                if !self.is_due_for_recycling(&worker) {
+                    return State::Idle {
+                        worker,
+                        retry: None,
+                    };
+                }
+                self.retire(worker);
+                State::Exited { retry: None }
+            }
+            Step::Lost(error) => {
+                drop(worker); // already reaped
+                if error.is_retryable() && job.attempts < self.shared.config.retries {
+                    job.attempts += 1;
+                    return State::Exited { retry: Some(job) };
+                }
+                job.ticket.complete(Err(error));
+                State::Exited { retry: None }
+            }
+        }
+    }
+
+    /// The queue is closed and drained (retire the worker), or the pool is terminating
+    /// (kill it).
+    fn terminating(&self, worker: Option<Worker>, retry: Option<Job>) {
         if let Some(job) = retry {
             job.ticket.complete(Err(TaskError::PoolClosed));
         }
-        if let Some(w) = worker {
+        if let Some(worker) = worker {
             if self.shared.is_terminating() {
-                drop(w); // killed and reaped by WorkerProcess::drop
+                drop(worker); // killed and reaped by WorkerProcess::drop
             } else {
-                self.retire(w);
+                self.retire(worker);
             }
         }
     }
