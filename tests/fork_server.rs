@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio as StdStdio};
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Trial};
@@ -92,28 +91,17 @@ fn a_server_that_cannot_start_breaks_the_pool() {
 /// Run by `parent_killed_while_forked_workers_are_busy` as the parent it kills.
 fn busy_parent_helper() {
     let pool = builder().build().unwrap();
+    // A process a task left running in the background, in its worker's group.
+    pool.submit(Fault::SpawnSleep(600)).unwrap().wait().unwrap();
     let _busy: Vec<_> = (0..2).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
     std::thread::sleep(Duration::from_secs(120));
 }
 
-/// The parent dies by SIGKILL while both forked workers are busy: the fork server and
-/// the workers all go.
+/// The parent dies by SIGKILL while both forked workers are busy: the fork server, the
+/// workers and a task's background process all go.
 fn parent_killed_while_forked_workers_are_busy() {
-    let mut parent = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "busy_parent_helper", "--include-ignored"])
-        .stdout(StdStdio::null())
-        .spawn()
-        .unwrap();
-    let server = || common::children_of(parent.id()).first().copied();
-    let busy = |server: u32| common::children_of(server).len() == 2;
-    assert!(
-        common::eventually(Duration::from_secs(30), || server().is_some_and(busy)),
-        "the helper never had a fork server with two workers"
-    );
-    let server = server().unwrap();
-    let mut doomed = common::children_of(server);
-    doomed.push(server);
-    common::kill_parent_and_expect_gone(&mut parent, &doomed);
+    let args = ["--exact", "busy_parent_helper", "--include-ignored"];
+    common::kill_busy_parent(&args, 4);
 }
 
 fn main() {

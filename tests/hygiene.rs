@@ -26,34 +26,18 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
 #[ignore = "the parent process of parent_killed_while_workers_are_busy; run by it"]
 fn busy_parent_helper() {
     let pool = Pool::builder().workers(2).build().unwrap();
+    // A process a task left running in the background, in its worker's group.
+    pool.submit(Fault::SpawnSleep(600)).unwrap().wait().unwrap();
     let _busy: Vec<_> = (0..2).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
     std::thread::sleep(Duration::from_secs(120));
 }
 
+/// Two busy workers and a task's background process, all gone with the parent.
 #[test]
 fn parent_killed_while_workers_are_busy() {
     let _alone = alone();
-    let mut parent = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "busy_parent_helper",
-            "--include-ignored",
-            "--nocapture",
-            "-q",
-        ])
-        .stdout(StdStdio::null())
-        .spawn()
-        .unwrap();
-    let parent_pid = parent.id();
-    assert!(
-        common::eventually(Duration::from_secs(30), || common::children_of(parent_pid)
-            .len()
-            == 2),
-        "the helper never had two workers: {:?}",
-        common::children_of(parent_pid)
-    );
-    let workers = common::children_of(parent_pid);
-    common::kill_parent_and_expect_gone(&mut parent, &workers);
+    let args = ["--exact", "busy_parent_helper", "--include-ignored", "-q"];
+    common::kill_busy_parent(&args, 3);
 }
 
 #[test]

@@ -257,10 +257,22 @@ fn a_worker_that_never_connects_hits_the_start_deadline() {
 fn bad_settings_are_refused_at_build() {
     assert!(builder().workers(0).build().is_err());
     assert!(builder().max_in_flight(0).build().is_err());
+    assert!(builder().timeout(Duration::ZERO).build().is_err());
+    assert!(builder().start_timeout(Duration::ZERO).build().is_err());
+    let tiny = builder().max_memory(1).build().unwrap_err();
+    assert!(tiny.to_string().contains("at least 16 MiB"), "{tiny}");
     let missing = builder()
         .launch(Launch::Binary("/nonexistent/worker".into()))
         .build();
     assert!(missing.unwrap_err().to_string().contains("does not exist"));
+}
+
+/// The smallest memory limit accepted leaves a worker room to run ordinary tasks.
+#[test]
+fn the_smallest_memory_limit_still_runs_tasks() {
+    let pool = builder().max_memory(16 << 20).build().unwrap();
+    let out: Vec<u64> = pool.map((0..200).map(Square)).map(Result::unwrap).collect();
+    assert_eq!(out[199], 199 * 199);
 }
 
 #[test]

@@ -77,6 +77,9 @@ impl Stdio {
     /// Captures the stream: `sink` receives each line every worker writes to it, as an
     /// [`OutputLine`] (without the newline; a line over 64 KiB arrives in pieces).
     ///
+    /// A line is what ends in a newline: output a task leaves unterminated runs on into
+    /// whatever the worker writes next.
+    ///
     /// `sink` runs on the parent's reader thread for that worker's pipe, so lines of
     /// one worker arrive in order; a slow `sink` slows down the worker that prints (the
     /// pipe fills up). A panic in `sink` loses that line only. When a pool's `join`,

@@ -12,6 +12,10 @@ use crate::launch::exec::SpawnSettings;
 use crate::launch::{Launch, Stdio, ENV_SERVER, ENV_ZYGOTE};
 use crate::wire::codec;
 
+/// The smallest memory limit a worker can run under: its own code, stacks and buffers
+/// take a few MiB.
+const MIN_MEMORY: u64 = 16 << 20;
+
 /// The settings a running pool reads.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -106,7 +110,8 @@ impl PoolBuilder {
     /// running a task is killed and the task ends in
     /// [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit); one found over it
     /// between tasks is replaced. The worker's data segment is also capped at this size,
-    /// so a fast allocation bomb fails inside the worker.
+    /// so a fast allocation bomb fails inside the worker. At least 16 MiB: below that a
+    /// worker cannot even start reliably.
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.config.max_memory = Some(bytes);
         self
@@ -228,6 +233,15 @@ impl PoolBuilder {
             return Err(BuildError::Config(
                 "max_start_failures must be at least 1".into(),
             ));
+        }
+        if config.timeout == Some(Duration::ZERO) || config.start_timeout.is_zero() {
+            return Err(BuildError::Config("timeouts must be above zero".into()));
+        }
+        if config.max_memory.is_some_and(|m| m < MIN_MEMORY) {
+            return Err(BuildError::Config(format!(
+                "max_memory must be at least {} MiB",
+                MIN_MEMORY >> 20
+            )));
         }
         if let Some(e) = &self.context_error {
             return Err(BuildError::Config(format!("context does not encode: {e}")));

@@ -52,8 +52,10 @@ impl<O: DeserializeOwned> TaskHandle<O> {
     }
 
     /// Cancels the task. A queued task ends at once; a running one has its worker
-    /// killed (and replaced) within a few milliseconds. A task that finishes before the
-    /// kill lands keeps its output. Returns `false` if the task already had an outcome.
+    /// killed (and replaced) within one supervisor tick (10 ms). A task that finishes
+    /// before the kill lands keeps its output, so `true` means "asked in time to stop a
+    /// task that had not finished", not "the task was stopped": the outcome says what
+    /// happened. Returns `false` if the task already had an outcome.
     pub fn cancel(&self) -> bool {
         self.ticket.cancel()
     }

@@ -98,8 +98,8 @@ impl Lifeline {
         self.read.as_raw_fd()
     }
 
-    /// Makes `cmd`'s child inherit the read end, and die with the spawning thread as a
-    /// second line of defence.
+    /// Makes `cmd`'s child inherit the read end, and get [`death_signal`] when the
+    /// spawning thread ends, as a second line of defence.
     pub(crate) fn attach(&'static self, cmd: &mut Command) {
         let fd = self.read.as_raw_fd();
         // SAFETY: the closure runs in the child between fork and exec, where only
@@ -110,8 +110,7 @@ impl Lifeline {
             cmd.pre_exec(move || {
                 let borrowed = BorrowedFd::borrow_raw(fd);
                 fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty()))?;
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                Ok(())
+                set_parent_death_signal()
             });
         }
     }
@@ -148,6 +147,45 @@ pub(crate) fn inherit_fd(cmd: &mut Command, fd: RawFd) {
             )?;
             Ok(())
         });
+    }
+}
+
+/// The signal a child gets when its parent dies (`PR_SET_PDEATHSIG`): a real-time
+/// signal, whose handler in a worker ([`kill_group_on_parent_death`]) kills the worker's
+/// whole process group, so that what its task started in the background dies too.
+/// `SIGKILL` would kill the worker alone, and before its lifeline watchdog could act.
+/// Where no handler is installed (the fork server) its default action ends the process.
+fn death_signal() -> nix::libc::c_int {
+    nix::libc::SIGRTMAX() - 3
+}
+
+/// Asks the kernel to send [`death_signal`] to the calling process when its parent
+/// (strictly: the parent thread that forked it) ends. Async-signal-safe: one prctl.
+fn set_parent_death_signal() -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number by value and touches no memory.
+    let rc = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_SET_PDEATHSIG,
+            death_signal() as nix::libc::c_ulong,
+        )
+    };
+    Errno::result(rc).map(drop).map_err(io::Error::from)
+}
+
+/// In a worker: makes [`death_signal`] kill the worker's process group (grandchildren
+/// too) instead of the worker alone.
+pub(crate) fn kill_group_on_parent_death() -> io::Result<()> {
+    extern "C" fn on_parent_death(_: nix::libc::c_int) {
+        // Async-signal-safe: one kill(2) to our own group, which includes us.
+        let _ = killpg(Pid::from_raw(0), Signal::SIGKILL);
+    }
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler
+    // is an `extern "C" fn` that makes one async-signal-safe call.
+    unsafe {
+        let mut action: nix::libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_parent_death as *const () as nix::libc::sighandler_t;
+        let rc = nix::libc::sigaction(death_signal(), &action, std::ptr::null_mut());
+        Errno::result(rc).map(drop).map_err(io::Error::from)
     }
 }
 
@@ -385,7 +423,7 @@ pub(crate) fn settle_forked_worker(
         Ok(()) | Err(Errno::EPERM) => {}
         Err(e) => return Err(e.into()),
     }
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    set_parent_death_signal()?;
     if nix::unistd::getppid().as_raw() as u32 != server_pid {
         return Err(io::Error::other("the fork server died while forking"));
     }

@@ -17,13 +17,20 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 ) -> Result<(), String> {
     bincode::serde::encode_into_std_write(value, buf, config())
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            // A type's own Serialize error: its words, not bincode's wrapping.
+            bincode::error::EncodeError::OtherString(message) => message,
+            other => other.to_string(),
+        })
 }
 
 /// Decodes a whole value from `bytes`; trailing bytes are an error.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let (value, used) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| match e {
+            bincode::error::DecodeError::OtherString(message) => message,
+            other => other.to_string(),
+        })?;
     if used != bytes.len() {
         return Err(format!(
             "{} trailing bytes after the value",
@@ -47,6 +54,20 @@ mod tests {
         assert!(decode::<(u64, String)>(&buf)
             .unwrap_err()
             .contains("trailing"));
+    }
+
+    #[test]
+    fn a_types_own_error_keeps_its_words() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no, thank you"))
+            }
+        }
+        assert_eq!(
+            encode_into(&Refuses, &mut Vec::new()),
+            Err("no, thank you".into())
+        );
     }
 
     #[test]

@@ -85,6 +85,10 @@ fn serve(name: &str, lifeline: Option<OwnedFd>) -> i32 {
             return EXIT_START;
         }
     }
+    if let Err(e) = sys::kill_group_on_parent_death() {
+        eprintln!("procpool worker: cannot arm the parent-death signal: {e}");
+        return EXIT_START;
+    }
     panics::install_hook();
     let link = match WorkerEnd::connect(name) {
         Ok(link) => link,

@@ -56,10 +56,25 @@ pub(crate) fn open_fds() -> usize {
         .unwrap_or(0)
 }
 
-/// SIGKILLs `parent` (after a pause that lets its workers pick up their tasks), reaps it,
-/// and asserts that every process in `doomed` is gone within a few seconds; prints how
-/// long that took.
-pub(crate) fn kill_parent_and_expect_gone(parent: &mut std::process::Child, doomed: &[u32]) {
+/// Runs this test binary again with `args`, which pick a helper that builds a pool and
+/// keeps its workers busy; waits until the helper has `expected` descendants (workers,
+/// a fork server, processes tasks started), SIGKILLs it, and asserts that every one of
+/// them is gone within a few seconds. Prints how long that took.
+pub(crate) fn kill_busy_parent(args: &[&str], expected: usize) {
+    let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = parent.id();
+    assert!(
+        eventually(Duration::from_secs(30), || descendants(pid).len()
+            == expected),
+        "the helper never had {expected} descendants: {:?}",
+        descendants(pid)
+    );
+    let doomed = descendants(pid);
+    // Let the workers pick up their endless tasks.
     std::thread::sleep(Duration::from_millis(300));
     parent.kill().unwrap();
     parent.wait().unwrap();
@@ -68,12 +83,28 @@ pub(crate) fn kill_parent_and_expect_gone(parent: &mut std::process::Child, doom
         eventually(Duration::from_secs(5), || doomed
             .iter()
             .all(|&p| !is_running(p))),
-        "{doomed:?} outlived their SIGKILLed parent"
+        "{:?} of {doomed:?} outlived their SIGKILLed parent",
+        doomed
+            .iter()
+            .filter(|&&p| is_running(p))
+            .collect::<Vec<_>>()
     );
     eprintln!(
         "{doomed:?} gone {:?} after the parent's SIGKILL",
         killed.elapsed()
     );
+}
+
+/// Running descendants of `ancestor`: children, their children, and so on.
+pub(crate) fn descendants(ancestor: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![ancestor];
+    while let Some(parent) = frontier.pop() {
+        let children = children_of(parent);
+        frontier.extend(&children);
+        found.extend(children);
+    }
+    found
 }
 
 /// Children of this process that are zombies (exited, not reaped).

@@ -90,6 +90,9 @@ pub enum Fault {
     PrintStdout(u64),
     /// Writes this many bytes to stderr, then returns the count.
     PrintStderr(u64),
+    /// Starts `sleep` for this many seconds in the background, in the worker's process
+    /// group, and returns its pid without waiting for it.
+    SpawnSleep(u64),
 }
 
 impl Task for Fault {
@@ -141,6 +144,12 @@ impl Task for Fault {
             }
             Fault::PrintStdout(n) => write_bytes(std::io::stdout().lock(), n),
             Fault::PrintStderr(n) => write_bytes(std::io::stderr().lock(), n),
+            Fault::SpawnSleep(secs) => {
+                let child = std::process::Command::new("sleep")
+                    .arg(secs.to_string())
+                    .spawn()?;
+                Ok(u64::from(child.id()))
+            }
         }
     }
 }
