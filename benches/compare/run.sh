@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The side-by-side comparison: builds procpool's workloads and the same workloads on
+# procspawn and rayon (src/main.rs) and on Python's multiprocessing (peers.py), runs
+# every measurement once per round, in interleaved rounds, and prints the medians, the
+# ratios and one `goal <name> <measured> <threshold> PASS|FAIL` line per goal of issue 3.
+#
+#   benches/compare/run.sh            # ROUNDS=5 by default
+#   ROUNDS=3 benches/compare/run.sh   # quicker, noisier
+#
+# Each measurement is a process of its own, so one cannot warm or pollute another.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+rounds=${ROUNDS:-5}
+
+cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+bin="$here/target/release/procpool-compare"
+
+# peer workload [size]; python rows run peers.py. Sizes keep a round near a minute:
+# slow peers get fewer items and are compared by rate.
+measurements=(
+    "raw rtt"
+    "raw memcpy"
+    "procpool tiny"
+    "python tiny"
+    "python tiny1"
+    "procspawn tiny"
+    "procpool rtt"
+    "procpool submit"
+    "procspawn submit"
+    "python submit"
+    "procpool cpu"
+    "rayon cpu"
+    "procpool payload"
+    "procpool start"
+    "procpool-fork start"
+    "procspawn start"
+    "python start"
+    "procpool-fork fresh"
+    "python fresh"
+    "procpool crash"
+    "procpool memory"
+)
+
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+for round in $(seq 1 "$rounds"); do
+    echo "round $round of $rounds" >&2
+    for m in "${measurements[@]}"; do
+        read -r peer workload size <<<"$m"
+        if [ "$peer" = python ]; then
+            cmd=(python3 "$here/peers.py" "$workload" ${size:+"$size"})
+        else
+            cmd=("$bin" "$peer" "$workload" ${size:+"$size"})
+        fi
+        if ! timeout 300 "${cmd[@]}" >>"$results" 2>/dev/null; then
+            echo "  failed or timed out: $m" >&2
+        fi
+    done
+done
+
+python3 "$here/summarize.py" "$results"
