@@ -1,187 +1,268 @@
-//! The ipc-channel connection between the parent and one worker, and its bootstrap.
+//! The connection between the parent and one worker: one Unix stream socket pair, made
+//! by the parent before the worker exists, carrying length-prefixed frames.
 //!
-//! The parent opens a one-shot server and hands its name to the child. The child makes
-//! two channels and sends one end of each back in a [`Hello`]. ipc-channel's `accept()`
-//! blocks until a client connects, even when the child died first (ipc-channel#201,
-//! #261), so [`Listener`] accepts on a helper thread and the parent waits on that with a
-//! deadline while it watches the child; a listener given up on is unblocked by
-//! connecting to it once and saying [`Hello::Abort`].
+//! The worker's end is inherited (exec: its number in `PROCPOOL_WORKER`; fork server:
+//! passed along with the `Spawn` request), so there is no rendezvous to wait for and
+//! no stranger can connect: a worker that dies before it ever speaks shows up as end
+//! of stream. On the stream each frame is `u32 length (little endian) | frame`.
+//!
+//! Measured before choosing it (`cargo bench --bench transport`, between two threads): a
+//! socket pair with this framing against ipc-channel, 64-byte round trip ≈50 µs vs
+//! ≈73 µs, 4 KiB ≈40 µs vs ≈75 µs, 8 MiB one way ≈3.1 GiB/s vs ≈0.62 GiB/s
+//! (ipc-channel's serde path, which procpool used) on this machine.
 
-use std::io;
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
+use std::io::{self, BufReader, BufWriter, IoSlice, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{
-    self, IpcBytesReceiver, IpcBytesSender, IpcOneShotServer, IpcReceiver, IpcSender,
-};
-use ipc_channel::TryRecvError;
-use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
+use crate::sys;
 
-/// What a child says first on the bootstrap connection.
-#[derive(Serialize, Deserialize)]
-pub(crate) enum Hello {
-    Ready {
-        pid: u32,
-        to_worker: IpcBytesSender,
-        from_worker: IpcReceiver<ByteBuf>,
-    },
-    /// Sent by the parent itself, to release a listener nobody will connect to.
-    Abort,
-}
-
-/// The parent's end of a link to one worker.
-#[derive(Debug)]
-pub(crate) struct ParentEnd {
-    to_worker: IpcBytesSender,
-    from_worker: IpcReceiver<ByteBuf>,
-}
+/// Frames at least this long are read straight into a buffer of their own.
+const LARGE_FRAME: usize = 64 * 1024;
+/// How much one read asks for while small frames are coming in.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Why a receive came back empty.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum RecvError {
     /// Nothing arrived in time; the link is still up.
     Timeout,
-    /// The worker's end is closed (it exited, or closed the link).
+    /// The worker's end is closed (it exited, or closed the link), or it sent a length
+    /// it cannot mean.
     Closed,
 }
 
+/// The parent's end of a link to one worker.
+#[derive(Debug)]
+pub(crate) struct ParentEnd {
+    stream: UnixStream,
+    /// Bytes read but not yet handed out; `start` is where the unread part begins.
+    staged: Vec<u8>,
+    start: usize,
+    /// A large frame being read into its own buffer, and how much of it has arrived.
+    large: Option<(Vec<u8>, usize)>,
+    /// The worker announced a frame longer than memory allows.
+    oversized: bool,
+}
+
 impl ParentEnd {
-    pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
-        self.to_worker.send(frame)
+    /// A new link: the parent's end, and the descriptor the worker is to inherit.
+    pub(crate) fn pair() -> io::Result<(ParentEnd, OwnedFd)> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let end = ParentEnd {
+            stream: ours,
+            staged: Vec::new(),
+            start: 0,
+            large: None,
+            oversized: false,
+        };
+        Ok((end, theirs.into()))
     }
 
-    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
-        match self.from_worker.try_recv_timeout(timeout) {
-            Ok(buf) => Ok(buf.into_vec()),
-            Err(TryRecvError::Empty) => Err(RecvError::Timeout),
-            Err(TryRecvError::IpcError(_)) => Err(RecvError::Closed),
+    /// Writes one frame. A worker that has gone away is an error, never a `SIGPIPE`.
+    pub(crate) fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        let len = frame_len(frame.len())?;
+        sys::send_all(
+            self.stream.as_fd(),
+            &mut [IoSlice::new(&len), IoSlice::new(frame)],
+        )
+    }
+
+    /// The next frame, waiting up to `timeout` for it to arrive in full.
+    pub(crate) fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(frame) = self.take_frame() {
+                return Ok(frame);
+            }
+            if self.oversized {
+                return Err(RecvError::Closed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match sys::wait_readable_for(self.stream.as_fd(), left) {
+                Ok(true) => {}
+                Ok(false) => return Err(RecvError::Timeout),
+                Err(_) => return Err(RecvError::Closed),
+            }
+            match self.read_more() {
+                Ok(0) | Err(_) => return Err(RecvError::Closed),
+                Ok(_) => {}
+            }
         }
+    }
+
+    /// A complete frame out of what has been read, if there is one.
+    fn take_frame(&mut self) -> Option<Vec<u8>> {
+        if let Some((frame, filled)) = &self.large {
+            if *filled < frame.len() {
+                return None;
+            }
+            return self.large.take().map(|(frame, _)| frame);
+        }
+        let unread = &self.staged[self.start..];
+        let len = u32::from_le_bytes(unread.get(..4)?.try_into().ok()?) as usize;
+        let body = &unread[4..];
+        if len >= LARGE_FRAME && body.len() < len {
+            // Read the rest straight into the frame's own buffer: no second copy. The
+            // buffer is lazily zeroed memory, so a length the worker never follows up
+            // costs address space, not memory; one that cannot be had closes the link.
+            let Some(mut frame) = sys::zeroed_bytes(len) else {
+                self.oversized = true;
+                return None;
+            };
+            frame[..body.len()].copy_from_slice(body);
+            self.large = Some((frame, body.len()));
+            self.staged.clear();
+            self.start = 0;
+            return None;
+        }
+        let frame = body.get(..len)?.to_vec();
+        self.start += 4 + len;
+        if self.start == self.staged.len() {
+            self.staged.clear();
+            self.start = 0;
+        }
+        Some(frame)
+    }
+
+    fn read_more(&mut self) -> io::Result<usize> {
+        if let Some((frame, filled)) = &mut self.large {
+            let n = read_retrying(&mut self.stream, &mut frame[*filled..])?;
+            *filled += n;
+            return Ok(n);
+        }
+        if self.start > 0 {
+            self.staged.drain(..self.start);
+            self.start = 0;
+        }
+        let old = self.staged.len();
+        self.staged.resize(old + READ_CHUNK, 0);
+        let n = read_retrying(&mut self.stream, &mut self.staged[old..]);
+        self.staged.truncate(old + *n.as_ref().unwrap_or(&0));
+        n
     }
 }
 
 /// The worker's end of its link to the parent.
 #[derive(Debug)]
 pub(crate) struct WorkerEnd {
-    from_parent: IpcBytesReceiver,
-    to_parent: IpcSender<ByteBuf>,
+    reader: BufReader<UnixStream>,
+    writer: BufWriter<UnixStream>,
 }
 
 impl WorkerEnd {
-    /// Connects to the parent's listener `name` and introduces this process.
-    pub(crate) fn connect(name: &str) -> io::Result<WorkerEnd> {
-        let bootstrap = IpcSender::<Hello>::connect(name.to_owned())?;
-        let (to_worker, from_parent) = ipc::bytes_channel()?;
-        let (to_parent, from_worker) = ipc::channel::<ByteBuf>()?;
-        bootstrap
-            .send(Hello::Ready {
-                pid: std::process::id(),
-                to_worker,
-                from_worker,
-            })
-            .map_err(io::Error::other)?;
+    /// The link over the socket the parent handed down.
+    pub(crate) fn new(socket: OwnedFd) -> io::Result<WorkerEnd> {
+        let stream = UnixStream::from(socket);
         Ok(WorkerEnd {
-            from_parent,
-            to_parent,
+            reader: BufReader::with_capacity(READ_CHUNK, stream.try_clone()?),
+            writer: BufWriter::with_capacity(READ_CHUNK, stream),
         })
     }
 
-    /// Blocks for the next frame; `None` once the parent is gone.
-    pub(crate) fn recv(&self) -> Option<Vec<u8>> {
-        self.from_parent.recv().ok()
+    /// Blocks for the next frame; `None` once the parent is gone (or sent a length that
+    /// cannot be read).
+    pub(crate) fn recv(&mut self) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.reader.read_exact(&mut len).ok()?;
+        let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
+        self.reader.read_exact(&mut frame).ok()?;
+        Some(frame)
     }
 
-    pub(crate) fn send(&self, frame: Vec<u8>) -> io::Result<()> {
-        self.to_parent
-            .send(ByteBuf::from(frame))
-            .map_err(io::Error::other)
+    /// Writes one frame. It goes out at once unless more frames from the parent are
+    /// already waiting to be read, in which case it goes with the next answer.
+    pub(crate) fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.writer.write_all(&frame_len(frame.len())?)?;
+        self.writer.write_all(frame)?;
+        if self.reader.buffer().is_empty() {
+            self.writer.flush()?;
+        }
+        Ok(())
     }
 }
 
-/// A one-shot bootstrap server, accepted on a helper thread.
-#[derive(Debug)]
-pub(crate) struct Listener {
-    name: String,
-    accepted: mpsc::Receiver<Result<(u32, ParentEnd), String>>,
-    done: bool,
+fn frame_len(len: usize) -> io::Result<[u8; 4]> {
+    u32::try_from(len).map(u32::to_le_bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a frame of {len} bytes is over the 4 GiB limit"),
+        )
+    })
 }
 
-/// What waiting on a [`Listener`] gave.
-#[derive(Debug)]
-pub(crate) enum Accept {
-    Ready { pid: u32, end: ParentEnd },
-    Pending,
-    Failed(String),
-}
-
-impl Listener {
-    pub(crate) fn new() -> io::Result<Listener> {
-        let (server, name) = IpcOneShotServer::<Hello>::new()?;
-        let (tx, accepted) = mpsc::channel();
-        thread::Builder::new()
-            .name("procpool-accept".into())
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                let result = match server.accept() {
-                    Ok((
-                        _,
-                        Hello::Ready {
-                            pid,
-                            to_worker,
-                            from_worker,
-                        },
-                    )) => Ok((
-                        pid,
-                        ParentEnd {
-                            to_worker,
-                            from_worker,
-                        },
-                    )),
-                    Ok((_, Hello::Abort)) => Err("start-up abandoned".to_owned()),
-                    Err(e) => Err(format!("bootstrap connection failed: {e:?}")),
-                };
-                let _ = tx.send(result);
-            })?;
-        Ok(Listener {
-            name,
-            accepted,
-            done: false,
-        })
-    }
-
-    /// The name a child connects to.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Waits up to `timeout` for the child's hello.
-    pub(crate) fn wait(&mut self, timeout: Duration) -> Accept {
-        match self.accepted.recv_timeout(timeout) {
-            Ok(Ok((pid, end))) => {
-                self.done = true;
-                Accept::Ready { pid, end }
-            }
-            Ok(Err(message)) => {
-                self.done = true;
-                Accept::Failed(message)
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => Accept::Pending,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                self.done = true;
-                Accept::Failed("bootstrap thread ended".to_owned())
-            }
+fn read_retrying(stream: &mut UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
         }
     }
 }
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if !self.done {
-            // Release the accept thread: it is blocked until somebody connects.
-            if let Ok(tx) = IpcSender::<Hello>::connect(self.name.clone()) {
-                let _ = tx.send(Hello::Abort);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (ParentEnd, WorkerEnd) {
+        let (parent, theirs) = ParentEnd::pair().unwrap();
+        (parent, WorkerEnd::new(theirs).unwrap())
+    }
+
+    #[test]
+    fn frames_cross_both_ways_small_and_large() {
+        let (mut parent, mut worker) = pair();
+        let big = vec![9u8; 3 * LARGE_FRAME + 5];
+        let echo = std::thread::spawn(move || {
+            while let Some(frame) = worker.recv() {
+                worker.send(&frame).unwrap();
             }
+        });
+        for frame in [&b"x"[..], &[][..], &big[..], &b"after"[..]] {
+            parent.send(frame).unwrap();
+            assert_eq!(parent.recv_timeout(Duration::from_secs(5)).unwrap(), frame);
         }
+        drop(parent);
+        echo.join().unwrap();
+    }
+
+    #[test]
+    fn many_small_frames_in_one_read_come_out_one_by_one() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        let mut raw = UnixStream::from(theirs);
+        let mut bytes = Vec::new();
+        for i in 0..100u8 {
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.push(i);
+        }
+        raw.write_all(&bytes).unwrap();
+        for i in 0..100u8 {
+            assert_eq!(parent.recv_timeout(Duration::from_secs(5)).unwrap(), [i]);
+        }
+        assert_eq!(
+            parent.recv_timeout(Duration::from_millis(10)),
+            Err(RecvError::Timeout)
+        );
+    }
+
+    #[test]
+    fn a_frame_cut_off_by_the_worker_dying_is_a_closed_link() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        let mut raw = UnixStream::from(theirs);
+        raw.write_all(&100u32.to_le_bytes()).unwrap();
+        raw.write_all(b"only part").unwrap();
+        drop(raw);
+        assert_eq!(
+            parent.recv_timeout(Duration::from_secs(5)),
+            Err(RecvError::Closed)
+        );
+    }
+
+    #[test]
+    fn sending_to_a_gone_worker_is_an_error() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        drop(theirs);
+        assert!(parent.send(b"anyone?").is_err());
     }
 }

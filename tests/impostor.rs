@@ -1,27 +1,16 @@
-//! Misbehaving workers: an impostor speaks the bootstrap correctly, then sends frames the
-//! protocol does not allow. The frames are written out byte by byte here, from the
-//! layout in docs/ARCHITECTURE.md, so this test also pins the wire format.
+//! Misbehaving workers: an impostor takes its link socket like a worker, then sends
+//! frames the protocol does not allow. The frames are written out byte by byte here,
+//! from the layout in docs/ARCHITECTURE.md, so this test also pins the wire format.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use ipc_channel::ipc::{self, IpcBytesSender, IpcReceiver, IpcSender};
 use procpool::{Launch, Pool, PoolBuilder, TaskError};
 use procpool_worker::Square;
-use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
-
-/// Same shape as the library's bootstrap message, so it encodes the same.
-#[derive(Serialize, Deserialize)]
-enum Hello {
-    Ready {
-        pid: u32,
-        to_worker: IpcBytesSender,
-        from_worker: IpcReceiver<ByteBuf>,
-    },
-    Abort,
-}
 
 /// `Response::Ready`: variant 0, then the header length (1) as u32 little endian.
 const READY: &[u8] = &[0, 1, 0, 0, 0];
@@ -33,30 +22,42 @@ const GARBAGE: &[u8] = &[0xde, 0xad, 0xbe, 0xef, 0xff];
 #[test]
 #[ignore = "the impostor worker that the tests below start"]
 fn impostor() {
-    let name = std::env::var("PROCPOOL_WORKER").expect("started by a pool");
-    let mode = std::env::var("IMPOSTOR_MODE").expect("mode set by the test");
-    let bootstrap = IpcSender::<Hello>::connect(name).unwrap();
-    let (to_worker, from_parent) = ipc::bytes_channel().unwrap();
-    let (to_parent, from_worker) = ipc::channel::<ByteBuf>().unwrap();
-    bootstrap
-        .send(Hello::Ready {
-            pid: std::process::id(),
-            to_worker,
-            from_worker,
-        })
+    let fd: i32 = std::env::var("PROCPOOL_WORKER")
+        .expect("started by a pool")
+        .parse()
         .unwrap();
-    let _setup = from_parent.recv().unwrap();
-    let reply = |bytes: &[u8]| to_parent.send(ByteBuf::from(bytes.to_vec())).unwrap();
+    let mode = std::env::var("IMPOSTOR_MODE").expect("mode set by the test");
+    // SAFETY: the pool made this descriptor for the worker and named it in our
+    // environment; nothing else in this process uses it.
+    let mut link = unsafe { UnixStream::from_raw_fd(fd) };
+    let mut incoming = link.try_clone().unwrap();
+    let mut recv = || {
+        let mut len = [0u8; 4];
+        incoming.read_exact(&mut len).unwrap();
+        let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
+        incoming.read_exact(&mut frame).unwrap();
+    };
+    recv(); // Setup
+            // On the stream every frame is preceded by its length, u32 little endian.
+    let mut reply = |bytes: &[u8]| {
+        link.write_all(&(bytes.len() as u32).to_le_bytes()).unwrap();
+        link.write_all(bytes).unwrap();
+    };
     if mode == "garbage-setup" {
         reply(GARBAGE);
     } else {
         reply(READY);
-        let _run = from_parent.recv().unwrap();
-        reply(if mode == "wrong-id" {
-            OUTPUT_FOR_TASK_7
-        } else {
-            GARBAGE
-        });
+        recv(); // Run
+        match mode.as_str() {
+            "wrong-id" => reply(OUTPUT_FOR_TASK_7),
+            // A length promising 1000 bytes, 4 of them, then the end.
+            "cut-frame" => {
+                link.write_all(&1000u32.to_le_bytes()).unwrap();
+                link.write_all(b"half").unwrap();
+                std::process::exit(0);
+            }
+            _ => reply(GARBAGE),
+        }
     }
     // Stay: the parent has to get rid of a misbehaving worker itself.
     std::thread::sleep(Duration::from_secs(60));
@@ -103,6 +104,13 @@ fn a_garbage_setup_answer_is_a_failed_start() {
     let e = pool.submit(Square(3)).unwrap().wait().unwrap_err();
     assert!(e.is_worker_start(), "{e:?}");
     assert!(e.to_string().contains("malformed"), "{e}");
+}
+
+#[test]
+fn a_frame_cut_off_by_the_worker_exiting_is_a_crash() {
+    let pool = impostor_pool("cut-frame").build().unwrap();
+    let e = pool.submit(Square(3)).unwrap().wait().unwrap_err();
+    assert_eq!(e.exit_code(), Some(0), "{e:?}");
 }
 
 #[test]

@@ -15,18 +15,19 @@ rounds=${ROUNDS:-5}
 cargo build --release --quiet --manifest-path "$here/Cargo.toml"
 bin="$here/target/release/procpool-compare"
 
-# peer workload [size]; python rows run peers.py. Sizes keep a round near a minute:
-# slow peers get fewer items and are compared by rate.
+# peer workload [size]; python rows run peers.py. Slow peers get fewer items and are
+# compared by rate. procspawn gets 2,000: it opens descriptors per queued task and fails
+# with "Too many open files" at 20,000 (ulimit -n 20000 here).
 measurements=(
     "raw rtt"
     "raw memcpy"
     "procpool tiny"
     "python tiny"
     "python tiny1"
-    "procspawn tiny"
+    "procspawn tiny 2000"
     "procpool rtt"
     "procpool submit"
-    "procspawn submit"
+    "procspawn submit 2000"
     "python submit"
     "procpool cpu"
     "rayon cpu"

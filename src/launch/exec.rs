@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio as StdStdio};
 use std::sync::Arc;
@@ -118,14 +119,16 @@ impl Spawner {
         }
     }
 
-    /// Starts a worker that will connect to the bootstrap listener `listener`.
-    pub(crate) fn spawn(&self, listener: &str) -> io::Result<WorkerProcess> {
+    /// Starts a worker on the link socket `socket` (its end of the pair).
+    pub(crate) fn spawn(&self, socket: OwnedFd) -> io::Result<WorkerProcess> {
         if let Some(server) = &self.fork_server {
-            return server.spawn(listener);
+            return server.spawn(socket);
         }
         let mut cmd = self.command.command();
-        cmd.env(ENV_SERVER, listener);
+        cmd.env(ENV_SERVER, socket.as_raw_fd().to_string());
+        sys::inherit_fd(&mut cmd, socket.as_raw_fd());
         let child = cmd.spawn()?;
+        drop(socket);
         Ok(WorkerProcess::exec(
             child,
             self.command.stderr(),

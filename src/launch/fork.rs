@@ -47,9 +47,9 @@ impl ForkServer {
         }
     }
 
-    /// Forks a worker that will connect to the bootstrap listener `listener`, starting a
-    /// server first if there is none or the last one died.
-    pub(crate) fn spawn(&self, listener: &str) -> io::Result<WorkerProcess> {
+    /// Forks a worker on the link socket `socket`, starting a server first if there is
+    /// none or the last one died.
+    pub(crate) fn spawn(&self, socket: OwnedFd) -> io::Result<WorkerProcess> {
         let server = {
             let mut current = lock(&self.current);
             match &*current {
@@ -61,7 +61,7 @@ impl ForkServer {
                 }
             }
         };
-        server.spawn(listener, &self.command)
+        server.spawn(socket, &self.command)
     }
 }
 
@@ -170,7 +170,7 @@ impl Server {
 
     fn spawn(
         self: &Arc<Server>,
-        listener: &str,
+        socket: OwnedFd,
         command: &CommandSpec,
     ) -> io::Result<WorkerProcess> {
         let (stderr, stderr_writer) = io::pipe()?;
@@ -178,15 +178,12 @@ impl Server {
             Stdio::Capture(_) => Some(io::pipe()?),
             _ => None,
         };
-        let mut fds = vec![stderr_writer.as_raw_fd()];
+        let mut fds = vec![socket.as_raw_fd(), stderr_writer.as_raw_fd()];
         fds.extend(stdout.as_ref().map(|(_, writer)| writer.as_raw_fd()));
         let _one_at_a_time = lock(&self.spawning);
         self.events.lock().answer = None;
-        let request = ToServer::Spawn {
-            listener: listener.to_owned(),
-        };
-        self.send(&request, &fds)?;
-        drop(stderr_writer);
+        self.send(&ToServer::Spawn, &fds)?;
+        drop((socket, stderr_writer));
         let stdout = stdout.map(|(reader, _writer)| Box::new(reader) as Pipe);
         let deadline = Instant::now() + self.start_timeout;
         let mut state = self.events.lock();

@@ -1,6 +1,6 @@
 //! How a worker process comes to be: re-executing the current program, running a
 //! separate worker binary, or forking from a fork server that was started either way.
-//! All end in the same bootstrap (see `link`).
+//! All end with a worker holding its end of a link socket (see `link`).
 
 pub(crate) mod exec;
 mod fork;
@@ -15,8 +15,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Environment variable naming the parent's bootstrap listener; its presence makes
-/// [`init`](crate::init) turn the process into a worker.
+/// Environment variable holding the number of the worker's inherited link socket; its
+/// presence makes [`init`](crate::init) turn the process into a worker.
 pub(crate) const ENV_SERVER: &str = "PROCPOOL_WORKER";
 /// Environment variable holding the inherited parent-death lifeline descriptor.
 pub(crate) const ENV_LIFELINE: &str = "PROCPOOL_LIFELINE_FD";

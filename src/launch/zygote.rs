@@ -82,21 +82,22 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             }
         };
         match msg::decode::<ToServer>(&buf[..len]) {
-            Ok(ToServer::Spawn { listener }) if matches!(fds.len(), 1 | 2) => {
-                let stdout = (fds.len() == 2).then(|| fds.pop()).flatten();
+            Ok(ToServer::Spawn) if matches!(fds.len(), 2 | 3) => {
+                let stdout = (fds.len() == 3).then(|| fds.pop()).flatten();
                 let stderr = fds.pop();
+                let socket = fds.pop().expect("two descriptors at least");
                 // SAFETY: checked above that this process has exactly one thread, and
                 // the server never starts another.
                 match unsafe { sys::fork_single_threaded() } {
                     Ok(None) => {
                         // The worker: never returns.
                         drop(sock);
-                        become_worker(me, &listener, [stderr, stdout], signals, lifeline)
+                        become_worker(me, socket, [stderr, stdout], signals, lifeline)
                     }
                     Ok(Some(pid)) => {
                         sys::make_group_leader(pid);
                         live.insert(pid);
-                        drop((stderr, stdout));
+                        drop((socket, stderr, stdout));
                         if send(&sock, &FromServer::Spawned { pid }).is_err() {
                             break 0;
                         }
@@ -161,7 +162,7 @@ fn send(sock: &OwnedFd, message: &FromServer) -> std::io::Result<()> {
 /// The forked child's path from the server's loop into the worker's.
 fn become_worker(
     server: u32,
-    listener: &str,
+    socket: OwnedFd,
     [stderr, stdout]: [Option<OwnedFd>; 2],
     signals: ChildSignals,
     lifeline: Option<OwnedFd>,
@@ -173,5 +174,5 @@ fn become_worker(
         eprintln!("procpool worker: cannot settle after the fork: {e}");
         std::process::exit(EXIT_START);
     }
-    serve::enter_forked(listener, lifeline)
+    serve::enter_forked(socket, lifeline)
 }

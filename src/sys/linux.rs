@@ -116,6 +116,63 @@ impl Lifeline {
     }
 }
 
+/// A buffer of `len` zero bytes, or `None` if that much memory cannot be had. Large
+/// buffers come from fresh pages that are zero already, so nothing is written until the
+/// buffer is filled.
+pub(crate) fn zeroed_bytes(len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: `layout` has a non-zero size. The pointer, if not null, owns `len`
+    // initialised (zero) bytes allocated by the global allocator with the alignment of
+    // u8, which is exactly what `Vec::from_raw_parts` needs with capacity `len`.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout);
+        if ptr.is_null() {
+            return None;
+        }
+        Some(Vec::from_raw_parts(ptr, len, len))
+    }
+}
+
+/// Writes all of `bufs` to a socket, without `SIGPIPE` if the other end is gone.
+pub(crate) fn send_all(sock: BorrowedFd<'_>, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, MsgFlags};
+    io::IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match sendmsg::<()>(sock.as_raw_fd(), bufs, &[], MsgFlags::MSG_NOSIGNAL, None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+        }
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for `fd` to be readable (or closed); false on timeout.
+pub(crate) fn wait_readable_for(
+    fd: BorrowedFd<'_>,
+    timeout: std::time::Duration,
+) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // Round up, so a wait of 0.5 ms is not a busy poll of 0 ms.
+    let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    loop {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(n) => return Ok(n > 0),
+        }
+    }
+}
+
 /// Takes ownership of a descriptor the parent passed down by number (through the
 /// environment) and marks it close-on-exec, so that programs a task runs do not get it.
 ///
@@ -275,7 +332,7 @@ pub(crate) fn recv_packet(
     buf: &mut [u8],
 ) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let mut space = nix::cmsg_space!([RawFd; 4]);
     loop {
         let mut iov = [io::IoSliceMut::new(buf)];
         let msg = match recvmsg::<()>(

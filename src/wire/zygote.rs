@@ -8,15 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 
-/// Largest packet either side sends; a `Spawn` carries a listener name of ~100 bytes.
+/// Largest packet either side sends; a `SpawnFailed` message is the longest.
 pub(crate) const MAX_PACKET: usize = 4096;
 
 /// Pool → fork server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ToServer {
-    /// Fork a worker that connects to the bootstrap listener `listener`. The first
-    /// attached descriptor becomes its stderr; a second one, if any, its stdout.
-    Spawn { listener: String },
+    /// Fork a worker. The attached descriptors are its link socket, its stderr and,
+    /// if stdout is captured, its stdout.
+    Spawn,
     /// Send `signal` to the process group of worker `pid`, if it has not been reaped.
     Signal { pid: u32, signal: i32 },
 }
@@ -53,9 +53,7 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        let spawn = ToServer::Spawn {
-            listener: "/tmp/x".into(),
-        };
+        let spawn = ToServer::Signal { pid: 7, signal: 9 };
         assert_eq!(decode::<ToServer>(&encode(&spawn)), Ok(spawn));
         let ended = FromServer::Ended { pid: 7, status: 9 };
         assert_eq!(decode::<FromServer>(&encode(&ended)), Ok(ended));

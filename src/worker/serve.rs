@@ -32,9 +32,9 @@ pub(crate) fn is_worker() -> bool {
 /// Turns this process into a worker (or a fork server) if it was started as one;
 /// otherwise returns.
 pub(crate) fn enter_if_worker() {
-    let listener = env::var(ENV_SERVER).ok();
+    let socket = env::var(ENV_SERVER).ok();
     let fork_server = env::var(ENV_ZYGOTE).ok();
-    if listener.is_none() && fork_server.is_none() {
+    if socket.is_none() && fork_server.is_none() {
         return;
     }
     if IN_WORKER.swap(true, Ordering::SeqCst) {
@@ -53,7 +53,7 @@ pub(crate) fn enter_if_worker() {
             std::process::exit(EXIT_START);
         }
     };
-    let code = match (fork_server, listener) {
+    let code = match (fork_server, socket) {
         (Some(sock), _) => match sys::adopt_inherited_fd(&sock) {
             Ok(sock) => crate::launch::zygote::run(sock, lifeline),
             Err(e) => {
@@ -61,16 +61,22 @@ pub(crate) fn enter_if_worker() {
                 EXIT_START
             }
         },
-        (None, Some(listener)) => serve(&listener, lifeline),
+        (None, Some(socket)) => match sys::adopt_inherited_fd(&socket) {
+            Ok(socket) => serve(socket, lifeline),
+            Err(e) => {
+                eprintln!("procpool worker: cannot take its socket {socket:?}: {e}");
+                EXIT_START
+            }
+        },
         (None, None) => unreachable!("checked above"),
     };
     exit(code)
 }
 
 /// Runs the worker loop in a process just forked by the fork server; never returns.
-pub(crate) fn enter_forked(listener: &str, lifeline: Option<OwnedFd>) -> ! {
+pub(crate) fn enter_forked(socket: OwnedFd, lifeline: Option<OwnedFd>) -> ! {
     IN_WORKER.store(true, Ordering::SeqCst);
-    exit(serve(listener, lifeline))
+    exit(serve(socket, lifeline))
 }
 
 fn exit(code: i32) -> ! {
@@ -78,7 +84,7 @@ fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
-fn serve(name: &str, lifeline: Option<OwnedFd>) -> i32 {
+fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
     if let Some(lifeline) = lifeline {
         if let Err(e) = sys::watch_lifeline(lifeline) {
             eprintln!("procpool worker: cannot watch the parent lifeline: {e}");
@@ -90,10 +96,10 @@ fn serve(name: &str, lifeline: Option<OwnedFd>) -> i32 {
         return EXIT_START;
     }
     panics::install_hook();
-    let link = match WorkerEnd::connect(name) {
+    let mut link = match WorkerEnd::new(socket) {
         Ok(link) => link,
         Err(e) => {
-            eprintln!("procpool worker: cannot reach the parent at {name}: {e}");
+            eprintln!("procpool worker: cannot use its socket: {e}");
             return EXIT_START;
         }
     };
@@ -122,7 +128,7 @@ fn serve(name: &str, lifeline: Option<OwnedFd>) -> i32 {
                     frame.truncate(payload_len);
                     context::set(frame);
                 }
-                if link.send(frame::header_only(&Response::Ready)).is_err() {
+                if link.send(&frame::header_only(&Response::Ready)).is_err() {
                     return 0;
                 }
             }
@@ -137,7 +143,7 @@ fn serve(name: &str, lifeline: Option<OwnedFd>) -> i32 {
                 };
                 drop(frame);
                 let _ = std::io::stdout().flush();
-                if link.send(frame::seal(out, &header)).is_err() {
+                if link.send(&frame::seal(out, &header)).is_err() {
                     return 0;
                 }
             }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::process::WorkerProcess;
 use crate::error::{Side, TaskError};
-use crate::link::{Accept, Listener, ParentEnd, RecvError};
+use crate::link::{ParentEnd, RecvError};
 use crate::pool::{Job, Shared};
 use crate::sys;
 use crate::wire::frame::{self, Failure, Request, Response};
@@ -214,55 +214,21 @@ impl Supervisor {
         }
     }
 
-    /// Starts a worker and waits, with a deadline, for it to connect and take its setup.
+    /// Starts a worker and waits, with a deadline, for it to take its setup.
     fn start(&self) -> Result<Worker, String> {
         let config = &self.shared.config;
-        let mut listener =
-            Listener::new().map_err(|e| format!("cannot open a bootstrap listener: {e}"))?;
-        let mut process = self
+        let program = || self.shared.spawner.program();
+        let (link, worker_end) =
+            ParentEnd::pair().map_err(|e| format!("cannot make a link socket: {e}"))?;
+        let process = self
             .shared
             .spawner
-            .spawn(listener.name())
-            .map_err(|e| format!("cannot run {}: {e}", self.shared.spawner.program()))?;
-        let deadline = Instant::now() + config.start_timeout;
-        let link = loop {
-            match listener.wait(TICK) {
-                Accept::Ready { pid, end } if pid == process.pid() => break end,
-                Accept::Ready { pid, .. } => {
-                    process.kill();
-                    return Err(format!(
-                        "process {pid} connected in place of worker {}",
-                        process.pid()
-                    ));
-                }
-                Accept::Failed(message) => {
-                    process.kill();
-                    return Err(message);
-                }
-                Accept::Pending => {}
-            }
-            if let Some(status) = process.try_wait() {
-                // Its first words say why: a backtrace may follow and fill the tail.
-                let said = process.first_stderr_line(TAIL_WAIT);
-                return Err(format!(
-                    "worker {} {} before connecting{}",
-                    self.shared.spawner.program(),
-                    describe_status(status),
-                    said.map(|l| format!("; its first stderr line: {l}"))
-                        .unwrap_or_default()
-                ));
-            }
-            if self.shared.is_terminating() {
-                return Err("pool terminated during start-up".to_owned());
-            }
-            if Instant::now() >= deadline {
-                process.kill();
-                return Err(format!(
-                    "worker {} did not connect within {:?}",
-                    self.shared.spawner.program(),
-                    config.start_timeout
-                ));
-            }
+            .spawn(worker_end)
+            .map_err(|e| format!("cannot run {}: {e}", program()))?;
+        let mut worker = Worker {
+            process,
+            link,
+            tasks: 0,
         };
         let setup = Request::Setup {
             memory_limit: config.max_memory,
@@ -276,39 +242,47 @@ impl Supervisor {
             Ok::<(), std::convert::Infallible>(())
         })
         .unwrap_or_else(|never| match never {});
-        if let Err(e) = link.send(&frame) {
-            return Err(format!("worker went away during set-up: {e}"));
-        }
-        let mut worker = Worker {
-            process,
-            link,
-            tasks: 0,
-        };
+        // A worker that died at once shows up below, as a closed link.
+        let _ = worker.link.send(&frame);
+        let deadline = Instant::now() + config.start_timeout;
         loop {
             match worker.link.recv_timeout(TICK) {
                 Ok(frame) if matches!(frame::decode(&frame), Ok((Response::Ready, 0))) => {
                     return Ok(worker)
                 }
                 Ok(_) => return Err("worker answered its set-up with a malformed frame".into()),
-                Err(RecvError::Closed) => {
-                    return Err(format!(
-                        "worker failed its set-up: {}",
-                        self.crashed(&mut worker, None)
-                    ))
-                }
+                Err(RecvError::Closed) => return Err(self.died_starting(&mut worker)),
                 Err(RecvError::Timeout) => {}
             }
             if self.shared.is_terminating() {
                 return Err("pool terminated during start-up".to_owned());
             }
+            // Dead, yet the socket is open: something it started holds the other end.
+            if worker.process.try_wait().is_some() {
+                return Err(self.died_starting(&mut worker));
+            }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "worker {} did not finish its set-up within {:?}",
-                    self.shared.spawner.program(),
+                    "worker {} was not ready within {:?}",
+                    program(),
                     config.start_timeout
                 ));
             }
         }
+    }
+
+    /// Why a worker ended before it was ready: its exit and its first words, which
+    /// usually say why (a backtrace may follow and fill the tail).
+    fn died_starting(&self, worker: &mut Worker) -> String {
+        let status = worker.process.wait_or_kill(self.shared.config.kill_grace);
+        let said = worker.process.first_stderr_line(TAIL_WAIT);
+        format!(
+            "worker {} {} before it was ready{}",
+            self.shared.spawner.program(),
+            describe_status(status),
+            said.map(|l| format!("; its first stderr line: {l}"))
+                .unwrap_or_default()
+        )
     }
 
     /// Sends the job and waits for its end, watching the worker every tick.
