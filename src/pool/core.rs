@@ -17,6 +17,7 @@ use crate::launch::Spawner;
 use crate::task::Task;
 use crate::wire::codec;
 use crate::wire::frame::{self, Request};
+use crate::worker::reaper::Reaper;
 use crate::worker::supervisor::Supervisor;
 
 /// What the pool and its supervisor threads share.
@@ -26,6 +27,7 @@ pub(crate) struct Shared {
     pub(crate) spawner: Spawner,
     pub(crate) queue: Receiver<Job>,
     pub(crate) gate: Arc<Gate>,
+    pub(crate) reaper: Reaper,
     terminating: AtomicBool,
     live_slots: AtomicUsize,
 }
@@ -75,6 +77,7 @@ impl Pool {
         let workers = config.workers;
         let shared = Arc::new(Shared {
             gate: Arc::new(Gate::new(config.max_in_flight)),
+            reaper: Reaper::start()?,
             config,
             spawner,
             queue: rx,
@@ -174,6 +177,7 @@ impl Pool {
             // A supervisor that panicked has already lost its worker; nothing to add.
             let _ = handle.join();
         }
+        self.shared.reaper.finish(self.shared.is_terminating());
     }
 
     /// Encodes and queues one task. Shared by `submit`, `try_submit` and the maps.

@@ -5,5 +5,6 @@ pub(crate) mod context;
 pub(crate) mod output;
 pub(crate) mod panics;
 pub(crate) mod process;
+pub(crate) mod reaper;
 pub(crate) mod serve;
 pub(crate) mod supervisor;

@@ -407,10 +407,11 @@ impl Supervisor {
         })
     }
 
-    /// Asks a worker to exit, and makes sure it does.
+    /// Asks a worker to exit and leaves it to the reaper, which makes sure it does.
     fn retire(&self, mut w: Worker) {
         let _ = w.link.send(&frame::header_only(&Request::Shutdown));
-        w.process.wait_or_kill(self.shared.config.kill_grace);
+        let grace = self.shared.config.kill_grace;
+        self.shared.reaper.retire(w.process, grace);
     }
 
     fn back_off(&self, failures: u32) {

@@ -1,0 +1,115 @@
+//! Retired workers, reaped off the supervisors' path.
+//!
+//! A worker that is let go (after its last task, or when the pool shuts down) is asked
+//! to exit and handed to the pool's one [`Reaper`] thread, which gives it `kill_grace`
+//! to do so, then kills its group; either way it is reaped. Its slot meanwhile starts
+//! the next worker, so recycling a worker costs a start, not a start plus an exit. The
+//! pool waits for the reaper before `join`, `terminate` or drop return.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::process::WorkerProcess;
+
+/// How often the reaper looks at the workers it holds.
+const POLL: Duration = Duration::from_millis(1);
+
+/// A worker asked to exit, and when its grace runs out.
+#[derive(Debug)]
+struct Retiree {
+    process: WorkerProcess,
+    deadline: Instant,
+}
+
+/// The thread that reaps retired workers.
+#[derive(Debug)]
+pub(crate) struct Reaper {
+    intake: Mutex<Option<Sender<Retiree>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set when the pool terminates: no more grace for anyone.
+    hurry: Arc<AtomicBool>,
+}
+
+impl Reaper {
+    pub(crate) fn start() -> io::Result<Reaper> {
+        let (tx, rx) = mpsc::channel();
+        let hurry = Arc::new(AtomicBool::new(false));
+        let thread_hurry = hurry.clone();
+        let thread = thread::Builder::new()
+            .name("procpool-reaper".into())
+            .stack_size(64 * 1024)
+            .spawn(move || reap(&rx, &thread_hurry))?;
+        Ok(Reaper {
+            intake: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            hurry,
+        })
+    }
+
+    /// Takes a worker that has been asked to exit: it gets `grace` to do so.
+    pub(crate) fn retire(&self, process: WorkerProcess, grace: Duration) {
+        let retiree = Retiree {
+            process,
+            deadline: Instant::now() + grace,
+        };
+        let refused = match &*lock(&self.intake) {
+            Some(tx) => tx.send(retiree).err().map(|e| e.0),
+            None => Some(retiree),
+        };
+        // After `finish` (or if the thread is gone), reap here.
+        if let Some(mut retiree) = refused {
+            retiree.process.wait_or_kill(grace);
+        }
+    }
+
+    /// Waits until every retired worker is reaped; with `hurry`, kills them now instead
+    /// of waiting out their grace.
+    pub(crate) fn finish(&self, hurry: bool) {
+        if hurry {
+            self.hurry.store(true, Ordering::SeqCst);
+        }
+        lock(&self.intake).take();
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn reap(intake: &Receiver<Retiree>, hurry: &AtomicBool) {
+    let mut pending: Vec<Retiree> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match intake.recv() {
+                Ok(retiree) => pending.push(retiree),
+                Err(_) => return,
+            }
+        }
+        // Empty or disconnected alike: finish what is pending.
+        while let Ok(retiree) = intake.try_recv() {
+            pending.push(retiree);
+        }
+        let now = Instant::now();
+        let hurry = hurry.load(Ordering::SeqCst);
+        pending.retain_mut(|r| {
+            if r.process.try_wait().is_some() {
+                return false;
+            }
+            if hurry || now >= r.deadline {
+                r.process.kill();
+                return false;
+            }
+            true
+        });
+        if !pending.is_empty() {
+            thread::sleep(POLL);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
