@@ -174,5 +174,10 @@ fn become_worker(
         eprintln!("procpool worker: cannot settle after the fork: {e}");
         std::process::exit(EXIT_START);
     }
-    serve::enter_forked(socket, lifeline)
+    // No lifeline watchdog thread of its own: this server watches the lifeline and
+    // kills every worker's group when it closes, and a worker whose server dies gets
+    // the parent-death signal, whose handler kills its group. One thread less to start
+    // per worker.
+    drop(lifeline);
+    serve::enter_forked(socket, None)
 }
