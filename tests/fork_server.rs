@@ -104,11 +104,61 @@ fn parent_killed_while_forked_workers_are_busy() {
     common::kill_busy_parent(&args, 4);
 }
 
+/// Run by `a_server_forked_from_a_single_threaded_program` as the parent it kills:
+/// builds its pool while still single-threaded, so the server is forked from this very
+/// process, checks that, then keeps two workers busy.
+fn direct_fork_parent() {
+    let secret = std::env::temp_dir().join(format!("procpool-secret-{}", std::process::id()));
+    let _open = std::fs::File::create(&secret).unwrap();
+    let pool = builder().build().unwrap();
+    let server = pool.submit(ParentPid).unwrap().wait().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{server}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("direct-fork-parent"),
+        "the server was not forked from this process"
+    );
+    let fds: Vec<_> = std::fs::read_dir(format!("/proc/{server}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect();
+    assert!(
+        !fds.contains(&secret),
+        "the server kept the program's files: {fds:?}"
+    );
+    assert!(
+        fds.len() <= 6,
+        "the server holds more than it needs: {fds:?}"
+    );
+    assert!(pool
+        .submit(Fault::Segfault)
+        .unwrap()
+        .wait()
+        .unwrap_err()
+        .is_signal());
+    assert_eq!(pool.submit(Square(4)).unwrap().wait(), Ok(16));
+    pool.submit(Fault::SpawnSleep(600)).unwrap().wait().unwrap();
+    let _busy: Vec<_> = (0..2).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// A pool built while the program is single-threaded forks its server from the program
+/// itself (no exec). That server holds none of the program's descriptors, above all not
+/// the lifeline's write end: when the program is SIGKILLed, the server, its busy
+/// workers and a task's background process all go.
+fn a_server_forked_from_a_single_threaded_program() {
+    common::kill_busy_parent(&["direct-fork-parent"], 4);
+}
+
 fn main() {
     procpool::init();
     procpool_worker::link();
+    if std::env::args().nth(1).as_deref() == Some("direct-fork-parent") {
+        direct_fork_parent();
+        return;
+    }
     let args = Arguments::from_args();
-    let specific: [(&str, fn()); 4] = [
+    let specific: [(&str, fn()); 5] = [
         (
             "workers_are_forked_by_one_server",
             workers_are_forked_by_one_server,
@@ -121,6 +171,10 @@ fn main() {
         (
             "parent_killed_while_forked_workers_are_busy",
             parent_killed_while_forked_workers_are_busy,
+        ),
+        (
+            "a_server_forked_from_a_single_threaded_program",
+            a_server_forked_from_a_single_threaded_program,
         ),
     ];
     let mut trials: Vec<Trial> = specific

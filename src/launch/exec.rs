@@ -51,6 +51,21 @@ impl CommandSpec {
         &self.stderr
     }
 
+    /// In a process forked without exec to stand in for this command: takes on its
+    /// environment changes and working directory. The caller is single-threaded.
+    pub(crate) fn apply_env_and_cwd(&self) -> io::Result<()> {
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => std::env::set_var(key, value),
+                None => std::env::remove_var(key),
+            }
+        }
+        if let Some(cwd) = &self.cwd {
+            std::env::set_current_dir(cwd)?;
+        }
+        Ok(())
+    }
+
     /// The command, short of the variable that tells the child its role.
     pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
@@ -89,6 +104,7 @@ pub(crate) struct Spawner {
 impl Spawner {
     pub(crate) fn new(settings: SpawnSettings, start_timeout: Duration) -> io::Result<Spawner> {
         let fork = settings.launch.is_fork_server();
+        let fork_here = settings.launch == Launch::ForkServer;
         let (program, args) = match settings.launch {
             Launch::CurrentExe | Launch::ForkServer => {
                 (std::env::current_exe()?, super::test_entry::worker_args())
@@ -105,6 +121,9 @@ impl Spawner {
             lifeline: Lifeline::get()?,
         };
         let fork_server = fork.then(|| Arc::new(ForkServer::new(command.clone(), start_timeout)));
+        if let (Some(server), true) = (&fork_server, fork_here) {
+            server.start_here_if_single_threaded();
+        }
         Ok(Spawner {
             command,
             fork_server,

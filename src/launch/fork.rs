@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::exec::CommandSpec;
 use super::{Stdio, ENV_ZYGOTE};
-use crate::sys::{self, Signal};
+use crate::sys::{self, Lifeline, Signal};
 use crate::wire::zygote::{self as msg, FromServer, ToServer};
 use crate::worker::output::Pipe;
 use crate::worker::process::{Pipes, Reap, WorkerProcess};
@@ -44,6 +44,19 @@ impl ForkServer {
             command,
             start_timeout,
             current: Mutex::new(None),
+        }
+    }
+
+    /// Starts the server now by forking this very process, if it is still
+    /// single-threaded (a pool built first thing in `main`): no exec, no program start.
+    /// Otherwise, or if that fails, the first worker's start re-executes the program as
+    /// the server instead.
+    pub(crate) fn start_here_if_single_threaded(&self) {
+        if !matches!(sys::thread_count(), Ok(1)) {
+            return;
+        }
+        if let Ok(server) = Server::fork_here(&self.command, self.start_timeout) {
+            *lock(&self.current) = Some(Arc::new(server));
         }
     }
 
@@ -118,6 +131,62 @@ impl Server {
                 command.stderr(),
                 command.stdout(),
             )),
+            spawning: Mutex::new(()),
+            reader: Some(reader),
+            start_timeout,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// A server forked from this process, which the caller checked is single-threaded.
+    fn fork_here(command: &CommandSpec, start_timeout: Duration) -> io::Result<Server> {
+        let (ours, theirs) = sys::packet_pair()?;
+        let (stderr, stderr_writer) = io::pipe()?;
+        let lifeline = Lifeline::get()?.read_end()?;
+        let parent = std::process::id();
+        // SAFETY: the caller checked that this process has one thread.
+        let Some(pid) = (unsafe { sys::fork_single_threaded() })? else {
+            // The server. It never returns into the program it was forked from.
+            drop((ours, stderr));
+            let keep = [theirs.as_raw_fd(), lifeline.as_raw_fd()];
+            let stdout_null = !matches!(command.stdout(), Stdio::Inherit);
+            let settled =
+                sys::settle_forked_server(parent, stderr_writer.into(), stdout_null, &keep)
+                    .and_then(|()| command.apply_env_and_cwd());
+            let code = match settled {
+                Ok(()) => super::zygote::run(theirs, Some(lifeline)),
+                Err(e) => {
+                    eprintln!("procpool fork server: cannot settle after the fork: {e}");
+                    crate::worker::serve::EXIT_START
+                }
+            };
+            std::process::exit(code);
+        };
+        drop((theirs, stderr_writer, lifeline));
+        let child = ForkedHere(pid);
+        let pipes = Pipes {
+            stderr: Some(Box::new(stderr)),
+            stdout: None,
+            stderr_to: Some(command.stderr()),
+            stdout_to: None,
+        };
+        let process = WorkerProcess::new(Box::new(child), pipes);
+        let events = Arc::new(Events::default());
+        let reader_sock = ours.try_clone()?;
+        let reader_events = events.clone();
+        let reader = thread::Builder::new()
+            .name("procpool-fork-server".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                reader_events.read_from(&reader_sock);
+                reader_events.set_gone();
+            })?;
+        let server = Server {
+            program: format!("{} (forked fork server)", command.program()),
+            sock: ours,
+            events,
+            process: Mutex::new(process),
             spawning: Mutex::new(()),
             reader: Some(reader),
             start_timeout,
@@ -303,6 +372,28 @@ impl Events {
             drop(state);
             self.changed.notify_all();
         }
+    }
+}
+
+/// A fork server forked from this process: our child, without a `std::process::Child`.
+#[derive(Debug)]
+struct ForkedHere(u32);
+
+impl Reap for ForkedHere {
+    fn pid(&self) -> u32 {
+        self.0
+    }
+
+    fn has_exited(&mut self) -> bool {
+        sys::has_exited(self.0)
+    }
+
+    fn signal_group(&mut self, signal: Signal) {
+        let _ = sys::signal_group(self.0, signal);
+    }
+
+    fn reap(&mut self) -> ExitStatus {
+        ExitStatus::from_raw(sys::reap(self.0).expect("reaping our own child cannot fail"))
     }
 }
 

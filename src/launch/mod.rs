@@ -36,13 +36,18 @@ pub enum Launch {
     /// Run a separate worker executable, such as `procpool-worker`, whose `main` calls
     /// [`procpool::init()`](crate::init) and which links the task types.
     Binary(PathBuf),
-    /// Re-execute the running program once, as a *fork server*, and fork every worker
-    /// from it: a respawn costs a `fork`, not an `exec` and a program start.
+    /// Fork every worker from a *fork server*: a respawn costs a `fork`, not an `exec`
+    /// and a program start.
     ///
-    /// The server is the program stopped inside [`procpool::init()`](crate::init), which
-    /// must run first in `main`, while the program is single-threaded: a process with
-    /// more than one thread is never forked, and a server that finds itself with several
-    /// threads refuses to start ([`TaskError::WorkerStart`](crate::TaskError) says so).
+    /// If the pool is built while the program is single-threaded (first thing in
+    /// `main`), the server is forked from the program then and there: workers start
+    /// from its memory as it was at that moment, with none of its open descriptors.
+    /// Otherwise, and whenever a server has to be replaced, the program is re-executed
+    /// as the server, which is the program stopped inside
+    /// [`procpool::init()`](crate::init); that must run first in `main`, while the
+    /// program is single-threaded. A process with more than one thread is never forked,
+    /// and a server that finds itself with several threads refuses to start
+    /// ([`TaskError::WorkerStart`](crate::TaskError) says so).
     /// A test harness runs tests on threads, so a test binary needs `harness = false`
     /// and its own `main` that calls `init()` first.
     ForkServer,

@@ -93,6 +93,11 @@ impl Lifeline {
         }))
     }
 
+    /// A copy of the read end, for a process forked without exec that must watch it.
+    pub(crate) fn read_end(&self) -> io::Result<OwnedFd> {
+        self.read.try_clone()
+    }
+
     /// The descriptor number a child finds the read end under.
     pub(crate) fn child_fd(&self) -> RawFd {
         self.read.as_raw_fd()
@@ -489,6 +494,45 @@ pub(crate) fn settle_forked_worker(
     }
     if let Some(stdout) = stdout {
         nix::unistd::dup2_stdout(&stdout)?;
+    }
+    Ok(())
+}
+
+/// Settles a fork server forked straight from the pool's process (no exec): a process
+/// group of its own, the parent-death signal (checked against the parent having died
+/// already), `stderr` as fd 2, stdout on `/dev/null` if asked, and every other
+/// descriptor but `keep` closed: the program's files and sockets, and the lifeline's
+/// write end above all (or the lifeline would never close), must not live on in the
+/// server and its workers.
+pub(crate) fn settle_forked_server(
+    parent_pid: u32,
+    stderr: OwnedFd,
+    stdout_null: bool,
+    keep: &[RawFd],
+) -> io::Result<()> {
+    let me = Pid::from_raw(0);
+    nix::unistd::setpgid(me, me)?;
+    set_parent_death_signal()?;
+    if nix::unistd::getppid().as_raw() as u32 != parent_pid {
+        return Err(io::Error::other("the pool's process died while forking"));
+    }
+    nix::unistd::dup2_stderr(&stderr)?;
+    drop(stderr);
+    if stdout_null {
+        let null = fs::OpenOptions::new().write(true).open("/dev/null")?;
+        nix::unistd::dup2_stdout(&null)?;
+    }
+    let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: this process is a fresh single-threaded fork that will never return
+            // to the code that owned these descriptors; closing them cannot pull one out
+            // from under a user. The directory handle used above is already closed.
+            let _ = nix::unistd::close(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
     }
     Ok(())
 }
