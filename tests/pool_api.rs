@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use procpool::{Launch, Pool, PoolBuilder, TaskError};
-use procpool_worker::{CrashOnce, Fault, Square, SumContext, WorkerEnv, WorkerPid};
+use procpool_worker::{CrashOnce, Fault, Square, SumContext, Touch, WorkerEnv, WorkerPid};
 
 procpool::test_support!();
 
@@ -154,6 +154,8 @@ fn map_unordered_gives_every_index_exactly_once() {
 #[test]
 fn map_pulls_its_input_lazily() {
     let pool = builder().build().unwrap();
+    // The map keeps at most 32 tasks per worker in flight (README).
+    let window = 32 * pool.workers();
     let pulled = AtomicUsize::new(0);
     let endless = (0u64..).map(|n| {
         pulled.fetch_add(1, Ordering::SeqCst);
@@ -163,9 +165,64 @@ fn map_pulls_its_input_lazily() {
     assert_eq!(first[49], 49 * 49);
     let pulled = pulled.load(Ordering::SeqCst);
     assert!(
-        pulled < 50 + 64,
+        pulled <= 50 + window,
         "an endless input was pulled {pulled} times for 50 outputs"
     );
+}
+
+/// Quick tasks make a slot send tasks ahead of the running one. A task cancelled while
+/// it waits in a worker's pipeline is skipped there: it never runs, its outcome is
+/// `Cancelled`, and the worker lives on.
+#[test]
+fn a_task_cancelled_in_a_workers_pipeline_never_runs() {
+    let pool = builder().workers(1).build().unwrap();
+    let warm: Vec<u64> = pool.map((0..50).map(Square)).map(Result::unwrap).collect();
+    assert_eq!(warm.len(), 50);
+    let worker = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let marker = std::env::temp_dir().join(format!("procpool-skip-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let running = pool.submit(Fault::Sleep(400)).unwrap();
+    let waiting = pool.submit(Touch(marker.clone())).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(waiting.cancel());
+    assert_eq!(waiting.wait(), Err(TaskError::Cancelled));
+    assert_eq!(running.wait(), Ok(400));
+    assert!(!marker.exists(), "the cancelled task ran");
+    assert_eq!(pool.submit(WorkerPid).unwrap().wait(), Ok(worker));
+}
+
+/// Tasks sent ahead of the running one are timed from when they start, not from when
+/// they were sent: three 150 ms tasks sent together all pass a 250 ms timeout.
+#[test]
+fn pipelined_tasks_are_timed_from_their_own_start() {
+    let pool = builder()
+        .workers(1)
+        .timeout(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    let warm: Vec<u64> = pool.map((0..50).map(Square)).map(Result::unwrap).collect();
+    assert_eq!(warm.len(), 50);
+    let sleeps: Vec<_> = (0..3)
+        .map(|_| pool.submit(Fault::Sleep(150)).unwrap())
+        .collect();
+    for sleep in sleeps {
+        assert_eq!(sleep.wait(), Ok(150));
+    }
+}
+
+/// A crash fails the running task only: the tasks sent behind it run on the next
+/// worker, once each.
+#[test]
+fn tasks_behind_a_crash_run_on_the_next_worker() {
+    let pool = builder().workers(1).core_dumps(false).build().unwrap();
+    let warm: Vec<u64> = pool.map((0..50).map(Square)).map(Result::unwrap).collect();
+    assert_eq!(warm.len(), 50);
+    let crash = pool.submit(Fault::Segfault).unwrap();
+    let behind: Vec<_> = (0..20).map(|n| pool.submit(Square(n)).unwrap()).collect();
+    assert!(crash.wait().unwrap_err().is_signal());
+    for (n, handle) in behind.into_iter().enumerate() {
+        assert_eq!(handle.wait(), Ok((n * n) as u64));
+    }
 }
 
 #[test]

@@ -17,8 +17,9 @@ use super::Pool;
 use crate::error::TaskError;
 use crate::task::Task;
 
-/// Tasks in flight per worker: enough to keep each worker fed while an outcome travels.
-const WINDOW_PER_WORKER: usize = 4;
+/// Tasks in flight per worker: enough to keep each worker's pipeline fed (the slot sends
+/// short tasks ahead of the running one) while outcomes travel back.
+pub(crate) const WINDOW_PER_WORKER: usize = 32;
 
 /// The part both maps share: feeding inputs and collecting raw outcomes.
 struct Stream<'p, I: Iterator> {

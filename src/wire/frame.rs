@@ -22,6 +22,8 @@ pub(crate) enum Request {
     Run { id: u64, task: String },
     /// Exit cleanly.
     Shutdown,
+    /// Do not run task `id` if it has not started: answer `Skipped` in its place.
+    Skip { id: u64 },
 }
 
 /// Worker → parent. The payload of `Output` is the encoded output.
@@ -35,6 +37,10 @@ pub(crate) enum Response {
     Failure {
         id: u64,
         failure: Failure,
+    },
+    /// Task `id` was skipped, as asked, before it started.
+    Skipped {
+        id: u64,
     },
 }
 

@@ -4,6 +4,7 @@
 //! repeats until the parent says `Shutdown` or goes away. A watchdog thread on the
 //! parent-death lifeline kills the process group if the parent dies mid-task.
 
+use std::collections::{HashSet, VecDeque};
 use std::env;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -103,16 +104,33 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             return EXIT_START;
         }
     };
+    // Frames read but not yet acted on, and tasks the parent asked to skip. Before a
+    // task starts, every frame that has arrived is read, so a `Skip` sent while the task
+    // waited here is seen in time.
+    let mut inbox: VecDeque<(Request, usize, Vec<u8>)> = VecDeque::new();
+    let mut skips: HashSet<u64> = HashSet::new();
     loop {
-        let Some(mut frame) = link.recv() else {
-            return 0;
-        };
-        let (request, payload_len) = match frame::decode::<Request>(&frame) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                eprintln!("procpool worker: unreadable frame from the parent: {e}");
-                return EXIT_PROTOCOL;
+        if inbox.is_empty() {
+            let Some(frame) = link.recv() else {
+                return 0;
+            };
+            if let Err(code) = take_in(frame, &mut inbox, &mut skips) {
+                return code;
             }
+        }
+        loop {
+            match link.try_recv() {
+                Some(Some(frame)) => {
+                    if let Err(code) = take_in(frame, &mut inbox, &mut skips) {
+                        return code;
+                    }
+                }
+                Some(None) => break,
+                None => return 0,
+            }
+        }
+        let Some((request, payload_len, mut frame)) = inbox.pop_front() else {
+            continue;
         };
         match request {
             Request::Setup {
@@ -132,6 +150,14 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     return 0;
                 }
             }
+            Request::Run { id, .. } if skips.remove(&id) => {
+                if link
+                    .send(&frame::header_only(&Response::Skipped { id }))
+                    .is_err()
+                {
+                    return 0;
+                }
+            }
             Request::Run { id, task } => {
                 let mut out = Vec::new();
                 let header = match task::run(&task, &frame[..payload_len], &mut out) {
@@ -148,6 +174,31 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 }
             }
             Request::Shutdown => return 0,
+            // Taken out of the stream as they arrive (see `take_in`).
+            Request::Skip { .. } => {}
+        }
+    }
+}
+
+/// Decodes a frame from the parent: a `Skip` is noted at once, anything else queued.
+/// `Err` holds the exit code for a frame that cannot be read.
+fn take_in(
+    frame: Vec<u8>,
+    inbox: &mut VecDeque<(Request, usize, Vec<u8>)>,
+    skips: &mut HashSet<u64>,
+) -> Result<(), i32> {
+    match frame::decode::<Request>(&frame) {
+        Ok((Request::Skip { id }, _)) => {
+            skips.insert(id);
+            Ok(())
+        }
+        Ok((request, payload_len)) => {
+            inbox.push_back((request, payload_len, frame));
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("procpool worker: unreadable frame from the parent: {e}");
+            Err(EXIT_PROTOCOL)
         }
     }
 }

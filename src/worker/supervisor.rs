@@ -4,17 +4,20 @@
 //! explicit lifecycle:
 //!
 //! ```text
-//! Starting ──hello──▶ Idle ──job──▶ Busy{deadline} ──output/failure──▶ Idle
+//! Starting ──ready──▶ Idle ──job──▶ Busy{in flight} ──all answered──▶ Idle
 //!    │ fails N times                  │ crash, timeout, cancel, memory, bad frame
 //!    ▼                                ▼
-//! GaveUp                          Exited ──▶ Starting (a fresh worker)
+//! GaveUp                          Exited ──▶ Starting (a fresh worker; the jobs that
+//!                                            never started go first)
 //! Idle ──queue closed──▶ Terminating ──▶ Exited
 //! ```
 //!
-//! While Busy it waits for the response in short ticks, so cancellation, the deadline,
+//! While Busy it keeps quick tasks flowing to the worker ahead of the running one
+//! (pipelining) and waits for answers in short ticks, so cancellation, the deadline,
 //! the memory limit and a worker that died without closing its socket are all noticed
-//! within one tick. The outcome of the job is decided here, exactly once.
+//! within one tick. Each job's outcome is decided here, exactly once.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -33,6 +36,12 @@ use crate::wire::frame::{self, Failure, Request, Response};
 const TICK: Duration = Duration::from_millis(10);
 /// How long a crash report waits for the dead worker's stderr to drain.
 const TAIL_WAIT: Duration = Duration::from_millis(250);
+/// How much work, in time, is sent ahead of the running task: enough to hide the round
+/// trip between tasks, little enough that a long task does not hold back work another
+/// slot could start.
+const PIPELINE_AHEAD: Duration = Duration::from_micros(500);
+/// Most jobs sent to one worker at once.
+const MAX_PIPELINE: usize = 64;
 /// Longest pause between two start attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -42,33 +51,80 @@ struct Worker {
     process: WorkerProcess,
     link: ParentEnd,
     tasks: u64,
+    /// When the job at the head of the pipeline started (as far as the parent can
+    /// tell: when the answer before it arrived, or when it was sent to an idle worker).
+    head_started: Instant,
+    /// Mean time per task lately, in seconds; `None` before the first answer.
+    per_task: Option<f64>,
+    /// A send failed: the worker is gone, which the next tick confirms.
+    dead: bool,
 }
+
+impl Worker {
+    /// The head job answered: the next one has started.
+    fn finished_one(&mut self) {
+        let now = Instant::now();
+        let took = now.duration_since(self.head_started).as_secs_f64();
+        self.per_task = Some(self.per_task.map_or(took, |mean| 0.8 * mean + 0.2 * took));
+        self.head_started = now;
+        self.tasks += 1;
+        self.process.clear_stderr_tail();
+    }
+
+    /// How many jobs to keep sent to this worker: the running one, plus about
+    /// `PIPELINE_AHEAD` of work behind it.
+    fn pipeline_depth(&self) -> usize {
+        match self.per_task {
+            None => 1,
+            Some(mean) => {
+                let ahead = PIPELINE_AHEAD.as_secs_f64() / mean.max(1e-9);
+                1 + (ahead as usize).min(MAX_PIPELINE - 1)
+            }
+        }
+    }
+}
+
+/// Jobs this slot has taken and owes an outcome: held for a retry after a crash, or
+/// sent to a worker that died before running them. They go first on the next worker.
+type Backlog = VecDeque<Job>;
 
 /// Where a slot is in its worker's lifecycle; each state owns what it needs.
 enum State {
     /// No worker yet; `failures` failed starts in a row so far.
-    Starting { failures: u32, retry: Option<Job> },
+    Starting { failures: u32, backlog: Backlog },
     /// A worker ready for a job.
-    Idle { worker: Worker, retry: Option<Job> },
-    /// A worker running `job` (its deadline is kept while it runs).
-    Busy { worker: Worker, job: Job },
-    /// The worker is gone and reaped; a job may be held to run again on the next one.
-    Exited { retry: Option<Job> },
+    Idle { worker: Worker, backlog: Backlog },
+    /// A worker running the first of `in_flight` (all sent to it, in order).
+    Busy {
+        worker: Worker,
+        in_flight: VecDeque<InFlight>,
+        backlog: Backlog,
+    },
+    /// The worker is gone and reaped.
+    Exited { backlog: Backlog },
     /// The pool is closing: last rites for the worker and any held job.
     Terminating {
         worker: Option<Worker>,
-        retry: Option<Job>,
+        backlog: Backlog,
     },
     /// Starting failed `max_start_failures` times in a row.
-    GaveUp { message: String, retry: Option<Job> },
+    GaveUp { message: String, backlog: Backlog },
 }
 
-/// How a job left the Busy state.
-enum Step {
-    /// The worker answered and lives on.
-    Answered(Result<Vec<u8>, TaskError>),
-    /// The worker is gone (and reaped); the error says why.
-    Lost(TaskError),
+/// A job sent to the worker, and whether it has been told to skip it.
+struct InFlight {
+    job: Job,
+    skip_sent: Option<Instant>,
+}
+
+/// What a response frame meant for the job at the head.
+enum Answer {
+    /// Its outcome; the worker lives on.
+    Outcome(Result<Vec<u8>, TaskError>),
+    /// The worker skipped it, as asked: it was cancelled before it started.
+    Skipped,
+    /// The frame broke the protocol; the worker was killed.
+    Broken(TaskError),
 }
 
 #[derive(Debug)]
@@ -86,123 +142,285 @@ impl Supervisor {
     fn run(self) {
         let mut state = State::Starting {
             failures: 0,
-            retry: None,
+            backlog: Backlog::new(),
         };
         loop {
             state = match state {
-                State::Starting { failures, retry } => self.starting(failures, retry),
-                State::Idle { worker, retry } => self.idle(worker, retry),
-                State::Busy { worker, job } => self.busy(worker, job),
-                State::Exited { retry } => State::Starting { failures: 0, retry },
-                State::Terminating { worker, retry } => return self.terminating(worker, retry),
-                State::GaveUp { message, retry } => return self.give_up(message, retry),
+                State::Starting { failures, backlog } => self.starting(failures, backlog),
+                State::Idle { worker, backlog } => self.idle(worker, backlog),
+                State::Busy {
+                    worker,
+                    in_flight,
+                    backlog,
+                } => self.busy(worker, in_flight, backlog),
+                State::Exited { backlog } => State::Starting {
+                    failures: 0,
+                    backlog,
+                },
+                State::Terminating { worker, backlog } => return self.terminating(worker, backlog),
+                State::GaveUp { message, backlog } => return self.give_up(message, backlog),
             };
         }
     }
 
     /// A slot always has a warm worker before it takes a job.
-    fn starting(&self, failures: u32, retry: Option<Job>) -> State {
+    fn starting(&self, failures: u32, backlog: Backlog) -> State {
         if self.shared.is_terminating() {
             return State::Terminating {
                 worker: None,
-                retry,
+                backlog,
             };
         }
         match self.start() {
-            Ok(worker) => State::Idle { worker, retry },
+            Ok(worker) => State::Idle { worker, backlog },
             Err(_) if self.shared.is_terminating() => State::Terminating {
                 worker: None,
-                retry,
+                backlog,
             },
             Err(message) if failures + 1 >= self.shared.config.max_start_failures => {
-                State::GaveUp { message, retry }
+                State::GaveUp { message, backlog }
             }
             Err(_) => {
                 self.back_off(failures + 1);
                 State::Starting {
                     failures: failures + 1,
-                    retry,
+                    backlog,
                 }
             }
         }
     }
 
-    /// Takes the next job: the one held for a retry, else one from the queue.
-    fn idle(&self, worker: Worker, retry: Option<Job>) -> State {
+    /// Waits for the next job (the backlog's first, else one from the queue) and sends
+    /// it.
+    fn idle(&self, mut worker: Worker, mut backlog: Backlog) -> State {
         if self.shared.is_terminating() {
             return State::Terminating {
                 worker: Some(worker),
-                retry,
+                backlog,
             };
         }
-        let job = match retry {
-            // A retried job is already Running; only a cancel may have come since.
-            Some(job) if job.ticket.is_cancel_requested() => {
-                job.ticket.complete(Err(TaskError::Cancelled));
-                return State::Idle {
-                    worker,
-                    retry: None,
-                };
-            }
+        let job = match self.next_job(&mut backlog, true) {
             Some(job) => job,
-            None => match self.shared.queue.recv() {
-                Ok(job) if job.ticket.start() => job,
-                // Cancelled while queued: its outcome is final already.
-                Ok(_) => {
-                    return State::Idle {
-                        worker,
-                        retry: None,
-                    }
+            None if !backlog.is_empty() => return State::Idle { worker, backlog },
+            None => {
+                return State::Terminating {
+                    worker: Some(worker),
+                    backlog,
                 }
-                Err(_) => {
-                    return State::Terminating {
-                        worker: Some(worker),
-                        retry: None,
-                    }
-                }
-            },
+            }
         };
         if self.shared.is_terminating() {
             job.ticket.complete(Err(TaskError::PoolClosed));
             return State::Terminating {
                 worker: Some(worker),
-                retry: None,
+                backlog,
             };
         }
-        State::Busy { worker, job }
+        worker.process.clear_stderr_tail();
+        worker.head_started = Instant::now();
+        let sent = worker.link.send(&job.frame);
+        let in_flight = VecDeque::from([InFlight {
+            job,
+            skip_sent: None,
+        }]);
+        if sent.is_err() {
+            // Gone already: the crash is noticed (and the job dealt with) in Busy.
+            worker.dead = true;
+        }
+        State::Busy {
+            worker,
+            in_flight,
+            backlog,
+        }
     }
 
-    /// Runs the job on the worker and records its outcome, unless it is to be retried.
-    fn busy(&self, mut worker: Worker, mut job: Job) -> State {
-        match self.execute(&mut worker, &job) {
-            Step::Answered(outcome) => {
-                job.ticket.complete(outcome);
-                worker.tasks += 1;
-                if !self.is_due_for_recycling(&worker) {
-                    return State::Idle {
-                        worker,
-                        retry: None,
-                    };
+    /// The next job to send: the backlog's first, else the queue's (waiting for one if
+    /// `block`). A job cancelled while it waited gets its outcome here and is skipped.
+    /// `None` with an empty backlog means the queue is closed and drained (or, without
+    /// `block`, empty).
+    fn next_job(&self, backlog: &mut Backlog, block: bool) -> Option<Job> {
+        loop {
+            let job = match backlog.pop_front() {
+                // Already Running; only a cancel may have come since.
+                Some(job) if job.ticket.is_cancel_requested() => {
+                    job.ticket.complete(Err(TaskError::Cancelled));
+                    continue;
                 }
-                self.retire(worker);
-                State::Exited { retry: None }
-            }
-            Step::Lost(error) => {
-                drop(worker); // already reaped
-                if error.is_retryable() && job.attempts < self.shared.config.retries {
-                    job.attempts += 1;
-                    return State::Exited { retry: Some(job) };
-                }
-                job.ticket.complete(Err(error));
-                State::Exited { retry: None }
+                Some(job) => return Some(job),
+                None if block => self.shared.queue.recv().ok()?,
+                None => self.shared.queue.try_recv().ok()?,
+            };
+            // A job cancelled while queued has its outcome already.
+            if job.ticket.start() {
+                return Some(job);
             }
         }
+    }
+
+    /// Keeps jobs flowing to the worker and records their outcomes in order.
+    fn busy(
+        &self,
+        mut worker: Worker,
+        mut in_flight: VecDeque<InFlight>,
+        mut backlog: Backlog,
+    ) -> State {
+        let config = &self.shared.config;
+        let mut peak = None;
+        loop {
+            if !worker.dead {
+                self.top_up(&mut worker, &mut in_flight, &mut backlog);
+            }
+            let Some(head) = in_flight.front() else {
+                if self.is_due_for_recycling(&worker) {
+                    self.retire(worker);
+                    return State::Exited { backlog };
+                }
+                return State::Idle { worker, backlog };
+            };
+            let deadline = config.timeout.map(|t| worker.head_started + t);
+            let wait = deadline.map_or(TICK, |d| {
+                d.saturating_duration_since(Instant::now()).min(TICK)
+            });
+            let lost = match worker.link.recv_timeout(wait) {
+                Ok(frame) => match self.answer(&mut worker, &head.job, frame) {
+                    Answer::Outcome(outcome) => {
+                        let done = in_flight.pop_front().expect("a head");
+                        done.job.ticket.complete(outcome);
+                        worker.finished_one();
+                        continue;
+                    }
+                    Answer::Skipped => {
+                        let done = in_flight.pop_front().expect("a head");
+                        done.job.ticket.complete(Err(TaskError::Cancelled));
+                        worker.finished_one();
+                        continue;
+                    }
+                    Answer::Broken(error) => error,
+                },
+                Err(RecvError::Closed) => self.crashed(&mut worker, peak),
+                Err(RecvError::Timeout) => match self.watch(&mut worker, &mut in_flight, &mut peak)
+                {
+                    Some(error) => error,
+                    None => continue,
+                },
+            };
+            // The worker is gone (reaped): the head job has its error; the jobs behind it
+            // never started and go back to the backlog, in order, for the next worker.
+            drop(worker);
+            let mut head = in_flight.pop_front().expect("a head").job;
+            for rest in in_flight.into_iter().rev() {
+                backlog.push_front(rest.job);
+            }
+            if self.shared.is_terminating() {
+                head.ticket.complete(Err(TaskError::PoolClosed));
+                return State::Terminating {
+                    worker: None,
+                    backlog,
+                };
+            }
+            if lost.is_retryable() && head.attempts < config.retries {
+                head.attempts += 1;
+                backlog.push_front(head);
+            } else {
+                head.ticket.complete(Err(lost));
+            }
+            return State::Exited { backlog };
+        }
+    }
+
+    /// Sends more jobs while the worker's share of queued work is short: how many ride
+    /// behind the running one depends on how long tasks have been taking, so quick
+    /// tasks are pipelined and long ones are not held back from another slot.
+    fn top_up(
+        &self,
+        worker: &mut Worker,
+        in_flight: &mut VecDeque<InFlight>,
+        backlog: &mut Backlog,
+    ) {
+        let mut depth = worker.pipeline_depth();
+        if let Some(max) = self.shared.config.max_tasks_per_worker {
+            let left = max.saturating_sub(worker.tasks) as usize;
+            depth = depth.min(left);
+        }
+        let mut frames: Vec<&[u8]> = Vec::new();
+        let first_new = in_flight.len();
+        while in_flight.len() < depth && !self.shared.is_terminating() {
+            let Some(job) = self.next_job(backlog, false) else {
+                break;
+            };
+            in_flight.push_back(InFlight {
+                job,
+                skip_sent: None,
+            });
+        }
+        frames.extend(in_flight.iter().skip(first_new).map(|f| &f.job.frame[..]));
+        if !frames.is_empty() && worker.link.send_many(&frames).is_err() {
+            worker.dead = true;
+        }
+    }
+
+    /// One tick without an answer: cancellations, the deadline, the memory limit, and a
+    /// worker that died without closing its socket. `Some` when the worker is gone.
+    fn watch(
+        &self,
+        worker: &mut Worker,
+        in_flight: &mut VecDeque<InFlight>,
+        peak: &mut Option<u64>,
+    ) -> Option<TaskError> {
+        let config = &self.shared.config;
+        if self.shared.is_terminating() {
+            worker.process.kill();
+            return Some(TaskError::PoolClosed);
+        }
+        let head = in_flight.front().expect("a head");
+        // A head told to skip answers `Skipped` unless it had started: give the answer
+        // a couple of ticks before killing for it.
+        let skip_pending = head.skip_sent.is_some_and(|at| at.elapsed() < 2 * TICK);
+        if head.job.ticket.is_cancel_requested() && !skip_pending {
+            worker.process.kill();
+            return Some(TaskError::Cancelled);
+        }
+        for waiting in in_flight.iter_mut().skip(1) {
+            if waiting.skip_sent.is_none() && waiting.job.ticket.is_cancel_requested() {
+                let skip = frame::header_only(&Request::Skip { id: waiting.job.id });
+                let _ = worker.link.send(&skip);
+                waiting.skip_sent = Some(Instant::now());
+            }
+        }
+        if let Some(timeout) = config.timeout {
+            if worker.head_started.elapsed() >= timeout {
+                worker.process.terminate(config.kill_grace);
+                return Some(TaskError::TimedOut {
+                    after: timeout,
+                    stderr: worker.process.stderr_tail(TAIL_WAIT),
+                });
+            }
+        }
+        if let Some(limit) = config.max_memory {
+            if let Some(rss) = sys::resident_bytes(worker.process.pid()) {
+                *peak = (*peak).max(Some(rss));
+                if rss > limit {
+                    worker.process.kill();
+                    return Some(TaskError::MemoryLimit {
+                        limit,
+                        used: Some(rss),
+                        stderr: worker.process.stderr_tail(TAIL_WAIT),
+                    });
+                }
+            }
+        }
+        // Dead, yet the socket is open: something it spawned holds it. The group kill
+        // in `crashed` takes that down too.
+        if worker.dead || worker.process.try_wait().is_some() {
+            return Some(self.crashed(worker, *peak));
+        }
+        None
     }
 
     /// The queue is closed and drained (retire the worker), or the pool is terminating
-    /// (kill it).
-    fn terminating(&self, worker: Option<Worker>, retry: Option<Job>) {
-        if let Some(job) = retry {
+    /// (kill it). Jobs still owed an outcome end in `PoolClosed`.
+    fn terminating(&self, worker: Option<Worker>, backlog: Backlog) {
+        for job in backlog {
             job.ticket.complete(Err(TaskError::PoolClosed));
         }
         if let Some(worker) = worker {
@@ -229,6 +447,9 @@ impl Supervisor {
             process,
             link,
             tasks: 0,
+            head_started: Instant::now(),
+            per_task: None,
+            dead: false,
         };
         let setup = Request::Setup {
             memory_limit: config.max_memory,
@@ -285,78 +506,27 @@ impl Supervisor {
         )
     }
 
-    /// Sends the job and waits for its end, watching the worker every tick.
-    fn execute(&self, w: &mut Worker, job: &Job) -> Step {
-        let config = &self.shared.config;
-        w.process.clear_stderr_tail();
-        if w.link.send(&job.frame).is_err() {
-            return Step::Lost(self.crashed(w, None));
-        }
-        let deadline = config.timeout.map(|t| Instant::now() + t);
-        let mut peak = None;
-        loop {
-            let wait = deadline.map_or(TICK, |d| {
-                d.saturating_duration_since(Instant::now()).min(TICK)
-            });
-            match w.link.recv_timeout(wait) {
-                Ok(frame) => return self.answer(w, job, frame),
-                Err(RecvError::Closed) => return Step::Lost(self.crashed(w, peak)),
-                Err(RecvError::Timeout) => {}
-            }
-            if self.shared.is_terminating() {
-                w.process.kill();
-                return Step::Lost(TaskError::PoolClosed);
-            }
-            if job.ticket.is_cancel_requested() {
-                w.process.kill();
-                return Step::Lost(TaskError::Cancelled);
-            }
-            if let Some(d) = deadline {
-                if Instant::now() >= d {
-                    w.process.terminate(config.kill_grace);
-                    return Step::Lost(TaskError::TimedOut {
-                        after: config.timeout.unwrap_or_default(),
-                        stderr: w.process.stderr_tail(TAIL_WAIT),
-                    });
-                }
-            }
-            if let Some(limit) = config.max_memory {
-                if let Some(rss) = sys::resident_bytes(w.process.pid()) {
-                    peak = peak.max(Some(rss));
-                    if rss > limit {
-                        w.process.kill();
-                        return Step::Lost(TaskError::MemoryLimit {
-                            limit,
-                            used: Some(rss),
-                            stderr: w.process.stderr_tail(TAIL_WAIT),
-                        });
-                    }
-                }
-            }
-            // Dead, yet the socket is open: something it spawned holds it. The group kill
-            // in `crashed` takes that down too.
-            if w.process.try_wait().is_some() {
-                return Step::Lost(self.crashed(w, peak));
-            }
-        }
-    }
-
-    /// Reads a response frame. A frame that breaks the protocol costs the worker.
-    fn answer(&self, w: &mut Worker, job: &Job, mut frame: Vec<u8>) -> Step {
+    /// Reads a response frame for the head job. A frame that breaks the protocol costs
+    /// the worker.
+    fn answer(&self, w: &mut Worker, job: &Job, mut frame: Vec<u8>) -> Answer {
         let broken = |w: &mut Worker, message: String| {
             w.process.kill();
-            Step::Lost(TaskError::Protocol { message })
+            Answer::Broken(TaskError::Protocol { message })
         };
         match frame::decode::<Response>(&frame) {
             Err(e) => broken(w, e.to_string()),
             Ok((Response::Output { id }, len)) if id == job.id => {
                 frame.truncate(len);
-                Step::Answered(Ok(frame))
+                Answer::Outcome(Ok(frame))
             }
             Ok((Response::Failure { id, failure }, _)) if id == job.id => {
-                Step::Answered(Err(task_error(failure)))
+                Answer::Outcome(Err(task_error(failure)))
             }
-            Ok((Response::Output { id } | Response::Failure { id, .. }, _)) => broken(
+            Ok((Response::Skipped { id }, _)) if id == job.id => Answer::Skipped,
+            Ok((
+                Response::Output { id } | Response::Failure { id, .. } | Response::Skipped { id },
+                _,
+            )) => broken(
                 w,
                 format!("answer for task #{id} while task #{} was running", job.id),
             ),
@@ -424,9 +594,9 @@ impl Supervisor {
 
     /// Stops respawning. The last slot to give up fails every task still to come, so
     /// none waits forever, until the pool is shut down.
-    fn give_up(&self, message: String, retry: Option<Job>) {
+    fn give_up(&self, message: String, backlog: Backlog) {
         let error = TaskError::WorkerStart { message };
-        if let Some(job) = retry {
+        for job in backlog {
             job.ticket.complete(Err(error.clone()));
         }
         if !self.shared.slot_gave_up() {

@@ -345,6 +345,19 @@ impl Task for CrashOnce {
     }
 }
 
+/// Creates the file at the path and returns 1: a side effect a test can look for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Touch(pub std::path::PathBuf);
+
+impl Task for Touch {
+    const NAME: &'static str = "procpool_worker::Touch";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        std::fs::write(&self.0, b"ran")?;
+        Ok(1)
+    }
+}
+
 /// A task no worker knows: deliberately left out of `register!`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unregistered;
@@ -364,6 +377,7 @@ procpool::register!(
     Reverse,
     WorkerPid,
     ParentPid,
+    Touch,
     SumContext,
     WorkerEnv,
     Undecodable,
