@@ -266,6 +266,9 @@ impl Supervisor {
     ) -> State {
         let config = &self.shared.config;
         let mut peak = None;
+        // The per-tick checks also run while answers keep coming (quick pipelined
+        // tasks), at least once a tick.
+        let mut last_watch = Instant::now();
         loop {
             if !worker.dead {
                 self.top_up(&mut worker, &mut in_flight, &mut backlog);
@@ -281,28 +284,36 @@ impl Supervisor {
             let wait = deadline.map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
             });
-            let lost = match worker.link.recv_timeout(wait) {
+            let answered = match worker.link.recv_timeout(wait) {
                 Ok(frame) => match self.answer(&mut worker, &head.job, frame) {
-                    Answer::Outcome(outcome) => {
-                        let done = in_flight.pop_front().expect("a head");
-                        done.job.ticket.complete(outcome);
-                        worker.finished_one();
+                    Answer::Outcome(outcome) => Ok(outcome),
+                    Answer::Skipped => Ok(Err(TaskError::Cancelled)),
+                    Answer::Broken(error) => Err(error),
+                },
+                Err(RecvError::Closed) => Err(self.crashed(&mut worker, peak)),
+                Err(RecvError::Timeout) => {
+                    last_watch = Instant::now();
+                    match self.watch(&mut worker, &mut in_flight, &mut peak) {
+                        Some(error) => Err(error),
+                        None => continue,
+                    }
+                }
+            };
+            let lost = match answered {
+                Ok(outcome) => {
+                    let done = in_flight.pop_front().expect("a head");
+                    done.job.ticket.complete(outcome);
+                    worker.finished_one();
+                    if in_flight.is_empty() || last_watch.elapsed() < TICK {
                         continue;
                     }
-                    Answer::Skipped => {
-                        let done = in_flight.pop_front().expect("a head");
-                        done.job.ticket.complete(Err(TaskError::Cancelled));
-                        worker.finished_one();
-                        continue;
+                    last_watch = Instant::now();
+                    match self.watch(&mut worker, &mut in_flight, &mut peak) {
+                        Some(error) => error,
+                        None => continue,
                     }
-                    Answer::Broken(error) => error,
-                },
-                Err(RecvError::Closed) => self.crashed(&mut worker, peak),
-                Err(RecvError::Timeout) => match self.watch(&mut worker, &mut in_flight, &mut peak)
-                {
-                    Some(error) => error,
-                    None => continue,
-                },
+                }
+                Err(error) => error,
             };
             // The worker is gone (reaped): the head job has its error; the jobs behind it
             // never started and go back to the backlog, in order, for the next worker.
