@@ -37,9 +37,11 @@ pub(crate) enum RecvError {
 #[derive(Debug)]
 pub(crate) struct ParentEnd {
     stream: UnixStream,
-    /// Bytes read but not yet handed out; `start` is where the unread part begins.
+    /// Bytes read but not yet handed out are `staged[start..end]`. The buffer is
+    /// allocated (and zeroed) once: reads go straight into its free tail.
     staged: Vec<u8>,
     start: usize,
+    end: usize,
     /// A large frame being read into its own buffer, and how much of it has arrived.
     large: Option<(Vec<u8>, usize)>,
     /// The worker announced a frame longer than memory allows.
@@ -58,6 +60,7 @@ impl ParentEnd {
             stream,
             staged: Vec::new(),
             start: 0,
+            end: 0,
             large: None,
             oversized: false,
         }
@@ -117,7 +120,7 @@ impl ParentEnd {
             }
             return self.large.take().map(|(frame, _)| frame);
         }
-        let unread = &self.staged[self.start..];
+        let unread = &self.staged[self.start..self.end];
         let len = u32::from_le_bytes(unread.get(..4)?.try_into().ok()?) as usize;
         let body = &unread[4..];
         if len >= LARGE_FRAME && body.len() < len {
@@ -130,15 +133,15 @@ impl ParentEnd {
             };
             frame[..body.len()].copy_from_slice(body);
             self.large = Some((frame, body.len()));
-            self.staged.clear();
             self.start = 0;
+            self.end = 0;
             return None;
         }
         let frame = body.get(..len)?.to_vec();
         self.start += 4 + len;
-        if self.start == self.staged.len() {
-            self.staged.clear();
+        if self.start == self.end {
             self.start = 0;
+            self.end = 0;
         }
         Some(frame)
     }
@@ -149,15 +152,20 @@ impl ParentEnd {
             *filled += n;
             return Ok(n);
         }
+        if self.staged.is_empty() {
+            // Room for a whole small frame (under LARGE_FRAME) after any partial one.
+            self.staged = vec![0; 2 * READ_CHUNK];
+        }
         if self.start > 0 {
-            self.staged.drain(..self.start);
+            self.staged.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        let old = self.staged.len();
-        self.staged.resize(old + READ_CHUNK, 0);
-        let n = read_retrying(&mut self.stream, &mut self.staged[old..]);
-        self.staged.truncate(old + *n.as_ref().unwrap_or(&0));
-        n
+        // A frame too long to fit went to its own buffer in `take_frame`, so there is room.
+        debug_assert!(self.end < self.staged.len());
+        let n = read_retrying(&mut self.stream, &mut self.staged[self.end..])?;
+        self.end += n;
+        Ok(n)
     }
 }
 
@@ -270,6 +278,25 @@ mod tests {
             parent.recv_timeout(Duration::from_millis(10)),
             Err(RecvError::Timeout)
         );
+    }
+
+    #[test]
+    fn frames_just_under_the_large_size_straddle_reads_intact() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        let mut raw = UnixStream::from(theirs);
+        let writer = std::thread::spawn(move || {
+            for i in 0..20u8 {
+                let frame = vec![i; LARGE_FRAME - 1 - i as usize];
+                raw.write_all(&(frame.len() as u32).to_le_bytes()).unwrap();
+                raw.write_all(&frame).unwrap();
+            }
+        });
+        for i in 0..20u8 {
+            let frame = parent.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(frame.len(), LARGE_FRAME - 1 - i as usize);
+            assert!(frame.iter().all(|&b| b == i));
+        }
+        writer.join().unwrap();
     }
 
     #[test]
