@@ -12,7 +12,7 @@
 //! (ipc-channel's serde path, which procpool used) on this machine.
 
 use std::io::{self, BufWriter, IoSlice, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,12 @@ pub(crate) struct ParentEnd {
     large: Option<(Vec<u8>, usize)>,
     /// The worker announced a frame longer than memory allows.
     oversized: bool,
+    /// Descriptors that arrived with the frames, when this end takes them (the
+    /// worker's); `None` reads with plain `read`, which drops any.
+    fds: Option<Vec<OwnedFd>>,
+    /// Bytes sent that the socket has not taken yet are `unsent[unsent_at..]`.
+    unsent: Vec<u8>,
+    unsent_at: usize,
 }
 
 impl ParentEnd {
@@ -63,30 +69,92 @@ impl ParentEnd {
             end: 0,
             large: None,
             oversized: false,
+            fds: None,
+            unsent: Vec::new(),
+            unsent_at: 0,
         }
     }
 
-    /// Writes one frame. A worker that has gone away is an error, never a `SIGPIPE`.
+    /// Sends one frame. A worker that has gone away is an error, never a `SIGPIPE`.
+    ///
+    /// Sending never waits: what the socket does not take now is kept, in order, and
+    /// sent by [`recv_timeout`](ParentEnd::recv_timeout) as room frees up. A worker busy
+    /// with a long task (or writing a long answer) reads nothing, so a send that waited
+    /// for it could wait forever, and the parent would stop watching it meanwhile.
     pub(crate) fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        let len = frame_len(frame.len())?;
-        sys::send_all(
-            self.stream.as_fd(),
-            &mut [IoSlice::new(&len), IoSlice::new(frame)],
-        )
+        self.send_many(&[[frame, &[]]])
     }
 
-    /// Writes several frames with one system call (or as few as the socket allows).
-    pub(crate) fn send_many(&mut self, frames: &[&[u8]]) -> io::Result<()> {
+    /// Sends several frames, with one system call if the socket takes them all. Each
+    /// frame is the concatenation of its two parts (a payload kept apart from its header
+    /// is sent without being copied next to it).
+    pub(crate) fn send_many(&mut self, frames: &[[&[u8]; 2]]) -> io::Result<()> {
         let lens = frames
             .iter()
-            .map(|f| frame_len(f.len()))
+            .map(|[a, b]| frame_len(a.len() + b.len()))
             .collect::<io::Result<Vec<_>>>()?;
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len() * 2);
-        for (len, frame) in lens.iter().zip(frames) {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(frames.len() * 3);
+        for (len, [a, b]) in lens.iter().zip(frames) {
             slices.push(IoSlice::new(len));
-            slices.push(IoSlice::new(frame));
+            slices.push(IoSlice::new(a));
+            if !b.is_empty() {
+                slices.push(IoSlice::new(b));
+            }
         }
-        sys::send_all(self.stream.as_fd(), &mut slices)
+        self.push_out(&mut slices, None)
+    }
+
+    /// Sends one frame with a copy of `fd` attached (for the worker to take with
+    /// [`WorkerEnd::take_fd`]). Only into an empty socket: `WouldBlock` if it is not.
+    pub(crate) fn send_with_fd(&mut self, frame: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+        let len = frame_len(frame.len())?;
+        self.push_out(&mut [IoSlice::new(&len), IoSlice::new(frame)], Some(fd))
+    }
+
+    /// Whether everything sent so far has gone into the socket.
+    pub(crate) fn is_flushed(&self) -> bool {
+        self.unsent_at == self.unsent.len()
+    }
+
+    fn push_out(
+        &mut self,
+        mut slices: &mut [IoSlice<'_>],
+        fd: Option<BorrowedFd<'_>>,
+    ) -> io::Result<()> {
+        let raw = fd.map(|fd| [fd.as_raw_fd()]);
+        let mut fds: &[RawFd] = raw.as_ref().map_or(&[], |raw| &raw[..]);
+        if self.is_flushed() {
+            while !slices.is_empty() {
+                let n = sys::send_nonblocking(self.stream.as_fd(), slices, fds)?;
+                if n == 0 {
+                    break;
+                }
+                fds = &[];
+                IoSlice::advance_slices(&mut slices, n);
+            }
+        }
+        if !fds.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        for slice in slices.iter() {
+            self.unsent.extend_from_slice(slice);
+        }
+        Ok(())
+    }
+
+    /// Sends what the socket takes now of what is waiting.
+    fn flush_some(&mut self) -> io::Result<()> {
+        while !self.is_flushed() {
+            let rest = [IoSlice::new(&self.unsent[self.unsent_at..])];
+            let n = sys::send_nonblocking(self.stream.as_fd(), &rest, &[])?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.unsent_at += n;
+        }
+        self.unsent.clear();
+        self.unsent_at = 0;
+        Ok(())
     }
 
     /// The next frame, waiting up to `timeout` for it to arrive in full.
@@ -100,10 +168,21 @@ impl ParentEnd {
                 return Err(RecvError::Closed);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            match sys::wait_readable_for(self.stream.as_fd(), left) {
-                Ok(true) => {}
-                Ok(false) => return Err(RecvError::Timeout),
+            let flushed = self.is_flushed();
+            let readable = match sys::wait_ready_for(self.stream.as_fd(), !flushed, left) {
+                Ok((readable, writable)) => {
+                    if writable && self.flush_some().is_err() {
+                        return Err(RecvError::Closed);
+                    }
+                    if !readable && !writable {
+                        return Err(RecvError::Timeout);
+                    }
+                    readable
+                }
                 Err(_) => return Err(RecvError::Closed),
+            };
+            if !readable {
+                continue;
             }
             match self.read_more() {
                 Ok(0) | Err(_) => return Err(RecvError::Closed),
@@ -148,7 +227,7 @@ impl ParentEnd {
 
     fn read_more(&mut self) -> io::Result<usize> {
         if let Some((frame, filled)) = &mut self.large {
-            let n = read_retrying(&mut self.stream, &mut frame[*filled..])?;
+            let n = read_retrying(&mut self.stream, &mut frame[*filled..], &mut self.fds)?;
             *filled += n;
             return Ok(n);
         }
@@ -163,7 +242,11 @@ impl ParentEnd {
         }
         // A frame too long to fit went to its own buffer in `take_frame`, so there is room.
         debug_assert!(self.end < self.staged.len());
-        let n = read_retrying(&mut self.stream, &mut self.staged[self.end..])?;
+        let n = read_retrying(
+            &mut self.stream,
+            &mut self.staged[self.end..],
+            &mut self.fds,
+        )?;
         self.end += n;
         Ok(n)
     }
@@ -181,10 +264,18 @@ impl WorkerEnd {
     /// The link over the socket the parent handed down.
     pub(crate) fn new(socket: OwnedFd) -> io::Result<WorkerEnd> {
         let stream = UnixStream::from(socket);
+        let mut inbound = ParentEnd::over(stream.try_clone()?);
+        inbound.fds = Some(Vec::new());
         Ok(WorkerEnd {
-            writer: BufWriter::with_capacity(READ_CHUNK, stream.try_clone()?),
-            inbound: ParentEnd::over(stream),
+            writer: BufWriter::with_capacity(READ_CHUNK, stream),
+            inbound,
         })
+    }
+
+    /// The oldest descriptor that came with the frames read so far, if any is left.
+    pub(crate) fn take_fd(&mut self) -> Option<OwnedFd> {
+        let fds = self.inbound.fds.as_mut()?;
+        (!fds.is_empty()).then(|| fds.remove(0))
     }
 
     /// Blocks for the next frame; `None` once the parent is gone.
@@ -226,7 +317,14 @@ fn frame_len(len: usize) -> io::Result<[u8; 4]> {
     })
 }
 
-fn read_retrying(stream: &mut UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+fn read_retrying(
+    stream: &mut UnixStream,
+    buf: &mut [u8],
+    fds: &mut Option<Vec<OwnedFd>>,
+) -> io::Result<usize> {
+    if let Some(fds) = fds {
+        return sys::recv_with_fds(stream.as_fd(), buf, fds);
+    }
     loop {
         match stream.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -310,6 +408,47 @@ mod tests {
             parent.recv_timeout(Duration::from_secs(5)),
             Err(RecvError::Closed)
         );
+    }
+
+    #[test]
+    fn a_send_never_waits_for_a_worker_that_is_not_reading() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        let big = vec![5u8; 8 << 20];
+        // Far more than the socket holds, and nobody reads yet: it returns at once.
+        parent.send(&big).unwrap();
+        parent.send(b"second").unwrap();
+        assert!(!parent.is_flushed());
+        let mut worker = WorkerEnd::new(theirs).unwrap();
+        let echo = std::thread::spawn(move || {
+            let first = worker.recv().unwrap();
+            assert_eq!(worker.recv().unwrap(), b"second");
+            worker.send(&first[..3]).unwrap();
+            first.len()
+        });
+        // Waiting for the answer pushes out the rest, in order.
+        assert_eq!(
+            parent.recv_timeout(Duration::from_secs(20)).unwrap(),
+            [5, 5, 5]
+        );
+        assert!(parent.is_flushed());
+        assert_eq!(echo.join().unwrap(), big.len());
+    }
+
+    #[test]
+    fn a_descriptor_sent_with_a_frame_reaches_the_worker() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        let mut worker = WorkerEnd::new(theirs).unwrap();
+        let memory = sys::SharedMemory::create("link-test", 4096).unwrap();
+        // SAFETY: in bounds of a live mapping of our own.
+        unsafe { *memory.as_ptr().add(100) = 42 };
+        parent.send(b"before").unwrap();
+        parent.send_with_fd(b"with", memory.fd()).unwrap();
+        assert_eq!(worker.recv().unwrap(), b"before");
+        assert_eq!(worker.recv().unwrap(), b"with");
+        let theirs = sys::SharedMemory::map(worker.take_fd().unwrap()).unwrap();
+        // SAFETY: as above, in the worker's mapping of the same memory.
+        assert_eq!(unsafe { *theirs.as_ptr().add(100) }, 42);
+        assert!(worker.take_fd().is_none());
     }
 
     #[test]

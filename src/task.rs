@@ -61,7 +61,7 @@ pub trait Task: Serialize + DeserializeOwned + 'static {
 #[derive(Debug)]
 pub struct Registration {
     name: &'static str,
-    run: fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>,
+    run: Runner,
 }
 
 impl Registration {
@@ -122,10 +122,14 @@ pub(crate) fn duplicate_names() -> Vec<&'static str> {
     dups
 }
 
-/// Runs the task `name` on the encoded `input`, appending the encoded output to `out`.
-pub(crate) fn run(name: &str, input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
+/// A registered task's runner: decodes the input, runs the task (panics caught) and
+/// appends the encoded output.
+pub(crate) type Runner = fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>;
+
+/// The runner of the task `name`, or the failure every run of it gets.
+pub(crate) fn find(name: &str) -> Result<Runner, Failure> {
     match registry().get(name) {
-        Some(reg) => (reg.run)(input, out),
+        Some(reg) => Ok(reg.run),
         None => Err(Failure::UnknownTask {
             name: name.to_owned(),
             worker: std::env::current_exe()
@@ -133,6 +137,11 @@ pub(crate) fn run(name: &str, input: &[u8], out: &mut Vec<u8>) -> Result<(), Fai
                 .unwrap_or_else(|_| "<unknown executable>".to_owned()),
         }),
     }
+}
+
+/// Runs the task `name` on the encoded `input`, appending the encoded output to `out`.
+pub(crate) fn run(name: &str, input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
+    find(name)?(input, out)
 }
 
 fn run_erased<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {

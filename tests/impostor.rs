@@ -31,11 +31,15 @@ fn impostor() {
     // environment; nothing else in this process uses it.
     let mut link = unsafe { UnixStream::from_raw_fd(fd) };
     let mut incoming = link.try_clone().unwrap();
+    // Returns the frame's header: the frame ends with it and its length.
     let mut recv = || {
         let mut len = [0u8; 4];
         incoming.read_exact(&mut len).unwrap();
         let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
         incoming.read_exact(&mut frame).unwrap();
+        let (rest, header_len) = frame.split_at(frame.len() - 4);
+        let header_len = u32::from_le_bytes(header_len.try_into().unwrap()) as usize;
+        rest[rest.len() - header_len..].to_vec()
     };
     recv(); // Setup
             // On the stream every frame is preceded by its length, u32 little endian.
@@ -47,8 +51,15 @@ fn impostor() {
         reply(GARBAGE);
     } else {
         reply(READY);
-        recv(); // Run
+        let request = recv(); // Run, or Batch for a map
+                              // `Request::Batch { id, .. }`: variant 4, then the id (one byte while under 251).
+        let batch_id = (request[0] == 4).then(|| request[1]);
         match mode.as_str() {
+            // `Response::Batch { id, count: 2, last: true, nanos: 0 }`, no records: the
+            // batch held one task.
+            "batch-overcount" => reply(&[4, batch_id.unwrap(), 2, 1, 0, 5, 0, 0, 0]),
+            // The same for one task, with three bytes that are not a record.
+            "batch-bad-records" => reply(&[9, 9, 9, 4, batch_id.unwrap(), 1, 1, 0, 5, 0, 0, 0]),
             "wrong-id" => reply(OUTPUT_FOR_TASK_7),
             // A length promising 1000 bytes, 4 of them, then the end.
             "cut-frame" => {
@@ -120,4 +131,24 @@ fn a_protocol_error_is_retried_on_a_fresh_worker() {
     let pool = impostor_pool("garbage-answer").retries(2).build().unwrap();
     let e = pool.submit(Square(3)).unwrap().wait().unwrap_err();
     assert!(e.is_protocol(), "{e:?}");
+}
+
+#[test]
+fn a_batch_answer_for_more_tasks_than_sent_is_a_protocol_error() {
+    let pool = impostor_pool("batch-overcount").build().unwrap();
+    let e = pool.map([Square(3)]).next().unwrap().unwrap_err();
+    assert!(
+        matches!(&e, TaskError::Protocol { message } if message.contains("2 of its 1")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_batch_answer_with_malformed_records_is_a_protocol_error() {
+    let pool = impostor_pool("batch-bad-records").build().unwrap();
+    let e = pool.map([Square(3)]).next().unwrap().unwrap_err();
+    assert!(
+        matches!(&e, TaskError::Protocol { message } if message.contains("malformed records")),
+        "{e:?}"
+    );
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use procpool::{Launch, Pool, PoolBuilder, TaskError};
-use procpool_worker::{CrashOnce, Fault, Square, SumContext, Touch, WorkerEnv, WorkerPid};
+use procpool_worker::{CrashOnce, Fault, Reverse, Square, SumContext, Touch, WorkerEnv, WorkerPid};
 
 procpool::test_support!();
 
@@ -154,8 +154,9 @@ fn map_unordered_gives_every_index_exactly_once() {
 #[test]
 fn map_pulls_its_input_lazily() {
     let pool = builder().build().unwrap();
-    // The map keeps at most 32 tasks per worker in flight (README).
-    let window = 32 * pool.workers();
+    // The map keeps at most 4 batches per worker in flight, each of at most 65,536
+    // tasks (README).
+    let window = 4 * 65_536 * pool.workers();
     let pulled = AtomicUsize::new(0);
     let endless = (0u64..).map(|n| {
         pulled.fetch_add(1, Ordering::SeqCst);
@@ -222,6 +223,69 @@ fn tasks_behind_a_crash_run_on_the_next_worker() {
     assert!(crash.wait().unwrap_err().is_signal());
     for (n, handle) in behind.into_iter().enumerate() {
         assert_eq!(handle.wait(), Ok((n * n) as u64));
+    }
+}
+
+/// A batch is timed task by task, from the journal's progress: 30 tasks of 40 ms
+/// batched behind quick ones (so that one batch takes far longer than the timeout) all
+/// pass a 150 ms timeout, and a hang among quick tasks times out alone.
+#[test]
+fn tasks_in_a_batch_are_timed_one_by_one() {
+    let pool = builder()
+        .workers(1)
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let inputs = (0..2_000u64).map(|i| match i {
+        0..1_970 => Fault::Ok(i),
+        _ => Fault::Sleep(40),
+    });
+    for (i, out) in pool.map(inputs).enumerate() {
+        assert_eq!(out, Ok(if i < 1_970 { i as u64 } else { 40 }), "task {i}");
+    }
+    let inputs = (0..2_000u64).map(|i| match i {
+        1_500 => Fault::Hang,
+        _ => Fault::Ok(i),
+    });
+    for (i, out) in pool.map(inputs).enumerate() {
+        match out {
+            Err(e) if i == 1_500 => assert!(e.is_timeout(), "{e:?}"),
+            out => assert_eq!(out, Ok(i as u64), "task {i}"),
+        }
+    }
+}
+
+/// Batches never carry a worker past its task limit.
+#[test]
+fn map_respects_max_tasks_per_worker() {
+    let pool = builder()
+        .workers(1)
+        .max_tasks_per_worker(3)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = pool
+        .map((0..30).map(|_| WorkerPid))
+        .map(Result::unwrap)
+        .collect();
+    let mut per_pid = std::collections::HashMap::new();
+    for pid in &pids {
+        *per_pid.entry(pid).or_insert(0) += 1;
+    }
+    assert!(per_pid.values().all(|&n| n <= 3), "{per_pid:?}");
+    assert_eq!(per_pid.len(), 10, "{per_pid:?}");
+}
+
+/// Outputs too big for the batch journal come back in parts, and one bigger than the
+/// whole journal on its own: every output arrives whole and in order.
+#[test]
+fn outputs_larger_than_the_batch_journal_arrive_whole() {
+    let pool = builder().workers(1).build().unwrap();
+    let len = |i: usize| if i % 40 == 39 { 3 << 20 } else { 100 << 10 };
+    let inputs = (0..200usize).map(|i| Reverse(vec![i as u8; len(i)]));
+    for (i, out) in pool.map(inputs).enumerate() {
+        let out = out.unwrap();
+        assert_eq!(out.len(), len(i), "task {i}");
+        assert!(out.iter().all(|&b| b == i as u8), "task {i}");
     }
 }
 

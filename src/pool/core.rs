@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::builder::{Config, PoolBuilder};
 use super::gate::Gate;
 use super::handle::TaskHandle;
-use super::job::{Job, Sink, Ticket};
+use super::job::{Batch, Job, Ticket, Work};
 use super::map::{Map, MapUnordered};
 use crate::error::{BuildError, Direction, Side, SubmitError, SubmitErrorKind, TaskError};
 use crate::launch::exec::SpawnSettings;
@@ -30,9 +30,15 @@ pub(crate) struct Shared {
     pub(crate) reaper: Reaper,
     terminating: AtomicBool,
     live_slots: AtomicUsize,
+    next_id: AtomicU64,
 }
 
 impl Shared {
+    /// A job id no other job of this pool has.
+    pub(crate) fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub(crate) fn is_terminating(&self) -> bool {
         self.terminating.load(Ordering::SeqCst)
     }
@@ -53,7 +59,6 @@ impl Shared {
 pub struct Pool {
     shared: Arc<Shared>,
     intake: Mutex<Option<Sender<Job>>>,
-    next_id: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -83,11 +88,11 @@ impl Pool {
             queue: rx,
             terminating: AtomicBool::new(false),
             live_slots: AtomicUsize::new(workers),
+            next_id: AtomicU64::new(0),
         });
         let pool = Pool {
             shared: shared.clone(),
             intake: Mutex::new(Some(tx)),
-            next_id: AtomicU64::new(0),
             threads: Mutex::new(Vec::with_capacity(workers)),
         };
         for slot in 0..workers {
@@ -102,6 +107,10 @@ impl Pool {
         self.shared.config.workers
     }
 
+    pub(crate) fn max_tasks_per_worker(&self) -> Option<u64> {
+        self.shared.config.max_tasks_per_worker
+    }
+
     /// Queues a task, waiting for room if the pool is at its
     /// [in-flight limit](PoolBuilder::max_in_flight).
     ///
@@ -111,7 +120,7 @@ impl Pool {
     /// # Errors
     /// Hands the task back when the pool is shut down or can no longer start workers.
     pub fn submit<T: Task>(&self, task: T) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
-        self.enqueue(task, true, None).map(TaskHandle::new)
+        self.enqueue(task, true).map(TaskHandle::new)
     }
 
     /// Queues a task if there is room now.
@@ -120,7 +129,7 @@ impl Pool {
     /// Hands the task back when the pool is at its in-flight limit, shut down, or can no
     /// longer start workers.
     pub fn try_submit<T: Task>(&self, task: T) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
-        self.enqueue(task, false, None).map(TaskHandle::new)
+        self.enqueue(task, false).map(TaskHandle::new)
     }
 
     /// Runs every input and yields the outcomes in input order.
@@ -167,7 +176,7 @@ impl Pool {
         self.shared.terminating.store(true, Ordering::SeqCst);
         self.shutdown();
         while let Ok(job) = self.shared.queue.try_recv() {
-            job.ticket.complete(Err(TaskError::PoolClosed));
+            job.fail(TaskError::PoolClosed);
         }
     }
 
@@ -180,19 +189,14 @@ impl Pool {
         self.shared.reaper.finish(self.shared.is_terminating());
     }
 
-    /// Encodes and queues one task. Shared by `submit`, `try_submit` and the maps.
-    pub(crate) fn enqueue<T: Task>(
-        &self,
-        task: T,
-        block: bool,
-        sink: Option<Sink>,
-    ) -> Result<Arc<Ticket>, SubmitError<T>> {
+    /// Encodes and queues one task. Shared by `submit` and `try_submit`.
+    fn enqueue<T: Task>(&self, task: T, block: bool) -> Result<Arc<Ticket>, SubmitError<T>> {
         if let Err(kind) = self.shared.gate.acquire(block) {
             return Err(SubmitError::new(task, kind));
         }
         // From here the ticket holds the in-flight place; its outcome gives it back.
-        let ticket = Arc::new(Ticket::new(sink, Some(self.shared.gate.clone())));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ticket = Arc::new(Ticket::new(Some(self.shared.gate.clone())));
+        let id = self.shared.new_id();
         let header = Request::Run {
             id,
             task: T::NAME.to_owned(),
@@ -210,18 +214,48 @@ impl Pool {
         };
         let job = Job {
             id,
-            frame,
             attempts: 0,
             ticket: ticket.clone(),
+            work: Work::One(frame),
         };
-        let sent = lock(&self.intake).as_ref().map(|tx| tx.send(job).is_ok());
-        if sent == Some(true) {
+        if self.send(job) {
             Ok(ticket)
         } else {
-            // Never queued: the ticket is dropped unsettled, so give its place back here.
-            self.shared.gate.release();
             Err(SubmitError::new(task, SubmitErrorKind::Closed))
         }
+    }
+
+    /// Queues a batch of a map, waiting for room. It takes one in-flight place.
+    pub(crate) fn enqueue_batch(&self, mut batch: Batch) -> Result<Arc<Ticket>, TaskError> {
+        let refused = |kind| TaskError::from(SubmitError::new((), kind));
+        self.shared.gate.acquire(true).map_err(refused)?;
+        let ticket = Arc::new(Ticket::new(Some(self.shared.gate.clone())));
+        let id = self.shared.new_id();
+        batch.reheader(id);
+        let job = Job {
+            id,
+            attempts: 0,
+            ticket: ticket.clone(),
+            work: Work::Batch(batch),
+        };
+        if self.send(job) {
+            Ok(ticket)
+        } else {
+            Err(refused(SubmitErrorKind::Closed))
+        }
+    }
+
+    /// Hands a job to the supervisors; `false` (and its in-flight place given back) if
+    /// the pool has stopped taking jobs.
+    fn send(&self, job: Job) -> bool {
+        let sent = lock(&self.intake)
+            .as_ref()
+            .is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            // Never queued: the ticket was dropped unsettled, so give its place back.
+            self.shared.gate.release();
+        }
+        sent
     }
 }
 

@@ -71,8 +71,12 @@ impl<O> fmt::Debug for TaskHandle<O> {
 
 /// Decodes a raw outcome into the task's output type.
 pub(crate) fn decode_output<O: DeserializeOwned>(outcome: RawOutcome) -> Result<O, TaskError> {
-    let bytes = outcome?;
-    codec::decode(&bytes).map_err(|message| TaskError::Codec {
+    decode_slice(&outcome?)
+}
+
+/// Decodes an encoded output.
+pub(crate) fn decode_slice<O: DeserializeOwned>(bytes: &[u8]) -> Result<O, TaskError> {
+    codec::decode(bytes).map_err(|message| TaskError::Codec {
         side: Side::Parent,
         direction: Direction::ToParent,
         message,

@@ -1,4 +1,5 @@
-//! A queued task and its ticket: the one place its outcome is decided, exactly once.
+//! A queued job (one task, or a batch of a map's tasks) and its ticket: where each
+//! task's outcome is decided, exactly once.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -7,17 +8,194 @@ use crossbeam_channel::Sender;
 
 use super::gate::Gate;
 use crate::error::TaskError;
+use crate::wire::batch;
+use crate::wire::frame::{self, Request};
 
 /// The raw outcome of a task: its encoded output, or why there is none.
 pub(crate) type RawOutcome = Result<Vec<u8>, TaskError>;
 
-/// A task on its way to a worker: the ready-to-send `Run` frame and its ticket.
+/// Work on its way to a worker, and the ticket that holds its place in the pool.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) id: u64,
-    pub(crate) frame: Vec<u8>,
+    /// Runs that were lost with their worker so far (see `PoolBuilder::retries`).
     pub(crate) attempts: u32,
     pub(crate) ticket: Arc<Ticket>,
+    pub(crate) work: Work,
+}
+
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// One submitted task: its ready-to-send `Run` frame.
+    One(Vec<u8>),
+    /// Consecutive inputs of a map, run one after the other by one worker.
+    Batch(Batch),
+}
+
+/// The tasks of a batch that have no outcome yet: they are always the last `count`
+/// entries of `items`, starting at `start`.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    task: &'static str,
+    items: Vec<u8>,
+    start: usize,
+    count: usize,
+    /// The map index of the first of them.
+    first: usize,
+    /// Where the map that made the batch takes its outcomes.
+    out: Sender<Delivery>,
+    /// The `Batch` request header for these tasks, under the job's id.
+    header: Vec<u8>,
+}
+
+/// Outcomes of consecutive tasks of a map, from one batch.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    /// The map index of the first of them.
+    pub(crate) index: usize,
+    pub(crate) segment: Segment,
+    /// Set on a batch's final delivery from a worker: the worker's time running it and
+    /// the number of tasks it ran, which the map sizes its next batches by.
+    pub(crate) timing: Option<(u64, usize)>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Segment {
+    /// The records (`wire::batch`) of `count` tasks, as their worker wrote them.
+    Records { count: usize, records: Vec<u8> },
+    /// `count` tasks that all ended with `error`.
+    Failed { count: usize, error: TaskError },
+}
+
+impl Segment {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Segment::Records { count, .. } | Segment::Failed { count, .. } => *count,
+        }
+    }
+}
+
+impl Job {
+    /// The frame to send, in two parts.
+    pub(crate) fn frame(&self) -> [&[u8]; 2] {
+        match &self.work {
+            Work::One(frame) => [frame, &[]],
+            Work::Batch(batch) => [&batch.items[batch.start..], &batch.header],
+        }
+    }
+
+    /// How many tasks the job holds that have no outcome yet.
+    pub(crate) fn tasks(&self) -> usize {
+        match &self.work {
+            Work::One(_) => 1,
+            Work::Batch(batch) => batch.count,
+        }
+    }
+
+    pub(crate) fn is_batch(&self) -> bool {
+        matches!(self.work, Work::Batch(_))
+    }
+
+    pub(crate) fn batch_mut(&mut self) -> Option<&mut Batch> {
+        match &mut self.work {
+            Work::One(_) => None,
+            Work::Batch(batch) => Some(batch),
+        }
+    }
+
+    /// Gives every task of the job that has no outcome yet the outcome `error`.
+    pub(crate) fn fail(mut self, error: TaskError) {
+        match &mut self.work {
+            Work::One(_) => {
+                self.ticket.complete(Err(error));
+            }
+            Work::Batch(batch) => {
+                let count = batch.count;
+                if count > 0 {
+                    batch.deliver(Segment::Failed { count, error }, None);
+                }
+                self.ticket.complete(Ok(Vec::new()));
+            }
+        }
+    }
+
+    /// Splits off the first `n` tasks of a batch (0 < n < tasks) as a job of their own,
+    /// under the new id `id`, sharing this one's ticket. `None` for a single task, or
+    /// if the entries cannot be read (they were written by this process, so they can).
+    pub(crate) fn split_front(&mut self, n: usize, id: u64) -> Option<Job> {
+        let Work::Batch(batch) = &mut self.work else {
+            return None;
+        };
+        let len = batch::prefix_len(&batch.items[batch.start..], n)?;
+        let front = batch.items[batch.start..batch.start + len].to_vec();
+        let mut front = Batch::new(batch.task, front, n, batch.first, batch.out.clone());
+        front.reheader(id);
+        batch.start += len;
+        batch.count -= n;
+        batch.first += n;
+        batch.reheader(self.id);
+        Some(Job {
+            id,
+            attempts: self.attempts,
+            ticket: self.ticket.clone(),
+            work: Work::Batch(front),
+        })
+    }
+}
+
+impl Batch {
+    /// A batch of the `count` entries in `items`, the first being map input `first`.
+    /// Its header is made by [`reheader`](Batch::reheader).
+    pub(crate) fn new(
+        task: &'static str,
+        items: Vec<u8>,
+        count: usize,
+        first: usize,
+        out: Sender<Delivery>,
+    ) -> Batch {
+        Batch {
+            task,
+            items,
+            start: 0,
+            count,
+            first,
+            out,
+            header: Vec::new(),
+        }
+    }
+
+    /// Tasks left without an outcome.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Makes the request header for the tasks left, under id `id`.
+    pub(crate) fn reheader(&mut self, id: u64) {
+        let count = u32::try_from(self.count).expect("a batch holds under 4 G tasks");
+        self.header = frame::header_only(&Request::Batch {
+            id,
+            task: self.task.to_owned(),
+            count,
+        });
+    }
+
+    /// Hands the outcomes of the next `segment.len()` tasks to the map; they leave the
+    /// batch.
+    pub(crate) fn deliver(&mut self, segment: Segment, timing: Option<(u64, usize)>) {
+        let n = segment.len().min(self.count);
+        let len = batch::prefix_len(&self.items[self.start..], n)
+            .expect("a batch's own entries are readable");
+        let index = self.first;
+        self.start += len;
+        self.count -= n;
+        self.first += n;
+        // A map that was dropped no longer listens; the outcomes have nowhere to go.
+        let _ = self.out.send(Delivery {
+            index,
+            segment,
+            timing,
+        });
+    }
 }
 
 #[derive(Debug)]
@@ -25,32 +203,24 @@ enum State {
     Queued,
     Running,
     CancelRequested,
-    /// `None` once the outcome was taken by the handle or sent to a map.
+    /// `None` once the outcome was taken by the handle.
     Done(Option<RawOutcome>),
 }
 
-/// Where a map wants outcomes delivered instead of waiting on the ticket.
-#[derive(Debug)]
-pub(crate) struct Sink {
-    pub(crate) index: usize,
-    pub(crate) tx: Sender<(usize, RawOutcome)>,
-}
-
-/// The shared state of one submitted task.
+/// The shared state of one submitted task, or of one batch of a map (whose outcomes
+/// go to the map as [`Delivery`]s; the ticket then only says when the batch is over).
 #[derive(Debug)]
 pub(crate) struct Ticket {
     state: Mutex<State>,
     done: Condvar,
-    sink: Option<Sink>,
     gate: Option<Arc<Gate>>,
 }
 
 impl Ticket {
-    pub(crate) fn new(sink: Option<Sink>, gate: Option<Arc<Gate>>) -> Ticket {
+    pub(crate) fn new(gate: Option<Arc<Gate>>) -> Ticket {
         Ticket {
             state: Mutex::new(State::Queued),
             done: Condvar::new(),
-            sink,
             gate,
         }
     }
@@ -90,14 +260,7 @@ impl Ticket {
         if matches!(*state, State::Done(_)) {
             return false;
         }
-        *state = match &self.sink {
-            Some(sink) => {
-                // A map that was dropped no longer listens; its outcome has nowhere to go.
-                let _ = sink.tx.send((sink.index, outcome));
-                State::Done(None)
-            }
-            None => State::Done(Some(outcome)),
-        };
+        *state = State::Done(Some(outcome));
         // The place is free before anyone learns of the outcome, so a caller woken by
         // it can submit again at once.
         if let Some(gate) = &self.gate {
@@ -159,7 +322,7 @@ mod tests {
 
     #[test]
     fn only_the_first_outcome_counts() {
-        let ticket = Ticket::new(None, None);
+        let ticket = Ticket::new(None);
         assert!(ticket.start());
         assert!(ticket.complete(Ok(vec![1])));
         assert!(!ticket.complete(Err(TaskError::PoolClosed)));
@@ -170,7 +333,7 @@ mod tests {
     fn cancel_while_queued_is_final_and_the_worker_skips_it() {
         let gate = Arc::new(Gate::new(1));
         gate.acquire(false).unwrap();
-        let ticket = Ticket::new(None, Some(gate.clone()));
+        let ticket = Ticket::new(Some(gate.clone()));
         assert!(ticket.cancel());
         assert!(!ticket.start());
         assert!(!ticket.cancel());
@@ -181,7 +344,7 @@ mod tests {
 
     #[test]
     fn cancel_while_running_asks_the_supervisor() {
-        let ticket = Ticket::new(None, None);
+        let ticket = Ticket::new(None);
         assert!(ticket.start());
         assert!(ticket.cancel());
         assert!(ticket.is_cancel_requested());

@@ -1,39 +1,106 @@
-//! [`Map`] and [`MapUnordered`]: lazy streams of tasks through a pool.
+//! [`Map`] and [`MapUnordered`]: lazy streams of tasks through a pool, in batches.
 //!
-//! Both keep a window of at most a few tasks per worker in flight and pull the next
-//! input only when an outcome frees a place, so the input is never swallowed whole.
+//! Inputs are encoded into batches: one frame, one worker, tasks run one after the
+//! other. A batch's size adapts to how long its tasks take (about [`BATCH_TIME`] of
+//! work; one task while nothing is known yet), so trivial tasks cost a few nanoseconds
+//! of overhead each and long ones are spread across the workers one by one. Each task
+//! still gets an outcome of its own: a batch answers with one record per task, and a
+//! worker that dies mid-batch leaves a journal (`worker::journal`) saying which tasks
+//! finished. Only the task that was running fails; those after it run again.
+//!
+//! The window of inputs pulled but not yet yielded is a few batches per worker, so the
+//! input is never swallowed whole.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::iter::Fuse;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
+use serde::de::DeserializeOwned;
 
-use super::handle::decode_output;
-use super::job::{RawOutcome, Sink, Ticket};
+use super::handle::decode_slice;
+use super::job::{Batch, Delivery, Segment, Ticket};
 use super::Pool;
-use crate::error::TaskError;
+use crate::error::{Direction, Side, TaskError};
 use crate::task::Task;
+use crate::wire::batch::{self, Record};
+use crate::wire::codec;
 
-/// Tasks in flight per worker: enough to keep each worker's pipeline fed (the slot sends
-/// short tasks ahead of the running one) while outcomes travel back.
-pub(crate) const WINDOW_PER_WORKER: usize = 32;
+/// About how long one batch should keep a worker busy: long enough that the cost of a
+/// batch (frames, wake-ups) is small beside it, short enough to balance the work.
+pub(crate) const BATCH_TIME: Duration = Duration::from_millis(1);
+/// Most tasks in one batch.
+pub(crate) const MAX_BATCH_TASKS: usize = 65_536;
+/// A batch stops growing once its inputs' encodings reach this size.
+pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Batches in flight per worker: one running, one waiting at the worker, and more
+/// queued so that no worker waits for the caller to decode outcomes.
+pub(crate) const BATCHES_PER_WORKER: usize = 4;
 
-/// The part both maps share: feeding inputs and collecting raw outcomes.
+/// Picks batch sizes from the time the tasks have been taking.
+#[derive(Debug)]
+struct Sizer {
+    /// Mean worker time per task lately, in nanoseconds; `None` before any batch is
+    /// back.
+    per_task: Option<f64>,
+    /// A pool that recycles workers after this many tasks gets batches no bigger.
+    cap: usize,
+}
+
+impl Sizer {
+    fn new(pool: &Pool) -> Sizer {
+        let cap = pool.max_tasks_per_worker().map_or(MAX_BATCH_TASKS, |max| {
+            usize::try_from(max)
+                .unwrap_or(usize::MAX)
+                .clamp(1, MAX_BATCH_TASKS)
+        });
+        Sizer {
+            per_task: None,
+            cap,
+        }
+    }
+
+    fn batch_len(&self) -> usize {
+        match self.per_task {
+            None => 1,
+            Some(nanos) => {
+                let fits = BATCH_TIME.as_nanos() as f64 / nanos.max(1.0);
+                (fits as usize).clamp(1, self.cap)
+            }
+        }
+    }
+
+    fn observe(&mut self, nanos: u64, tasks: usize) {
+        if tasks == 0 {
+            return;
+        }
+        let latest = nanos as f64 / tasks as f64;
+        self.per_task = Some(
+            self.per_task
+                .map_or(latest, |mean| 0.5 * mean + 0.5 * latest),
+        );
+    }
+}
+
+/// The part both maps share: batching inputs and collecting deliveries.
 struct Stream<'p, I: Iterator> {
     pool: &'p Pool,
     inputs: Fuse<I>,
-    window: usize,
-    tx: Sender<(usize, RawOutcome)>,
-    rx: Receiver<(usize, RawOutcome)>,
+    batches: usize,
+    sizer: Sizer,
+    tx: Sender<Delivery>,
+    rx: Receiver<Delivery>,
     /// Inputs pulled so far (the next input's index).
     pulled: usize,
+    /// Outcomes received from batches so far.
+    received: usize,
     /// Outcomes handed to the caller so far.
     yielded: usize,
-    /// Tickets without an outcome yet, to cancel if the map is dropped.
-    running: HashMap<usize, Arc<Ticket>>,
+    /// Tickets of the batches sent, to cancel if the map is dropped.
+    running: Vec<Arc<Ticket>>,
 }
 
 impl<'p, I> Stream<'p, I>
@@ -46,60 +113,176 @@ where
         Stream {
             pool,
             inputs: inputs.fuse(),
-            window: pool.workers().saturating_mul(WINDOW_PER_WORKER).max(1),
+            batches: pool.workers().saturating_mul(BATCHES_PER_WORKER).max(2),
+            sizer: Sizer::new(pool),
             tx,
             rx,
             pulled: 0,
+            received: 0,
             yielded: 0,
-            running: HashMap::new(),
+            running: Vec::new(),
         }
     }
 
-    /// Pulls and submits inputs while the window has room.
+    /// Makes and sends batches while the window has room.
     fn fill(&mut self) {
-        while self.pulled - self.yielded < self.window {
-            let Some(task) = self.inputs.next() else {
+        loop {
+            let size = self.sizer.batch_len();
+            if self.pulled - self.yielded + size > self.batches * size {
                 return;
-            };
-            let index = self.pulled;
-            self.pulled += 1;
-            let sink = Sink {
-                index,
-                tx: self.tx.clone(),
-            };
-            match self.pool.enqueue(task, true, Some(sink)) {
-                Ok(ticket) => {
-                    if !ticket.is_done() {
-                        self.running.insert(index, ticket);
-                    }
-                }
-                Err(refused) => {
-                    let _ = self.tx.send((index, Err(TaskError::from(refused))));
-                }
+            }
+            if !self.send_batch(size) {
+                return;
             }
         }
     }
 
-    /// The next raw outcome in completion order; `None` when every input is done.
-    fn next_raw(&mut self) -> Option<(usize, RawOutcome)> {
+    /// Pulls up to `size` inputs into one batch and sends it; `false` once the input
+    /// has run out.
+    fn send_batch(&mut self, size: usize) -> bool {
+        let first = self.pulled;
+        let mut items = Vec::new();
+        let mut count = 0;
+        while count < size && items.len() < MAX_BATCH_BYTES {
+            let Some(task) = self.inputs.next() else {
+                break;
+            };
+            self.pulled += 1;
+            if let Err(message) = batch::push_item(&mut items, |buf| codec::encode_into(&task, buf))
+            {
+                // This input cannot go; the batch ends before it and it fails alone.
+                let error = TaskError::Codec {
+                    side: Side::Parent,
+                    direction: Direction::ToWorker,
+                    message,
+                };
+                self.submit(items, count, first);
+                self.deliver_here(first + count, 1, error);
+                return true;
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return false;
+        }
+        self.submit(items, count, first);
+        true
+    }
+
+    fn submit(&mut self, items: Vec<u8>, count: usize, first: usize) {
+        if count == 0 {
+            return;
+        }
+        let batch = Batch::new(
+            <I::Item as Task>::NAME,
+            items,
+            count,
+            first,
+            self.tx.clone(),
+        );
+        match self.pool.enqueue_batch(batch) {
+            Ok(ticket) => {
+                if self.running.len() >= 2 * self.batches {
+                    self.running.retain(|t| !t.is_done());
+                }
+                self.running.push(ticket);
+            }
+            Err(error) => self.deliver_here(first, count, error),
+        }
+    }
+
+    /// Outcomes decided in the map itself (an input that cannot be encoded, a pool that
+    /// refuses work).
+    fn deliver_here(&self, index: usize, count: usize, error: TaskError) {
+        let segment = Segment::Failed { count, error };
+        self.tx
+            .send(Delivery {
+                index,
+                segment,
+                timing: None,
+            })
+            .expect("the stream holds the receiver");
+    }
+
+    /// The next delivery in completion order; `None` when every input has its outcome.
+    fn next_delivery(&mut self) -> Option<Delivery> {
         self.fill();
-        if self.yielded == self.pulled {
+        if self.received == self.pulled {
             return None;
         }
-        let (index, outcome) = self
+        let delivery = self
             .rx
             .recv()
             .expect("the stream holds a sender, so the channel stays open");
-        self.running.remove(&index);
-        Some((index, outcome))
+        self.received += delivery.segment.len();
+        if let Some((nanos, tasks)) = delivery.timing {
+            self.sizer.observe(nanos, tasks);
+        }
+        Some(delivery)
     }
 }
 
 impl<I: Iterator> Drop for Stream<'_, I> {
     fn drop(&mut self) {
-        for ticket in self.running.values() {
+        for ticket in &self.running {
             ticket.cancel();
         }
+    }
+}
+
+/// Hands out the outcomes of one delivery, one task at a time.
+#[derive(Debug)]
+struct Cursor {
+    index: usize,
+    left: usize,
+    outcomes: Outcomes,
+}
+
+#[derive(Debug)]
+enum Outcomes {
+    Records { records: Vec<u8>, at: usize },
+    Failed(TaskError),
+}
+
+impl Cursor {
+    fn new(delivery: Delivery) -> Cursor {
+        let left = delivery.segment.len();
+        let outcomes = match delivery.segment {
+            Segment::Records { records, .. } => Outcomes::Records { records, at: 0 },
+            Segment::Failed { error, .. } => Outcomes::Failed(error),
+        };
+        Cursor {
+            index: delivery.index,
+            left,
+            outcomes,
+        }
+    }
+
+    fn next<O: DeserializeOwned>(&mut self) -> Option<(usize, Result<O, TaskError>)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let index = self.index;
+        self.index += 1;
+        let outcome = match &mut self.outcomes {
+            Outcomes::Failed(error) => Err(error.clone()),
+            Outcomes::Records { records, at } => {
+                let mut entries = batch::Entries::new(&records[*at..]);
+                let entry = entries.next().flatten();
+                *at = records.len() - entries.remaining();
+                match entry.map(batch::read_record) {
+                    Some(Record::Output(body)) => decode_slice(body),
+                    Some(Record::Failure(Ok(failure))) => Err(failure.into_error()),
+                    Some(Record::Failure(Err(message))) => Err(TaskError::Protocol { message }),
+                    // The supervisor checked the records, so this cannot happen.
+                    None => Err(TaskError::Protocol {
+                        message: "a batch response ran short of records".to_owned(),
+                    }),
+                }
+            }
+        };
+        Some((index, outcome))
     }
 }
 
@@ -109,7 +292,9 @@ where
     I::Item: Task,
 {
     stream: Stream<'p, I>,
-    ready: HashMap<usize, RawOutcome>,
+    /// Deliveries that came before their turn, by the index of their first task.
+    ready: HashMap<usize, Delivery>,
+    current: Option<Cursor>,
     _output: PhantomData<fn() -> <I::Item as Task>::Output>,
 }
 
@@ -122,6 +307,7 @@ where
         Map {
             stream: Stream::new(pool, inputs),
             ready: HashMap::new(),
+            current: None,
             _output: PhantomData,
         }
     }
@@ -135,15 +321,22 @@ where
     type Item = Result<<I::Item as Task>::Output, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let want = self.stream.yielded;
         loop {
-            if let Some(outcome) = self.ready.remove(&want) {
-                self.stream.yielded += 1;
-                return Some(decode_output(outcome));
+            if let Some(cursor) = &mut self.current {
+                if let Some((_, outcome)) = cursor.next() {
+                    self.stream.yielded += 1;
+                    return Some(outcome);
+                }
+                self.current = None;
+            }
+            // Deliveries tile the inputs, so the next one in order starts exactly here.
+            if let Some(delivery) = self.ready.remove(&self.stream.yielded) {
+                self.current = Some(Cursor::new(delivery));
+                continue;
             }
             // The window counts outcomes held here, so `ready` stays small.
-            let (index, outcome) = self.stream.next_raw()?;
-            self.ready.insert(index, outcome);
+            let delivery = self.stream.next_delivery()?;
+            self.ready.insert(delivery.index, delivery);
         }
     }
 }
@@ -154,6 +347,7 @@ where
     I::Item: Task,
 {
     stream: Stream<'p, I>,
+    current: Option<Cursor>,
     _output: PhantomData<fn() -> <I::Item as Task>::Output>,
 }
 
@@ -165,6 +359,7 @@ where
     pub(crate) fn new(pool: &'p Pool, inputs: I) -> Self {
         MapUnordered {
             stream: Stream::new(pool, inputs),
+            current: None,
             _output: PhantomData,
         }
     }
@@ -178,9 +373,16 @@ where
     type Item = (usize, Result<<I::Item as Task>::Output, TaskError>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (index, outcome) = self.stream.next_raw()?;
-        self.stream.yielded += 1;
-        Some((index, decode_output(outcome)))
+        loop {
+            if let Some(cursor) = &mut self.current {
+                if let Some(item) = cursor.next() {
+                    self.stream.yielded += 1;
+                    return Some(item);
+                }
+            }
+            let delivery = self.stream.next_delivery()?;
+            self.current = Some(Cursor::new(delivery));
+        }
     }
 }
 

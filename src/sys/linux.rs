@@ -141,31 +141,44 @@ pub(crate) fn zeroed_bytes(len: usize) -> Option<Vec<u8>> {
     }
 }
 
-/// Writes all of `bufs` to a socket, without `SIGPIPE` if the other end is gone.
-pub(crate) fn send_all(sock: BorrowedFd<'_>, mut bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
-    use nix::sys::socket::{sendmsg, MsgFlags};
-    io::IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match sendmsg::<()>(sock.as_raw_fd(), bufs, &[], MsgFlags::MSG_NOSIGNAL, None) {
+/// Sends what the socket takes now, without waiting and without `SIGPIPE`: the number
+/// of bytes sent, 0 if the socket is full. `fds` ride along if anything is sent.
+pub(crate) fn send_nonblocking(
+    sock: BorrowedFd<'_>,
+    bufs: &[io::IoSlice<'_>],
+    fds: &[RawFd],
+) -> io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs = if fds.is_empty() { &[][..] } else { &rights[..] };
+    let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), bufs, cmsgs, flags, None) {
             Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok(0),
             Err(e) => return Err(e.into()),
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
+            Ok(n) => return Ok(n),
         }
     }
-    Ok(())
 }
 
-/// Waits up to `timeout` for `fd` to be readable (or closed); false on timeout.
-pub(crate) fn wait_readable_for(
+/// Waits up to `timeout` for `fd` to be readable (or closed) or, with `write`, writable:
+/// `(readable, writable)`, both false on timeout.
+pub(crate) fn wait_ready_for(
     fd: BorrowedFd<'_>,
+    write: bool,
     timeout: std::time::Duration,
-) -> io::Result<bool> {
+) -> io::Result<(bool, bool)> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     // Round up, so a wait of 0.5 ms is not a busy poll of 0 ms.
     let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let events = if write {
+        PollFlags::POLLIN | PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    };
+    let mut fds = [PollFd::new(fd, events)];
     loop {
         match poll(
             &mut fds,
@@ -173,8 +186,140 @@ pub(crate) fn wait_readable_for(
         ) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
-            Ok(n) => return Ok(n > 0),
+            Ok(_) => {
+                let got = fds[0].revents().unwrap_or(PollFlags::empty());
+                let closed = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+                return Ok((
+                    got.intersects(PollFlags::POLLIN | closed),
+                    got.contains(PollFlags::POLLOUT),
+                ));
+            }
         }
+    }
+}
+
+/// Reads from a stream socket into `buf`, keeping any descriptors that came along in
+/// `fds` (close-on-exec). `Ok(0)` at end of stream.
+///
+/// # Errors
+/// Descriptors cut off for lack of room are an error: they are gone.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    let (n, flags) = recv_keeping_fds(sock, buf, fds)?;
+    if flags.contains(nix::sys::socket::MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "descriptors sent along were cut off",
+        ));
+    }
+    Ok(n)
+}
+
+/// One `recvmsg` into `buf`: the bytes read and the message flags. Descriptors that
+/// came along are added to `fds`.
+fn recv_keeping_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<(usize, nix::sys::socket::MsgFlags)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = nix::cmsg_space!([RawFd; 4]);
+    loop {
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg = match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => other?,
+        };
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                // SAFETY: the kernel has just installed these descriptors in this
+                // process for this message; nothing else knows their numbers.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        return Ok((msg.bytes, msg.flags));
+    }
+}
+
+/// A shared memory region on a memory file (`memfd`), mapped read-write: made by one
+/// process, mapped by another that received its descriptor.
+#[derive(Debug)]
+pub(crate) struct SharedMemory {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the mapping is owned by this value and lives until it is dropped; access to
+// its bytes goes through raw pointers whose users uphold their own rules.
+unsafe impl Send for SharedMemory {}
+
+impl SharedMemory {
+    /// A new zero-filled region of `len` bytes (pages are allocated when first touched).
+    pub(crate) fn create(name: &str, len: usize) -> io::Result<SharedMemory> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC)?;
+        let size = i64::try_from(len).map_err(|_| io::Error::other("region too large"))?;
+        nix::unistd::ftruncate(&fd, size)?;
+        SharedMemory::map(fd)
+    }
+
+    /// Maps the whole memory file `fd`.
+    pub(crate) fn map(fd: OwnedFd) -> io::Result<SharedMemory> {
+        use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+        let len = usize::try_from(nix::sys::stat::fstat(&fd)?.st_size)
+            .map_err(|_| io::Error::other("negative file size"))?;
+        let Some(size) = std::num::NonZeroUsize::new(len) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty region"));
+        };
+        // SAFETY: a fresh shared mapping of a file we hold, at an address the kernel
+        // picks; nothing else in this process aliases it.
+        let ptr = unsafe {
+            mmap(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &fd,
+                0,
+            )?
+        };
+        Ok(SharedMemory {
+            ptr: ptr.cast(),
+            len,
+            fd,
+        })
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first byte; page-aligned, valid for `len()` bytes while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`, which nothing uses after.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
     }
 }
 
@@ -336,44 +481,19 @@ pub(crate) fn recv_packet(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
 ) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut space = nix::cmsg_space!([RawFd; 4]);
-    loop {
-        let mut iov = [io::IoSliceMut::new(buf)];
-        let msg = match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(Errno::EINTR) => continue,
-            other => other?,
-        };
-        let mut fds = Vec::new();
-        for cmsg in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(raw) = cmsg {
-                // SAFETY: the kernel has just installed these descriptors in this
-                // process for this message; nothing else knows their numbers.
-                fds.extend(
-                    raw.into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
-            }
-        }
-        if msg
-            .flags
-            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC)
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "packet or its descriptors truncated",
-            ));
-        }
-        if msg.bytes == 0 && fds.is_empty() {
-            return Ok(None);
-        }
-        return Ok(Some((msg.bytes, fds)));
+    use nix::sys::socket::MsgFlags;
+    let mut fds = Vec::new();
+    let (n, flags) = recv_keeping_fds(sock, buf, &mut fds)?;
+    if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "packet or its descriptors truncated",
+        ));
     }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((n, fds)))
 }
 
 /// Shuts a socket down both ways: a reader blocked on it, here or at the other end,

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec;
-use crate::error::Direction;
+use crate::error::{Direction, Side, TaskError};
 
 /// Parent → worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,8 +22,14 @@ pub(crate) enum Request {
     Run { id: u64, task: String },
     /// Exit cleanly.
     Shutdown,
-    /// Do not run task `id` if it has not started: answer `Skipped` in its place.
+    /// Do not run task (or batch) `id` if it has not started: answer `Skipped` in its
+    /// place.
     Skip { id: u64 },
+    /// Run `count` tasks named `task`, one after the other; the payload holds their
+    /// encodings (see [`batch`](super::batch)). Answered by `Batch` responses.
+    Batch { id: u64, task: String, count: u32 },
+    /// The descriptor sent along with this frame is the worker's batch journal.
+    Journal,
 }
 
 /// Worker → parent. The payload of `Output` is the encoded output.
@@ -38,9 +44,17 @@ pub(crate) enum Response {
         id: u64,
         failure: Failure,
     },
-    /// Task `id` was skipped, as asked, before it started.
+    /// Task (or batch) `id` was skipped, as asked, before it started.
     Skipped {
         id: u64,
+    },
+    /// The records of the next `count` tasks of batch `id` (the payload); `last` on
+    /// the batch's final response. The batch has been running for `nanos`.
+    Batch {
+        id: u64,
+        count: u32,
+        last: bool,
+        nanos: u64,
     },
 }
 
@@ -62,6 +76,22 @@ pub(crate) enum Failure {
         name: String,
         worker: String,
     },
+}
+
+impl Failure {
+    /// The error the caller sees.
+    pub(crate) fn into_error(self) -> TaskError {
+        match self {
+            Failure::Panicked { message, location } => TaskError::Panicked { message, location },
+            Failure::Failed { chain } => TaskError::Failed { chain },
+            Failure::Codec { direction, message } => TaskError::Codec {
+                side: Side::Worker,
+                direction,
+                message,
+            },
+            Failure::UnknownTask { name, worker } => TaskError::UnknownTask { name, worker },
+        }
+    }
 }
 
 /// A frame that could not be read.

@@ -6,6 +6,7 @@
 //! `payload | header | header length`, which lets a task or output be encoded straight
 //! into the buffer that is sent, with no second copy.
 
+pub(crate) mod batch;
 pub(crate) mod codec;
 pub(crate) mod frame;
 pub(crate) mod zygote;

@@ -2,6 +2,7 @@
 //! supervisor that starts, watches and replaces one worker ([`supervisor`]).
 
 pub(crate) mod context;
+pub(crate) mod journal;
 pub(crate) mod output;
 pub(crate) mod panics;
 pub(crate) mod process;

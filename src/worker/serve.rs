@@ -4,17 +4,20 @@
 //! repeats until the parent says `Shutdown` or goes away. A watchdog thread on the
 //! parent-death lifeline kills the process group if the parent dies mid-task.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::env;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use crate::launch::{ENV_LIFELINE, ENV_SERVER, ENV_ZYGOTE};
 use crate::link::WorkerEnd;
 use crate::sys;
 use crate::task;
+use crate::wire::batch;
 use crate::wire::frame::{self, Request, Response};
+use crate::worker::journal::Journal;
 use crate::worker::{context, panics};
 
 /// Exit code of a worker that could not reach its parent or set itself up.
@@ -104,24 +107,23 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             return EXIT_START;
         }
     };
-    // Frames read but not yet acted on, and tasks the parent asked to skip. Before a
-    // task starts, every frame that has arrived is read, so a `Skip` sent while the task
-    // waited here is seen in time.
-    let mut inbox: VecDeque<(Request, usize, Vec<u8>)> = VecDeque::new();
-    let mut skips: HashSet<u64> = HashSet::new();
+    // Frames read but not yet acted on. Before a task starts, every frame that has
+    // arrived is read, so a `Skip` sent while the task waited here is seen in time.
+    let mut inbox: VecDeque<Inbound> = VecDeque::new();
+    let mut journal: Option<Journal> = None;
     loop {
         if inbox.is_empty() {
             let Some(frame) = link.recv() else {
                 return 0;
             };
-            if let Err(code) = take_in(frame, &mut inbox, &mut skips) {
+            if let Err(code) = take_in(frame, &mut inbox) {
                 return code;
             }
         }
         loop {
             match link.try_recv() {
                 Some(Some(frame)) => {
-                    if let Err(code) = take_in(frame, &mut inbox, &mut skips) {
+                    if let Err(code) = take_in(frame, &mut inbox) {
                         return code;
                     }
                 }
@@ -129,10 +131,16 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 None => return 0,
             }
         }
-        let Some((request, payload_len, mut frame)) = inbox.pop_front() else {
+        let Some(inbound) = inbox.pop_front() else {
             continue;
         };
-        match request {
+        let Inbound {
+            request,
+            payload_len,
+            mut frame,
+            skip,
+        } = inbound;
+        let sent = match request {
             Request::Setup {
                 memory_limit,
                 core_dumps,
@@ -146,17 +154,10 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     frame.truncate(payload_len);
                     context::set(frame);
                 }
-                if link.send(&frame::header_only(&Response::Ready)).is_err() {
-                    return 0;
-                }
+                link.send(&frame::header_only(&Response::Ready))
             }
-            Request::Run { id, .. } if skips.remove(&id) => {
-                if link
-                    .send(&frame::header_only(&Response::Skipped { id }))
-                    .is_err()
-                {
-                    return 0;
-                }
+            Request::Run { id, .. } | Request::Batch { id, .. } if skip => {
+                link.send(&frame::header_only(&Response::Skipped { id }))
             }
             Request::Run { id, task } => {
                 let mut out = Vec::new();
@@ -169,31 +170,70 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 };
                 drop(frame);
                 let _ = std::io::stdout().flush();
-                if link.send(&frame::seal(out, &header)).is_err() {
-                    return 0;
+                link.send(&frame::seal(out, &header))
+            }
+            Request::Batch { id, task, count } => {
+                let items = &frame[..payload_len];
+                match run_batch(&mut link, journal.as_mut(), id, &task, items, count) {
+                    Ok(sent) => sent,
+                    Err(code) => return code,
                 }
+            }
+            Request::Journal => {
+                let opened = link.take_fd().map(Journal::open);
+                match opened {
+                    Some(Ok(opened)) => journal = Some(opened),
+                    Some(Err(e)) => {
+                        eprintln!("procpool worker: cannot map the batch journal: {e}");
+                        return EXIT_START;
+                    }
+                    None => {
+                        eprintln!("procpool worker: a journal frame came without its descriptor");
+                        return EXIT_PROTOCOL;
+                    }
+                }
+                Ok(())
             }
             Request::Shutdown => return 0,
             // Taken out of the stream as they arrive (see `take_in`).
-            Request::Skip { .. } => {}
+            Request::Skip { .. } => Ok(()),
+        };
+        if sent.is_err() {
+            return 0;
         }
     }
 }
 
-/// Decodes a frame from the parent: a `Skip` is noted at once, anything else queued.
-/// `Err` holds the exit code for a frame that cannot be read.
-fn take_in(
+/// A frame from the parent, decoded, waiting its turn.
+struct Inbound {
+    request: Request,
+    payload_len: usize,
     frame: Vec<u8>,
-    inbox: &mut VecDeque<(Request, usize, Vec<u8>)>,
-    skips: &mut HashSet<u64>,
-) -> Result<(), i32> {
+    /// A `Skip` for it came before it started.
+    skip: bool,
+}
+
+/// Decodes a frame from the parent: a `Skip` marks the waiting task it names (one that
+/// is not waiting has run already, and the `Skip` is dropped), anything else is queued.
+/// `Err` holds the exit code for a frame that cannot be read.
+fn take_in(frame: Vec<u8>, inbox: &mut VecDeque<Inbound>) -> Result<(), i32> {
     match frame::decode::<Request>(&frame) {
         Ok((Request::Skip { id }, _)) => {
-            skips.insert(id);
+            let waiting = inbox.iter_mut().find(|i| {
+                matches!(i.request, Request::Run { id: x, .. } | Request::Batch { id: x, .. } if x == id)
+            });
+            if let Some(waiting) = waiting {
+                waiting.skip = true;
+            }
             Ok(())
         }
         Ok((request, payload_len)) => {
-            inbox.push_back((request, payload_len, frame));
+            inbox.push_back(Inbound {
+                request,
+                payload_len,
+                frame,
+                skip: false,
+            });
             Ok(())
         }
         Err(e) => {
@@ -201,6 +241,95 @@ fn take_in(
             Err(EXIT_PROTOCOL)
         }
     }
+}
+
+/// Runs the `count` tasks of batch `id` in order, recording each outcome in the journal
+/// before the next task starts, and answers with their records: in one response, or in
+/// several when the journal fills up. `Err` holds the exit code for a malformed batch.
+fn run_batch(
+    link: &mut WorkerEnd,
+    mut journal: Option<&mut Journal>,
+    id: u64,
+    task: &str,
+    items: &[u8],
+    count: u32,
+) -> Result<std::io::Result<()>, i32> {
+    let runner = task::find(task);
+    if let Some(journal) = journal.as_deref_mut() {
+        journal.begin(id);
+    }
+    let started = Instant::now();
+    let mut out = Vec::new();
+    // Tasks whose records are in `out`, and the index of the first of them.
+    let mut held = 0u32;
+    let mut entries = batch::Entries::new(items);
+    for index in 0..count {
+        let Some(Some(item)) = entries.next() else {
+            eprintln!("procpool worker: batch #{id} holds fewer than its {count} tasks");
+            return Err(EXIT_PROTOCOL);
+        };
+        let record = batch::push_record(&mut out, |buf| match &runner {
+            Ok(run) => run(item, buf),
+            Err(failure) => Err(failure.clone()),
+        });
+        let Some(journal) = journal.as_deref_mut() else {
+            held += 1;
+            continue;
+        };
+        if journal.record(&out[record.clone()]) {
+            held += 1;
+            continue;
+        }
+        // The journal is full: send what it holds, then start it over with this record
+        // (or, if even that does not fit, send the record at once as well).
+        let earlier = out.split_off(record.start);
+        if held > 0 {
+            let part = Response::Batch {
+                id,
+                count: held,
+                last: false,
+                nanos: elapsed_nanos(started),
+            };
+            if let Err(e) = link.send(&frame::seal(out, &part)) {
+                return Ok(Err(e));
+            }
+        }
+        out = earlier;
+        held = 1;
+        journal.sent_up_to(index as usize);
+        if !journal.record(&out) {
+            let part = Response::Batch {
+                id,
+                count: 1,
+                last: index + 1 == count,
+                nanos: elapsed_nanos(started),
+            };
+            if let Err(e) = link.send(&frame::seal(std::mem::take(&mut out), &part)) {
+                return Ok(Err(e));
+            }
+            held = 0;
+            journal.sent_up_to(index as usize + 1);
+            if index + 1 == count {
+                return Ok(Ok(()));
+            }
+        }
+    }
+    if entries.next().is_some() {
+        eprintln!("procpool worker: batch #{id} holds more than its {count} tasks");
+        return Err(EXIT_PROTOCOL);
+    }
+    let _ = std::io::stdout().flush();
+    let last = Response::Batch {
+        id,
+        count: held,
+        last: true,
+        nanos: elapsed_nanos(started),
+    };
+    Ok(link.send(&frame::seal(out, &last)))
+}
+
+fn elapsed_nanos(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn setup(memory_limit: Option<u64>, core_dumps: bool) -> std::io::Result<()> {

@@ -26,11 +26,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::process::WorkerProcess;
-use crate::error::{Side, TaskError};
+use crate::error::TaskError;
 use crate::link::{ParentEnd, RecvError};
-use crate::pool::{Job, Shared};
+use crate::pool::{Job, Segment, Shared};
 use crate::sys;
-use crate::wire::frame::{self, Failure, Request, Response};
+use crate::wire::batch;
+use crate::wire::frame::{self, Request, Response};
+use crate::worker::journal::Journal;
 
 /// How often a busy supervisor looks at cancellation, deadline, memory and liveness.
 const TICK: Duration = Duration::from_millis(10);
@@ -58,16 +60,25 @@ struct Worker {
     per_task: Option<f64>,
     /// A send failed: the worker is gone, which the next tick confirms.
     dead: bool,
+    /// Where it records batch progress; made before its first batch of several tasks.
+    journal: Option<Journal>,
 }
 
 impl Worker {
-    /// The head job answered: the next one has started.
-    fn finished_one(&mut self) {
+    /// The head job answered in full (`tasks` outcomes): the next one has started.
+    fn finished(&mut self, tasks: usize) {
         let now = Instant::now();
         let took = now.duration_since(self.head_started).as_secs_f64();
         self.per_task = Some(self.per_task.map_or(took, |mean| 0.8 * mean + 0.2 * took));
         self.head_started = now;
-        self.tasks += 1;
+        self.tasks += tasks as u64;
+        self.process.clear_stderr_tail();
+    }
+
+    /// The head batch answered for `tasks` of its tasks: the next of them has started.
+    fn progressed(&mut self, tasks: usize) {
+        self.head_started = Instant::now();
+        self.tasks += tasks as u64;
         self.process.clear_stderr_tail();
     }
 
@@ -115,16 +126,35 @@ enum State {
 struct InFlight {
     job: Job,
     skip_sent: Option<Instant>,
+    /// A batch's tasks answered by this worker so far.
+    received: usize,
+    /// A batch's tasks that the journal showed done at the last look.
+    seen: u64,
 }
 
-/// What a response frame meant for the job at the head.
+impl InFlight {
+    fn new(job: Job) -> InFlight {
+        InFlight {
+            job,
+            skip_sent: None,
+            received: 0,
+            seen: 0,
+        }
+    }
+}
+
+/// What happened to the job at the head.
 enum Answer {
-    /// Its outcome; the worker lives on.
+    /// A single task's outcome; the worker lives on.
     Outcome(Result<Vec<u8>, TaskError>),
+    /// `count` more tasks of a batch have their outcomes (delivered); `last` if that
+    /// was all of them.
+    Batch { count: usize, last: bool },
     /// The worker skipped it, as asked: it was cancelled before it started.
     Skipped,
-    /// The frame broke the protocol; the worker was killed.
-    Broken(TaskError),
+    /// The worker is gone (reaped, or killed for breaking the protocol), with the
+    /// error of the task it was running.
+    Lost(TaskError),
 }
 
 #[derive(Debug)]
@@ -210,19 +240,18 @@ impl Supervisor {
             }
         };
         if self.shared.is_terminating() {
-            job.ticket.complete(Err(TaskError::PoolClosed));
+            job.fail(TaskError::PoolClosed);
             return State::Terminating {
                 worker: Some(worker),
                 backlog,
             };
         }
+        let room = self.room(&worker, &VecDeque::new());
+        let job = self.fit(&mut worker, job, room, &mut backlog);
         worker.process.clear_stderr_tail();
         worker.head_started = Instant::now();
-        let sent = worker.link.send(&job.frame);
-        let in_flight = VecDeque::from([InFlight {
-            job,
-            skip_sent: None,
-        }]);
+        let sent = worker.link.send_many(&[job.frame()]);
+        let in_flight = VecDeque::from([InFlight::new(job)]);
         if sent.is_err() {
             // Gone already: the crash is noticed (and the job dealt with) in Busy.
             worker.dead = true;
@@ -243,7 +272,7 @@ impl Supervisor {
             let job = match backlog.pop_front() {
                 // Already Running; only a cancel may have come since.
                 Some(job) if job.ticket.is_cancel_requested() => {
-                    job.ticket.complete(Err(TaskError::Cancelled));
+                    job.fail(TaskError::Cancelled);
                     continue;
                 }
                 Some(job) => return Some(job),
@@ -273,7 +302,7 @@ impl Supervisor {
             if !worker.dead {
                 self.top_up(&mut worker, &mut in_flight, &mut backlog);
             }
-            let Some(head) = in_flight.front() else {
+            let Some(head) = in_flight.front_mut() else {
                 if self.is_due_for_recycling(&worker) {
                     self.retire(worker);
                     return State::Exited { backlog };
@@ -284,26 +313,39 @@ impl Supervisor {
             let wait = deadline.map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
             });
-            let answered = match worker.link.recv_timeout(wait) {
-                Ok(frame) => match self.answer(&mut worker, &head.job, frame) {
-                    Answer::Outcome(outcome) => Ok(outcome),
-                    Answer::Skipped => Ok(Err(TaskError::Cancelled)),
-                    Answer::Broken(error) => Err(error),
-                },
-                Err(RecvError::Closed) => Err(self.crashed(&mut worker, peak)),
+            let answer = match worker.link.recv_timeout(wait) {
+                Ok(frame) => self.answer(&mut worker, head, frame),
+                Err(RecvError::Closed) => Answer::Lost(self.crashed(&mut worker, peak)),
                 Err(RecvError::Timeout) => {
                     last_watch = Instant::now();
                     match self.watch(&mut worker, &mut in_flight, &mut peak) {
-                        Some(error) => Err(error),
+                        Some(error) => Answer::Lost(error),
                         None => continue,
                     }
                 }
             };
-            let lost = match answered {
-                Ok(outcome) => {
-                    let done = in_flight.pop_front().expect("a head");
-                    done.job.ticket.complete(outcome);
-                    worker.finished_one();
+            let lost = match answer {
+                Answer::Lost(error) => error,
+                answer => {
+                    match answer {
+                        Answer::Outcome(outcome) => {
+                            let done = in_flight.pop_front().expect("a head");
+                            done.job.ticket.complete(outcome);
+                            worker.finished(1);
+                        }
+                        Answer::Batch { count, last: true } => {
+                            let done = in_flight.pop_front().expect("a head");
+                            done.job.ticket.complete(Ok(Vec::new()));
+                            worker.finished(count);
+                        }
+                        Answer::Batch { count, last: false } => worker.progressed(count),
+                        Answer::Skipped => {
+                            let done = in_flight.pop_front().expect("a head");
+                            done.job.fail(TaskError::Cancelled);
+                            worker.finished(0);
+                        }
+                        Answer::Lost(_) => unreachable!("handled above"),
+                    }
                     if in_flight.is_empty() || last_watch.elapsed() < TICK {
                         continue;
                     }
@@ -313,58 +355,168 @@ impl Supervisor {
                         None => continue,
                     }
                 }
-                Err(error) => error,
             };
-            // The worker is gone (reaped): the head job has its error; the jobs behind it
-            // never started and go back to the backlog, in order, for the next worker.
+            // The worker is gone: the head's running task has the error; the tasks
+            // behind it never started and go back to the backlog, in order, for the
+            // next worker. The journal, read now that the worker is dead, says which
+            // tasks of a batch had finished.
+            let journal = worker.journal.take();
             drop(worker);
-            let mut head = in_flight.pop_front().expect("a head").job;
+            let head = in_flight.pop_front().expect("a head");
             for rest in in_flight.into_iter().rev() {
                 backlog.push_front(rest.job);
             }
+            let Some(mut crashed) = self.salvage(head, journal.as_ref(), &mut backlog) else {
+                return State::Exited { backlog };
+            };
             if self.shared.is_terminating() {
-                head.ticket.complete(Err(TaskError::PoolClosed));
+                crashed.fail(TaskError::PoolClosed);
                 return State::Terminating {
                     worker: None,
                     backlog,
                 };
             }
-            if lost.is_retryable() && head.attempts < config.retries {
-                head.attempts += 1;
-                backlog.push_front(head);
+            if lost.is_retryable() && crashed.attempts < config.retries {
+                crashed.attempts += 1;
+                backlog.push_front(crashed);
             } else {
-                head.ticket.complete(Err(lost));
+                crashed.fail(lost);
             }
             return State::Exited { backlog };
         }
     }
 
+    /// After the worker running `head` died: delivers what the journal shows finished
+    /// of a batch, puts the batch's tasks after the running one in the backlog, and
+    /// returns the job of the task that was running (`None` if none was: the batch had
+    /// finished).
+    fn salvage(
+        &self,
+        head: InFlight,
+        journal: Option<&Journal>,
+        backlog: &mut Backlog,
+    ) -> Option<Job> {
+        let InFlight {
+            mut job, received, ..
+        } = head;
+        let id = job.id;
+        let Some(batch) = job.batch_mut() else {
+            return Some(job);
+        };
+        let sent = received + batch.len();
+        if let Some(found) = journal.and_then(|j| j.recover(id, sent, received)) {
+            let count = found.done.saturating_sub(received);
+            if count > 0 {
+                let records = found.records;
+                batch.deliver(Segment::Records { count, records }, None);
+            }
+        }
+        match batch.len() {
+            0 => {
+                job.ticket.complete(Ok(Vec::new()));
+                None
+            }
+            1 => Some(job),
+            _ => {
+                let running = job.split_front(1, self.shared.new_id());
+                backlog.push_front(job);
+                running
+            }
+        }
+    }
+
+    /// How many more tasks this worker may be sent before it is due for recycling.
+    fn room(&self, worker: &Worker, in_flight: &VecDeque<InFlight>) -> usize {
+        match self.shared.config.max_tasks_per_worker {
+            None => usize::MAX,
+            Some(max) => {
+                let sent: usize = in_flight.iter().map(|f| f.job.tasks()).sum();
+                let left = max.saturating_sub(worker.tasks);
+                usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(sent)
+            }
+        }
+    }
+
+    /// Cuts a batch down to what this worker may take: at most `room` tasks, and one
+    /// at a time if it has no journal (none could be made). The rest waits in the
+    /// backlog.
+    fn fit(&self, worker: &mut Worker, mut job: Job, room: usize, backlog: &mut Backlog) -> Job {
+        let tasks = job.tasks();
+        let mut take = tasks.min(room.max(1));
+        if take > 1 && !self.ensure_journal(worker) {
+            take = 1;
+        }
+        if take < tasks {
+            if let Some(front) = job.split_front(take, self.shared.new_id()) {
+                backlog.push_front(job);
+                return front;
+            }
+        }
+        job
+    }
+
+    /// Gives the worker its batch journal if it has none; `false` if it cannot have one.
+    fn ensure_journal(&self, worker: &mut Worker) -> bool {
+        if worker.journal.is_some() {
+            return true;
+        }
+        // The descriptor can only go into an empty socket; a later batch tries again.
+        if !worker.link.is_flushed() {
+            return false;
+        }
+        let Ok(journal) = Journal::create() else {
+            return false;
+        };
+        let frame = frame::header_only(&Request::Journal);
+        match worker.link.send_with_fd(&frame, journal.memory().fd()) {
+            Ok(()) => {
+                worker.journal = Some(journal);
+                true
+            }
+            Err(e) => {
+                worker.dead = e.kind() != io::ErrorKind::WouldBlock;
+                false
+            }
+        }
+    }
+
     /// Sends more jobs while the worker's share of queued work is short: how many ride
     /// behind the running one depends on how long tasks have been taking, so quick
-    /// tasks are pipelined and long ones are not held back from another slot.
+    /// tasks are pipelined and long ones are not held back from another slot. A batch
+    /// of several tasks is quick work by construction: one more always rides behind it.
     fn top_up(
         &self,
         worker: &mut Worker,
         in_flight: &mut VecDeque<InFlight>,
         backlog: &mut Backlog,
     ) {
+        let batched = |f: &InFlight| f.job.tasks() > 1 && f.job.is_batch();
         let mut depth = worker.pipeline_depth();
-        if let Some(max) = self.shared.config.max_tasks_per_worker {
-            let left = max.saturating_sub(worker.tasks) as usize;
-            depth = depth.min(left);
+        if in_flight.iter().any(batched) {
+            depth = depth.max(2);
         }
-        let mut frames: Vec<&[u8]> = Vec::new();
         let first_new = in_flight.len();
         while in_flight.len() < depth && !self.shared.is_terminating() {
+            let room = self.room(worker, in_flight);
+            if room == 0 {
+                break;
+            }
             let Some(job) = self.next_job(backlog, false) else {
                 break;
             };
-            in_flight.push_back(InFlight {
-                job,
-                skip_sent: None,
-            });
+            let job = self.fit(worker, job, room, backlog);
+            in_flight.push_back(InFlight::new(job));
+            if in_flight.back().is_some_and(batched) {
+                depth = depth.max(2);
+            }
         }
-        frames.extend(in_flight.iter().skip(first_new).map(|f| &f.job.frame[..]));
+        let frames: Vec<[&[u8]; 2]> = in_flight
+            .iter()
+            .skip(first_new)
+            .map(|f| f.job.frame())
+            .collect();
         if !frames.is_empty() && worker.link.send_many(&frames).is_err() {
             worker.dead = true;
         }
@@ -383,7 +535,18 @@ impl Supervisor {
             worker.process.kill();
             return Some(TaskError::PoolClosed);
         }
-        let head = in_flight.front().expect("a head");
+        let head = in_flight.front_mut().expect("a head");
+        // A batch is timed task by task: the journal shows when the next one started.
+        if let Some(done) = worker
+            .journal
+            .as_ref()
+            .and_then(|j| j.progress(head.job.id))
+        {
+            if done > head.seen {
+                head.seen = done;
+                worker.head_started = Instant::now();
+            }
+        }
         // A head told to skip answers `Skipped` unless it had started: give the answer
         // a couple of ticks before killing for it.
         let skip_pending = head.skip_sent.is_some_and(|at| at.elapsed() < 2 * TICK);
@@ -432,7 +595,7 @@ impl Supervisor {
     /// (kill it). Jobs still owed an outcome end in `PoolClosed`.
     fn terminating(&self, worker: Option<Worker>, backlog: Backlog) {
         for job in backlog {
-            job.ticket.complete(Err(TaskError::PoolClosed));
+            job.fail(TaskError::PoolClosed);
         }
         if let Some(worker) = worker {
             if self.shared.is_terminating() {
@@ -461,6 +624,7 @@ impl Supervisor {
             head_started: Instant::now(),
             per_task: None,
             dead: false,
+            journal: None,
         };
         let setup = Request::Setup {
             memory_limit: config.max_memory,
@@ -519,27 +683,65 @@ impl Supervisor {
 
     /// Reads a response frame for the head job. A frame that breaks the protocol costs
     /// the worker.
-    fn answer(&self, w: &mut Worker, job: &Job, mut frame: Vec<u8>) -> Answer {
+    fn answer(&self, w: &mut Worker, head: &mut InFlight, mut frame: Vec<u8>) -> Answer {
         let broken = |w: &mut Worker, message: String| {
             w.process.kill();
-            Answer::Broken(TaskError::Protocol { message })
+            Answer::Lost(TaskError::Protocol { message })
         };
+        let job = &mut head.job;
+        let single = !job.is_batch();
         match frame::decode::<Response>(&frame) {
             Err(e) => broken(w, e.to_string()),
-            Ok((Response::Output { id }, len)) if id == job.id => {
+            Ok((Response::Output { id }, len)) if id == job.id && single => {
                 frame.truncate(len);
                 Answer::Outcome(Ok(frame))
             }
-            Ok((Response::Failure { id, failure }, _)) if id == job.id => {
-                Answer::Outcome(Err(task_error(failure)))
+            Ok((Response::Failure { id, failure }, _)) if id == job.id && single => {
+                Answer::Outcome(Err(failure.into_error()))
             }
             Ok((Response::Skipped { id }, _)) if id == job.id => Answer::Skipped,
             Ok((
-                Response::Output { id } | Response::Failure { id, .. } | Response::Skipped { id },
+                Response::Batch {
+                    id,
+                    count,
+                    last,
+                    nanos,
+                },
+                len,
+            )) if id == job.id && !single => {
+                let batch = job.batch_mut().expect("not single");
+                let count = count as usize;
+                let left = batch.len();
+                if count > left || last != (count == left) {
+                    return broken(
+                        w,
+                        format!("batch #{id} answered for {count} of its {left} tasks left (last: {last})"),
+                    );
+                }
+                frame.truncate(len);
+                if !batch::records_are_well_formed(&frame, count) {
+                    return broken(w, format!("batch #{id} sent malformed records"));
+                }
+                let timing = last.then_some((nanos, head.received + left));
+                if count > 0 {
+                    let records = frame;
+                    batch.deliver(Segment::Records { count, records }, timing);
+                }
+                head.received += count;
+                Answer::Batch { count, last }
+            }
+            Ok((
+                Response::Output { id }
+                | Response::Failure { id, .. }
+                | Response::Skipped { id }
+                | Response::Batch { id, .. },
                 _,
             )) => broken(
                 w,
-                format!("answer for task #{id} while task #{} was running", job.id),
+                format!(
+                    "answer of the wrong kind, or for task #{id} while task #{} was running",
+                    job.id
+                ),
             ),
             Ok((Response::Ready, _)) => broken(w, "a second Ready while a task ran".to_owned()),
         }
@@ -608,18 +810,22 @@ impl Supervisor {
     fn give_up(&self, message: String, backlog: Backlog) {
         let error = TaskError::WorkerStart { message };
         for job in backlog {
-            job.ticket.complete(Err(error.clone()));
+            job.fail(error.clone());
         }
         if !self.shared.slot_gave_up() {
             return;
         }
         self.shared.gate.set_broken();
         while let Ok(job) = self.shared.queue.recv() {
-            job.ticket.complete(Err(if self.shared.is_terminating() {
+            // Already cancelled (a dropped map's batch): nothing is owed.
+            if !job.ticket.start() {
+                continue;
+            }
+            job.fail(if self.shared.is_terminating() {
                 TaskError::PoolClosed
             } else {
                 error.clone()
-            }));
+            });
         }
     }
 }
@@ -629,18 +835,5 @@ fn describe_status(status: ExitStatus) -> String {
         (Some(signal), _) => format!("was killed by {}", sys::signal_name(signal)),
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "ended".to_owned(),
-    }
-}
-
-fn task_error(failure: Failure) -> TaskError {
-    match failure {
-        Failure::Panicked { message, location } => TaskError::Panicked { message, location },
-        Failure::Failed { chain } => TaskError::Failed { chain },
-        Failure::Codec { direction, message } => TaskError::Codec {
-            side: Side::Worker,
-            direction,
-            message,
-        },
-        Failure::UnknownTask { name, worker } => TaskError::UnknownTask { name, worker },
     }
 }

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use procpool::{Direction, OutputStream, PoolBuilder, Side, Stdio, TaskError};
-use procpool_worker::{BadOutput, Fault, Reverse, Square, Undecodable, Unregistered, WorkerPid};
+use procpool_worker::{
+    read_tally, BadOutput, Fault, Reverse, Square, Tally, Undecodable, Unregistered, WorkerPid,
+};
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
     let pool = builder.build().expect("pool builds");
@@ -29,6 +31,60 @@ pub(crate) fn squares_in_order(b: PoolBuilder) {
     let pool = b.build().unwrap();
     let out: Vec<u64> = pool.map((0..200).map(Square)).map(Result::unwrap).collect();
     assert_eq!(out, (0..200u64).map(|n| n * n).collect::<Vec<_>>());
+}
+
+/// A map batches quick tasks. A segfault in the middle of a batch fails that task
+/// alone: the tasks before it keep their outputs and are not run again, the tasks after
+/// it run on the next worker, and every task runs exactly once.
+fn crash_mid_batch(b: PoolBuilder, tasks: u64, crash_at: u64, pad: usize) {
+    let pool = b.workers(1).core_dumps(false).build().unwrap();
+    let log = std::env::temp_dir().join(format!(
+        "procpool-tally-{}-{}-{crash_at}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&log);
+    let inputs = (0..tasks).map(|n| Tally {
+        log: log.clone(),
+        n,
+        pad,
+        crash: n == crash_at,
+    });
+    let outs: Vec<_> = pool.map(inputs).collect();
+    let runs = read_tally(&log);
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(outs.len() as u64, tasks);
+    for (n, out) in (0..).zip(&outs) {
+        match out {
+            Err(e) if n == crash_at => assert_eq!(e.signal(), Some(11), "{e:?}"),
+            Ok((m, _, bytes)) if n != crash_at => {
+                assert_eq!((*m, bytes.len()), (n, pad));
+            }
+            other => panic!("task {n}: {other:?}"),
+        }
+        assert_eq!(
+            runs.get(&n).map(|r| r.0),
+            Some(1),
+            "task {n} ran {:?} times",
+            runs.get(&n)
+        );
+    }
+    let pid = |n: u64| outs[n as usize].as_ref().unwrap().1;
+    // The crashed task ran in the worker of the task before it; the one after, in a new one.
+    assert_eq!(runs[&crash_at].1, pid(crash_at - 1));
+    assert_ne!(pid(crash_at - 1), pid(crash_at + 1));
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub(crate) fn a_crash_mid_batch_fails_that_task_alone(b: PoolBuilder) {
+    crash_mid_batch(b, 3_000, 2_000, 0);
+}
+
+/// The same with outputs that overflow the batch journal, so part of the batch has
+/// already been sent back when the crash comes.
+pub(crate) fn a_crash_mid_batch_after_a_partial_answer(b: PoolBuilder) {
+    crash_mid_batch(b, 400, 300, 150 << 10);
 }
 
 pub(crate) fn panic_is_reported_with_message_and_location(b: PoolBuilder) {
@@ -246,6 +302,8 @@ macro_rules! fault_matrix {
     (@names $how:ident [$($arg:tt)*]) => {
         $crate::fault_matrix! {@$how [$($arg)*]
             squares_in_order,
+            a_crash_mid_batch_fails_that_task_alone,
+            a_crash_mid_batch_after_a_partial_answer,
             panic_is_reported_with_message_and_location,
             failure_keeps_its_cause_chain,
             segfault_names_the_signal,

@@ -358,6 +358,48 @@ impl Task for Touch {
     }
 }
 
+/// Appends a line `n pid` to the file `log`, then segfaults if `crash`, else returns
+/// `n`, the worker's pid and `pad` bytes: a task whose runs can be counted afterwards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tally {
+    pub log: std::path::PathBuf,
+    pub n: u64,
+    pub pad: usize,
+    pub crash: bool,
+}
+
+impl Task for Tally {
+    const NAME: &'static str = "procpool_worker::Tally";
+    type Output = (u64, u32, serde_bytes::ByteBuf);
+    fn run(self) -> Result<Self::Output, BoxError> {
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)?;
+        log.write_all(format!("{} {}\n", self.n, std::process::id()).as_bytes())?;
+        if self.crash {
+            Fault::Segfault.run()?;
+        }
+        Ok((
+            self.n,
+            std::process::id(),
+            serde_bytes::ByteBuf::from(vec![7u8; self.pad]),
+        ))
+    }
+}
+
+/// How many times each `n` appears in a [`Tally`] log, and the pid each last ran in.
+pub fn read_tally(log: &std::path::Path) -> std::collections::HashMap<u64, (usize, u32)> {
+    let mut runs = std::collections::HashMap::new();
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        let mut words = line.split(' ').map(|w| w.parse::<u64>().expect("a number"));
+        let (n, pid) = (words.next().expect("n"), words.next().expect("pid"));
+        let entry = runs.entry(n).or_insert((0, 0));
+        *entry = (entry.0 + 1, pid as u32);
+    }
+    runs
+}
+
 /// A task no worker knows: deliberately left out of `register!`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unregistered;
@@ -383,4 +425,5 @@ procpool::register!(
     Undecodable,
     BadOutput,
     CrashOnce,
+    Tally,
 );
