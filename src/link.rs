@@ -52,6 +52,8 @@ pub(crate) struct ParentEnd {
     /// Bytes sent that the socket has not taken yet are `unsent[unsent_at..]`.
     unsent: Vec<u8>,
     unsent_at: usize,
+    /// A send failed: the other end is gone, and nothing more is sent.
+    send_failed: bool,
 }
 
 impl ParentEnd {
@@ -72,6 +74,7 @@ impl ParentEnd {
             fds: None,
             unsent: Vec::new(),
             unsent_at: 0,
+            send_failed: false,
         }
     }
 
@@ -121,11 +124,15 @@ impl ParentEnd {
         mut slices: &mut [IoSlice<'_>],
         fd: Option<BorrowedFd<'_>>,
     ) -> io::Result<()> {
+        if self.send_failed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         let raw = fd.map(|fd| [fd.as_raw_fd()]);
         let mut fds: &[RawFd] = raw.as_ref().map_or(&[], |raw| &raw[..]);
         if self.is_flushed() {
             while !slices.is_empty() {
-                let n = sys::send_nonblocking(self.stream.as_fd(), slices, fds)?;
+                let n = sys::send_nonblocking(self.stream.as_fd(), slices, fds)
+                    .inspect_err(|_| self.send_failed = true)?;
                 if n == 0 {
                     break;
                 }
@@ -172,7 +179,11 @@ impl ParentEnd {
             let readable = match sys::wait_ready_for(self.stream.as_fd(), !flushed, left) {
                 Ok((readable, writable)) => {
                     if writable && self.flush_some().is_err() {
-                        return Err(RecvError::Closed);
+                        // The worker is gone, but what it sent before it went is still
+                        // to be read: stop sending and read on to the end of stream.
+                        self.unsent.clear();
+                        self.unsent_at = 0;
+                        self.send_failed = true;
                     }
                     if !readable && !writable {
                         return Err(RecvError::Timeout);

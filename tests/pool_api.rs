@@ -255,6 +255,31 @@ fn tasks_in_a_batch_are_timed_one_by_one() {
     }
 }
 
+/// The last task of a batch crashes once and is retried alone, on a fresh worker: the
+/// retry runs it and it ends well.
+#[test]
+fn a_retried_task_from_the_end_of_a_batch_runs_again() {
+    let pool = builder().workers(1).retries(1).build().unwrap();
+    let dir = std::env::temp_dir().join(format!("procpool-retry-end-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seen = dir.join("seen");
+    let fresh = dir.join("fresh");
+    std::fs::write(&seen, b"").unwrap();
+    let _ = std::fs::remove_file(&fresh);
+    let inputs = (0..500).map(|i| {
+        CrashOnce(if i == 499 {
+            fresh.clone()
+        } else {
+            seen.clone()
+        })
+    });
+    let outs: Vec<_> = pool.map(inputs).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (i, out) in outs.iter().enumerate() {
+        assert_eq!(out, &Ok(1), "task {i}");
+    }
+}
+
 /// Batches never carry a worker past its task limit.
 #[test]
 fn map_respects_max_tasks_per_worker() {

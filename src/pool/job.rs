@@ -1,6 +1,7 @@
 //! A queued job (one task, or a batch of a map's tasks) and its ticket: where each
 //! task's outcome is decided, exactly once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,6 +47,11 @@ pub(crate) struct Batch {
     out: Sender<Delivery>,
     /// The `Batch` request header for these tasks, under the job's id.
     header: Vec<u8>,
+    id: u64,
+    /// Pieces of the batch that `split_front` made and that still owe outcomes,
+    /// shared by all of them: the ticket is settled when the last piece is done, so
+    /// it holds its in-flight place and can be cancelled until then.
+    pieces: Arc<AtomicUsize>,
 }
 
 /// Outcomes of consecutive tasks of a map, from one batch.
@@ -114,6 +120,16 @@ impl Job {
                 if count > 0 {
                     batch.deliver(Segment::Failed { count, error }, None);
                 }
+                self.finish();
+            }
+        }
+    }
+
+    /// A batch piece whose tasks all have their outcomes: the last piece of its batch
+    /// settles the ticket.
+    pub(crate) fn finish(self) {
+        if let Work::Batch(batch) = &self.work {
+            if batch.pieces.fetch_sub(1, Ordering::AcqRel) == 1 {
                 self.ticket.complete(Ok(Vec::new()));
             }
         }
@@ -129,11 +145,13 @@ impl Job {
         let len = batch::prefix_len(&batch.items[batch.start..], n)?;
         let front = batch.items[batch.start..batch.start + len].to_vec();
         let mut front = Batch::new(batch.task, front, n, batch.first, batch.out.clone());
+        batch.pieces.fetch_add(1, Ordering::AcqRel);
+        front.pieces = batch.pieces.clone();
         front.reheader(id);
         batch.start += len;
         batch.count -= n;
         batch.first += n;
-        batch.reheader(self.id);
+        batch.reheader(batch.id);
         Some(Job {
             id,
             attempts: self.attempts,
@@ -161,6 +179,8 @@ impl Batch {
             first,
             out,
             header: Vec::new(),
+            id: 0,
+            pieces: Arc::new(AtomicUsize::new(1)),
         }
     }
 
@@ -172,6 +192,7 @@ impl Batch {
     /// Makes the request header for the tasks left, under id `id`.
     pub(crate) fn reheader(&mut self, id: u64) {
         let count = u32::try_from(self.count).expect("a batch holds under 4 G tasks");
+        self.id = id;
         self.header = frame::header_only(&Request::Batch {
             id,
             task: self.task.to_owned(),
@@ -189,6 +210,7 @@ impl Batch {
         self.start += len;
         self.count -= n;
         self.first += n;
+        self.reheader(self.id);
         // A map that was dropped no longer listens; the outcomes have nowhere to go.
         let _ = self.out.send(Delivery {
             index,

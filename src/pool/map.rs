@@ -46,6 +46,9 @@ struct Sizer {
     /// Mean worker time per task lately, in nanoseconds; `None` before any batch is
     /// back.
     per_task: Option<f64>,
+    /// Encoded bytes per input lately: a batch's inputs stay under
+    /// `MAX_BATCH_BYTES`, so the window's bytes stay bounded too.
+    bytes_per_task: f64,
     /// A pool that recycles workers after this many tasks gets batches no bigger.
     cap: usize,
 }
@@ -59,6 +62,7 @@ impl Sizer {
         });
         Sizer {
             per_task: None,
+            bytes_per_task: 1.0,
             cap,
         }
     }
@@ -67,9 +71,17 @@ impl Sizer {
         match self.per_task {
             None => 1,
             Some(nanos) => {
-                let fits = BATCH_TIME.as_nanos() as f64 / nanos.max(1.0);
-                (fits as usize).clamp(1, self.cap)
+                let in_time = BATCH_TIME.as_nanos() as f64 / nanos.max(1.0);
+                let in_bytes = MAX_BATCH_BYTES as f64 / self.bytes_per_task.max(1.0);
+                (in_time.min(in_bytes) as usize).clamp(1, self.cap)
             }
+        }
+    }
+
+    fn observe_bytes(&mut self, bytes: usize, tasks: usize) {
+        if tasks > 0 {
+            let latest = bytes as f64 / tasks as f64;
+            self.bytes_per_task = 0.5 * self.bytes_per_task + 0.5 * latest;
         }
     }
 
@@ -173,6 +185,7 @@ where
         if count == 0 {
             return;
         }
+        self.sizer.observe_bytes(items.len(), count);
         let batch = Batch::new(
             <I::Item as Task>::NAME,
             items,

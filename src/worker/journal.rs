@@ -127,6 +127,10 @@ impl Journal {
 
     /// Tasks of batch `id` with an outcome so far, if the worker has started it.
     pub(crate) fn progress(&self, id: u64) -> Option<u64> {
+        // The id before and after: a batch that began in between is not read as this one.
+        if self.word(ID).load(Ordering::Acquire) != id {
+            return None;
+        }
         let done = self.word(DONE).load(Ordering::Acquire);
         (self.word(ID).load(Ordering::Acquire) == id).then_some(done)
     }

@@ -324,28 +324,9 @@ impl Supervisor {
                     }
                 }
             };
-            let lost = match answer {
-                Answer::Lost(error) => error,
-                answer => {
-                    match answer {
-                        Answer::Outcome(outcome) => {
-                            let done = in_flight.pop_front().expect("a head");
-                            done.job.ticket.complete(outcome);
-                            worker.finished(1);
-                        }
-                        Answer::Batch { count, last: true } => {
-                            let done = in_flight.pop_front().expect("a head");
-                            done.job.ticket.complete(Ok(Vec::new()));
-                            worker.finished(count);
-                        }
-                        Answer::Batch { count, last: false } => worker.progressed(count),
-                        Answer::Skipped => {
-                            let done = in_flight.pop_front().expect("a head");
-                            done.job.fail(TaskError::Cancelled);
-                            worker.finished(0);
-                        }
-                        Answer::Lost(_) => unreachable!("handled above"),
-                    }
+            let lost = match self.settle(&mut worker, &mut in_flight, answer) {
+                Some(error) => error,
+                None => {
                     if in_flight.is_empty() || last_watch.elapsed() < TICK {
                         continue;
                     }
@@ -356,13 +337,22 @@ impl Supervisor {
                     }
                 }
             };
-            // The worker is gone: the head's running task has the error; the tasks
-            // behind it never started and go back to the backlog, in order, for the
-            // next worker. The journal, read now that the worker is dead, says which
-            // tasks of a batch had finished.
+            // The worker is gone (reaped), but answers it sent before it went may still
+            // be unread: take them first, so finished tasks keep their outcomes.
+            let target = in_flight.front().map(|f| f.job.id);
+            self.drain(&mut worker, &mut in_flight);
+            // The running task takes the error: the head's (for a batch, the journal,
+            // read now that the worker is dead, says which of its tasks had finished).
+            // The tasks behind it never started and go back to the backlog, in order,
+            // for the next worker. If the head's answer turned up and the worker was
+            // killed for that head (deadline, cancel, memory), the task it had moved
+            // on to is not to blame and runs again.
             let journal = worker.journal.take();
             drop(worker);
-            let head = in_flight.pop_front().expect("a head");
+            let Some(head) = in_flight.pop_front() else {
+                return State::Exited { backlog };
+            };
+            let to_blame = lost.is_crash() || Some(head.job.id) == target;
             for rest in in_flight.into_iter().rev() {
                 backlog.push_front(rest.job);
             }
@@ -376,13 +366,58 @@ impl Supervisor {
                     backlog,
                 };
             }
-            if lost.is_retryable() && crashed.attempts < config.retries {
+            if !to_blame {
+                backlog.push_front(crashed);
+            } else if lost.is_retryable() && crashed.attempts < config.retries {
                 crashed.attempts += 1;
                 backlog.push_front(crashed);
             } else {
                 crashed.fail(lost);
             }
             return State::Exited { backlog };
+        }
+    }
+
+    /// Records what an answer meant for the head job; `Some` with the error when the
+    /// worker is lost.
+    fn settle(
+        &self,
+        worker: &mut Worker,
+        in_flight: &mut VecDeque<InFlight>,
+        answer: Answer,
+    ) -> Option<TaskError> {
+        match answer {
+            Answer::Lost(error) => return Some(error),
+            Answer::Outcome(outcome) => {
+                let done = in_flight.pop_front().expect("a head");
+                done.job.ticket.complete(outcome);
+                worker.finished(1);
+            }
+            Answer::Batch { count, last: true } => {
+                let done = in_flight.pop_front().expect("a head");
+                done.job.finish();
+                worker.finished(count);
+            }
+            Answer::Batch { count, last: false } => worker.progressed(count),
+            Answer::Skipped => {
+                let done = in_flight.pop_front().expect("a head");
+                done.job.fail(TaskError::Cancelled);
+                worker.finished(0);
+            }
+        }
+        None
+    }
+
+    /// Takes the answers a lost worker sent before it went and that are still unread.
+    fn drain(&self, worker: &mut Worker, in_flight: &mut VecDeque<InFlight>) {
+        while let Some(head) = in_flight.front_mut() {
+            let Ok(frame) = worker.link.recv_timeout(Duration::ZERO) else {
+                return;
+            };
+            let answer = self.answer(worker, head, frame);
+            if self.settle(worker, in_flight, answer).is_some() {
+                return;
+            }
         }
     }
 
@@ -413,7 +448,7 @@ impl Supervisor {
         }
         match batch.len() {
             0 => {
-                job.ticket.complete(Ok(Vec::new()));
+                job.finish();
                 None
             }
             1 => Some(job),
@@ -712,7 +747,7 @@ impl Supervisor {
                 let batch = job.batch_mut().expect("not single");
                 let count = count as usize;
                 let left = batch.len();
-                if count > left || last != (count == left) {
+                if count > left || last != (count == left) || (count == 0 && !last) {
                     return broken(
                         w,
                         format!("batch #{id} answered for {count} of its {left} tasks left (last: {last})"),
