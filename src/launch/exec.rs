@@ -146,7 +146,7 @@ impl Spawner {
         let mut cmd = self.command.command();
         cmd.env(ENV_SERVER, socket.as_raw_fd().to_string());
         sys::inherit_fd(&mut cmd, socket.as_raw_fd());
-        let child = cmd.spawn()?;
+        let child = spawn_retrying_busy(&mut cmd)?;
         drop(socket);
         Ok(WorkerProcess::exec(
             child,
@@ -154,4 +154,21 @@ impl Spawner {
             self.command.stdout(),
         ))
     }
+}
+
+/// Spawns `cmd`, trying again a few times while its executable is "busy" (`ETXTBSY`).
+/// A program written just before it is run can be busy for a moment: a process forked
+/// meanwhile by another thread holds the writer's descriptor until it execs.
+pub(crate) fn spawn_retrying_busy(cmd: &mut Command) -> io::Result<std::process::Child> {
+    let mut pause = Duration::from_millis(1);
+    for _ in 0..6 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    cmd.spawn()
 }

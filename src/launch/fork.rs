@@ -110,7 +110,7 @@ impl Server {
             .name("procpool-fork-server".into())
             .stack_size(128 * 1024)
             .spawn(move || {
-                let spawned = cmd.spawn();
+                let spawned = super::exec::spawn_retrying_busy(&mut cmd);
                 drop(theirs);
                 let running = spawned.is_ok();
                 let _ = started_tx.send(spawned);
@@ -191,7 +191,8 @@ impl Server {
             reader: Some(reader),
             start_timeout,
         };
-        server.wait_ready()?;
+        // No wait for its `Ready`: it is our own fork, the first `Spawn` can queue up
+        // while it settles, and a server that dies first fails that `Spawn` (`died`).
         Ok(server)
     }
 
@@ -215,16 +216,7 @@ impl Server {
             }
             if state.gone {
                 drop(state);
-                let mut process = lock(&self.process);
-                let status = process.wait_or_kill(TAIL_WAIT);
-                let said = process.first_stderr_line(TAIL_WAIT);
-                return Err(io::Error::other(format!(
-                    "fork server {} ended ({}) before it was ready{}",
-                    self.program,
-                    status,
-                    said.map(|l| format!("; its first stderr line: {l}"))
-                        .unwrap_or_default()
-                )));
+                return Err(self.died(false));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -235,6 +227,24 @@ impl Server {
             }
             state = self.events.wait(state, deadline - now);
         }
+    }
+
+    /// The error for a server that is gone: with how it ended and its first words if
+    /// it never said `Ready` (or `ready` is false).
+    fn died(&self, ready: bool) -> io::Error {
+        if ready {
+            return io::Error::other("the fork server died");
+        }
+        let mut process = lock(&self.process);
+        let status = process.wait_or_kill(TAIL_WAIT);
+        let said = process.first_stderr_line(TAIL_WAIT);
+        io::Error::other(format!(
+            "fork server {} ended ({}) before it was ready{}",
+            self.program,
+            status,
+            said.map(|l| format!("; its first stderr line: {l}"))
+                .unwrap_or_default()
+        ))
     }
 
     fn spawn(
@@ -273,7 +283,9 @@ impl Server {
                 return Ok(WorkerProcess::new(Box::new(child), pipes));
             }
             if state.gone {
-                return Err(io::Error::other("the fork server died"));
+                let ready = state.ready.is_some();
+                drop(state);
+                return Err(self.died(ready));
             }
             let now = Instant::now();
             if now >= deadline {

@@ -82,7 +82,7 @@ impl Pool {
         let workers = config.workers;
         let shared = Arc::new(Shared {
             gate: Arc::new(Gate::new(config.max_in_flight)),
-            reaper: Reaper::start()?,
+            reaper: Reaper::new(),
             config,
             spawner,
             queue: rx,

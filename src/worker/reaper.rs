@@ -25,29 +25,45 @@ struct Retiree {
     deadline: Instant,
 }
 
-/// The thread that reaps retired workers.
+/// The thread that reaps retired workers, started with the first retiree (a pool
+/// that never retires a worker never starts it, and a pool's start is one thread
+/// shorter).
 #[derive(Debug)]
 pub(crate) struct Reaper {
-    intake: Mutex<Option<Sender<Retiree>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    state: Mutex<Intake>,
     /// Set when the pool terminates: no more grace for anyone.
     hurry: Arc<AtomicBool>,
 }
 
+#[derive(Debug)]
+enum Intake {
+    /// No worker retired yet.
+    NotStarted,
+    Running {
+        tx: Sender<Retiree>,
+        thread: JoinHandle<()>,
+    },
+    /// `finish` was called (or the thread could not start): retirees are reaped by the
+    /// caller.
+    Closed,
+}
+
 impl Reaper {
-    pub(crate) fn start() -> io::Result<Reaper> {
+    pub(crate) fn new() -> Reaper {
+        Reaper {
+            state: Mutex::new(Intake::NotStarted),
+            hurry: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn start_thread(&self) -> io::Result<Intake> {
         let (tx, rx) = mpsc::channel();
-        let hurry = Arc::new(AtomicBool::new(false));
-        let thread_hurry = hurry.clone();
+        let hurry = self.hurry.clone();
         let thread = thread::Builder::new()
             .name("procpool-reaper".into())
             .stack_size(64 * 1024)
-            .spawn(move || reap(&rx, &thread_hurry))?;
-        Ok(Reaper {
-            intake: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            hurry,
-        })
+            .spawn(move || reap(&rx, &hurry))?;
+        Ok(Intake::Running { tx, thread })
     }
 
     /// Takes a worker that has been asked to exit: it gets `grace` to do so.
@@ -56,9 +72,15 @@ impl Reaper {
             process,
             deadline: Instant::now() + grace,
         };
-        let refused = match &*lock(&self.intake) {
-            Some(tx) => tx.send(retiree).err().map(|e| e.0),
-            None => Some(retiree),
+        let refused = {
+            let mut state = lock(&self.state);
+            if matches!(*state, Intake::NotStarted) {
+                *state = self.start_thread().unwrap_or(Intake::Closed);
+            }
+            match &*state {
+                Intake::Running { tx, .. } => tx.send(retiree).err().map(|e| e.0),
+                _ => Some(retiree),
+            }
         };
         // After `finish` (or if the thread is gone), reap here.
         if let Some(mut retiree) = refused {
@@ -72,8 +94,9 @@ impl Reaper {
         if hurry {
             self.hurry.store(true, Ordering::SeqCst);
         }
-        lock(&self.intake).take();
-        if let Some(thread) = lock(&self.thread).take() {
+        let state = std::mem::replace(&mut *lock(&self.state), Intake::Closed);
+        if let Intake::Running { tx, thread } = state {
+            drop(tx);
             let _ = thread.join();
         }
     }

@@ -62,6 +62,17 @@ struct Worker {
     dead: bool,
     /// Where it records batch progress; made before its first batch of several tasks.
     journal: Option<Journal>,
+    /// Set while its `Ready` has not come: its first job went out behind the `Setup`.
+    not_ready: Option<NotReady>,
+}
+
+/// A worker that was sent a job before it said `Ready`.
+#[derive(Debug, Clone, Copy)]
+struct NotReady {
+    /// When it counts as a failed start.
+    deadline: Instant,
+    /// Failed starts in a row before this one.
+    failures: u32,
 }
 
 impl Worker {
@@ -152,6 +163,8 @@ enum Answer {
     Batch { count: usize, last: bool },
     /// The worker skipped it, as asked: it was cancelled before it started.
     Skipped,
+    /// The worker applied its `Setup`: the head job starts now.
+    Ready,
     /// The worker is gone (reaped, or killed for breaking the protocol), with the
     /// error of the task it was running.
     Lost(TaskError),
@@ -193,36 +206,56 @@ impl Supervisor {
         }
     }
 
-    /// A slot always has a warm worker before it takes a job.
-    fn starting(&self, failures: u32, backlog: Backlog) -> State {
+    /// Starts a worker. A job already waiting goes out right behind its `Setup`,
+    /// without waiting for `Ready` (a death before `Ready` still counts as a failed
+    /// start, and the job goes back to the backlog); with none waiting, the slot waits
+    /// for `Ready`, so an idle slot always has a warm worker.
+    fn starting(&self, failures: u32, mut backlog: Backlog) -> State {
         if self.shared.is_terminating() {
             return State::Terminating {
                 worker: None,
                 backlog,
             };
         }
-        match self.start() {
-            Ok(worker) => State::Idle { worker, backlog },
-            Err(_) if self.shared.is_terminating() => State::Terminating {
+        let mut worker = match self.start() {
+            Ok(worker) => worker,
+            Err(message) => return self.start_failed(failures, message, backlog),
+        };
+        if let Some(job) = self.next_job(&mut backlog, false) {
+            worker.not_ready = Some(NotReady {
+                deadline: Instant::now() + self.shared.config.start_timeout,
+                failures,
+            });
+            return self.dispatch(worker, job, backlog);
+        }
+        match self.await_ready(&mut worker) {
+            Ok(()) => State::Idle { worker, backlog },
+            Err(message) => self.start_failed(failures, message, backlog),
+        }
+    }
+
+    /// A start failed (`failures` had failed before it): back off and try again, or
+    /// give up.
+    fn start_failed(&self, failures: u32, message: String, backlog: Backlog) -> State {
+        if self.shared.is_terminating() {
+            return State::Terminating {
                 worker: None,
                 backlog,
-            },
-            Err(message) if failures + 1 >= self.shared.config.max_start_failures => {
-                State::GaveUp { message, backlog }
-            }
-            Err(_) => {
-                self.back_off(failures + 1);
-                State::Starting {
-                    failures: failures + 1,
-                    backlog,
-                }
-            }
+            };
+        }
+        if failures + 1 >= self.shared.config.max_start_failures {
+            return State::GaveUp { message, backlog };
+        }
+        self.back_off(failures + 1);
+        State::Starting {
+            failures: failures + 1,
+            backlog,
         }
     }
 
     /// Waits for the next job (the backlog's first, else one from the queue) and sends
     /// it.
-    fn idle(&self, mut worker: Worker, mut backlog: Backlog) -> State {
+    fn idle(&self, worker: Worker, mut backlog: Backlog) -> State {
         if self.shared.is_terminating() {
             return State::Terminating {
                 worker: Some(worker),
@@ -239,6 +272,11 @@ impl Supervisor {
                 }
             }
         };
+        self.dispatch(worker, job, backlog)
+    }
+
+    /// Sends `job` to a worker with nothing in flight.
+    fn dispatch(&self, mut worker: Worker, job: Job, mut backlog: Backlog) -> State {
         if self.shared.is_terminating() {
             job.fail(TaskError::PoolClosed);
             return State::Terminating {
@@ -309,7 +347,11 @@ impl Supervisor {
                 }
                 return State::Idle { worker, backlog };
             };
-            let deadline = config.timeout.map(|t| worker.head_started + t);
+            // Before `Ready`, no task has started: only the start deadline counts.
+            let deadline = match worker.not_ready {
+                Some(not_ready) => Some(not_ready.deadline),
+                None => config.timeout.map(|t| worker.head_started + t),
+            };
             let wait = deadline.map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
             });
@@ -341,6 +383,21 @@ impl Supervisor {
             // be unread: take them first, so finished tasks keep their outcomes.
             let target = in_flight.front().map(|f| f.job.id);
             self.drain(&mut worker, &mut in_flight);
+            if let Some(not_ready) = worker.not_ready {
+                // Lost before `Ready`: a failed start. No task ran; all go back.
+                let message = match lost {
+                    TaskError::WorkerStart { message } => message,
+                    TaskError::Protocol { .. } => {
+                        "worker answered its set-up with a malformed frame".to_owned()
+                    }
+                    _ => self.died_starting(&mut worker),
+                };
+                drop(worker);
+                for rest in in_flight.into_iter().rev() {
+                    backlog.push_front(rest.job);
+                }
+                return self.start_failed(not_ready.failures, message, backlog);
+            }
             // The running task takes the error: the head's (for a batch, the journal,
             // read now that the worker is dead, says which of its tasks had finished).
             // The tasks behind it never started and go back to the backlog, in order,
@@ -388,6 +445,7 @@ impl Supervisor {
     ) -> Option<TaskError> {
         match answer {
             Answer::Lost(error) => return Some(error),
+            Answer::Ready => {}
             Answer::Outcome(outcome) => {
                 let done = in_flight.pop_front().expect("a head");
                 done.job.ticket.complete(outcome);
@@ -570,6 +628,18 @@ impl Supervisor {
             worker.process.kill();
             return Some(TaskError::PoolClosed);
         }
+        if let Some(not_ready) = worker.not_ready {
+            if Instant::now() >= not_ready.deadline {
+                worker.process.kill();
+                return Some(TaskError::WorkerStart {
+                    message: self.not_ready_in_time(),
+                });
+            }
+            if worker.dead || worker.process.try_wait().is_some() {
+                return Some(self.crashed(worker, *peak));
+            }
+            return None;
+        }
         let head = in_flight.front_mut().expect("a head");
         // A batch is timed task by task: the journal shows when the next one started.
         if let Some(done) = worker
@@ -645,22 +715,8 @@ impl Supervisor {
     fn start(&self) -> Result<Worker, String> {
         let config = &self.shared.config;
         let program = || self.shared.spawner.program();
-        let (link, worker_end) =
+        let (mut link, worker_end) =
             ParentEnd::pair().map_err(|e| format!("cannot make a link socket: {e}"))?;
-        let process = self
-            .shared
-            .spawner
-            .spawn(worker_end)
-            .map_err(|e| format!("cannot run {}: {e}", program()))?;
-        let mut worker = Worker {
-            process,
-            link,
-            tasks: 0,
-            head_started: Instant::now(),
-            per_task: None,
-            dead: false,
-            journal: None,
-        };
         let setup = Request::Setup {
             memory_limit: config.max_memory,
             core_dumps: config.core_dumps,
@@ -673,16 +729,38 @@ impl Supervisor {
             Ok::<(), std::convert::Infallible>(())
         })
         .unwrap_or_else(|never| match never {});
-        // A worker that died at once shows up below, as a closed link.
-        let _ = worker.link.send(&frame);
-        let deadline = Instant::now() + config.start_timeout;
+        // Sent before the worker exists, so it is there to read as soon as the worker
+        // starts. (A context larger than the socket's buffer goes out in part now, the
+        // rest while the slot waits for answers.)
+        link.send(&frame)
+            .map_err(|e| format!("cannot write to a new link socket: {e}"))?;
+        let process = self
+            .shared
+            .spawner
+            .spawn(worker_end)
+            .map_err(|e| format!("cannot run {}: {e}", program()))?;
+        Ok(Worker {
+            process,
+            link,
+            tasks: 0,
+            head_started: Instant::now(),
+            per_task: None,
+            dead: false,
+            journal: None,
+            not_ready: None,
+        })
+    }
+
+    /// Waits, with the start deadline, for a just-started worker's `Ready`.
+    fn await_ready(&self, worker: &mut Worker) -> Result<(), String> {
+        let deadline = Instant::now() + self.shared.config.start_timeout;
         loop {
             match worker.link.recv_timeout(TICK) {
                 Ok(frame) if matches!(frame::decode(&frame), Ok((Response::Ready, 0))) => {
-                    return Ok(worker)
+                    return Ok(())
                 }
                 Ok(_) => return Err("worker answered its set-up with a malformed frame".into()),
-                Err(RecvError::Closed) => return Err(self.died_starting(&mut worker)),
+                Err(RecvError::Closed) => return Err(self.died_starting(worker)),
                 Err(RecvError::Timeout) => {}
             }
             if self.shared.is_terminating() {
@@ -690,16 +768,20 @@ impl Supervisor {
             }
             // Dead, yet the socket is open: something it started holds the other end.
             if worker.process.try_wait().is_some() {
-                return Err(self.died_starting(&mut worker));
+                return Err(self.died_starting(worker));
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "worker {} was not ready within {:?}",
-                    program(),
-                    config.start_timeout
-                ));
+                return Err(self.not_ready_in_time());
             }
         }
+    }
+
+    fn not_ready_in_time(&self) -> String {
+        format!(
+            "worker {} was not ready within {:?}",
+            self.shared.spawner.program(),
+            self.shared.config.start_timeout
+        )
     }
 
     /// Why a worker ended before it was ready: its exit and its first words, which
@@ -723,6 +805,14 @@ impl Supervisor {
             w.process.kill();
             Answer::Lost(TaskError::Protocol { message })
         };
+        if w.not_ready.is_some() {
+            if !matches!(frame::decode(&frame), Ok((Response::Ready, 0))) {
+                return broken(w, "a malformed answer to the set-up".to_owned());
+            }
+            w.not_ready = None;
+            w.head_started = Instant::now();
+            return Answer::Ready;
+        }
         let job = &mut head.job;
         let single = !job.is_batch();
         match frame::decode::<Response>(&frame) {
