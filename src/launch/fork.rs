@@ -165,11 +165,14 @@ impl Server {
         };
         drop((theirs, stderr_writer, lifeline));
         let child = ForkedHere(pid);
+        // The server writes to its stderr only when it fails, and its failures are read
+        // from there (`died`): no reader thread until then.
         let pipes = Pipes {
             stderr: Some(Box::new(stderr)),
             stdout: None,
             stderr_to: Some(command.stderr()),
             stdout_to: None,
+            stderr_deferred: true,
         };
         let process = WorkerProcess::new(Box::new(child), pipes);
         let events = Arc::new(Events::default());
@@ -279,6 +282,7 @@ impl Server {
                     stdout,
                     stderr_to: Some(command.stderr()),
                     stdout_to: Some(command.stdout()),
+                    stderr_deferred: false,
                 };
                 return Ok(WorkerProcess::new(Box::new(child), pipes));
             }

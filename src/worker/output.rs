@@ -6,6 +6,7 @@
 //! stderr, nowhere, or line by line to the user's function ([`Stdio::capture`]).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -154,19 +155,66 @@ impl Tail {
 pub(crate) struct OutputReader {
     shared: Arc<(Mutex<Tail>, Condvar)>,
     capturing: bool,
+    /// A pipe whose thread starts only when its words are asked for (see `deferred`).
+    deferred: Arc<Mutex<Deferred>>,
+}
+
+/// A pipe not read yet, and where its bytes are to go.
+#[derive(Default)]
+struct Deferred(Option<(Pipe, Sink)>);
+
+impl fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Deferred(pipe)"
+        } else {
+            "Deferred(none)"
+        })
+    }
 }
 
 impl OutputReader {
     /// Starts reading `pipe` (none: nothing to read) into the tail and `sink`.
-    pub(crate) fn start(pipe: Option<Pipe>, mut sink: Sink) -> OutputReader {
+    pub(crate) fn start(pipe: Option<Pipe>, sink: Sink) -> OutputReader {
         let reader = OutputReader {
             capturing: sink.is_capture(),
             ..OutputReader::default()
         };
-        let Some(mut pipe) = pipe else {
-            reader.close();
-            return reader;
+        match pipe {
+            Some(pipe) => reader.spawn(pipe, sink),
+            None => reader.close(),
+        }
+        reader
+    }
+
+    /// Like `start`, but the thread starts only when the lines are asked for: for a
+    /// process that writes to its stderr only when it fails, such as a fork server,
+    /// whose start is then one thread shorter. Lines wait in the pipe meanwhile (a
+    /// pipe holds 64 KiB).
+    pub(crate) fn deferred(pipe: Pipe, sink: Sink) -> OutputReader {
+        let reader = OutputReader {
+            capturing: sink.is_capture(),
+            ..OutputReader::default()
         };
+        reader.deferred.lock().unwrap_or_else(|e| e.into_inner()).0 = Some((pipe, sink));
+        reader
+    }
+
+    /// Starts a deferred reader's thread, if it has not started.
+    fn wake(&self) {
+        let pending = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .take();
+        if let Some((pipe, sink)) = pending {
+            self.spawn(pipe, sink);
+        }
+    }
+
+    fn spawn(&self, mut pipe: Pipe, mut sink: Sink) {
+        let reader = self;
         let thread_reader = reader.clone();
         let spawned = thread::Builder::new()
             .name("procpool-output".into())
@@ -190,7 +238,6 @@ impl OutputReader {
         if spawned.is_err() {
             reader.close();
         }
-        reader
     }
 
     fn lock(&self) -> MutexGuard<'_, Tail> {
@@ -218,6 +265,7 @@ impl OutputReader {
     /// For a captured stream, waits up to `wait` until every line has been delivered.
     pub(crate) fn drain_capture(&self, wait: Duration) {
         if self.capturing {
+            self.wake();
             drop(self.wait_closed(wait));
         }
     }
@@ -241,12 +289,14 @@ impl OutputReader {
     /// The first non-empty line since the last clear, once the pipe has drained
     /// (waiting up to `wait`).
     pub(crate) fn first_line(&self, wait: Duration) -> Option<String> {
+        self.wake();
         self.wait_closed(wait).first.clone()
     }
 
     /// The last lines, waiting up to `wait` for end-of-file so that the dying words are
     /// in.
     pub(crate) fn lines(&self, wait: Duration) -> Vec<String> {
+        self.wake();
         let tail = self.wait_closed(wait);
         let mut lines: Vec<String> = tail.lines.iter().cloned().collect();
         if !tail.partial.is_empty() {
@@ -316,6 +366,20 @@ mod tests {
         assert_eq!(reader.first_line(Duration::ZERO).as_deref(), Some("first"));
         assert_eq!(reader.lines(Duration::ZERO), ["first", "second", "third"]);
     }
+    #[test]
+    fn a_deferred_reader_reads_nothing_until_its_lines_are_asked_for() {
+        let (sink, lines) = capture(OutputStream::Stderr);
+        let reader = OutputReader::deferred(Box::new(&b"cannot settle\nmore"[..]), sink);
+        reader.clear();
+        assert!(!reader.saw_allocation_failure());
+        assert!(lines.lock().unwrap().is_empty(), "read before it was asked");
+        assert_eq!(
+            reader.first_line(Duration::from_secs(5)).as_deref(),
+            Some("cannot settle")
+        );
+        assert_eq!(lines.lock().unwrap().len(), 2);
+    }
+
     #[test]
     fn tail_keeps_the_last_lines_and_bounds_their_length() {
         let mut tail = Tail::default();
