@@ -232,6 +232,9 @@ impl OutputReader {
                         Err(_) => break,
                     }
                 }
+                // The pipe is closed before the reader says it is done, so that a
+                // caller waiting for that (`finish`) finds the descriptor gone too.
+                drop(pipe);
                 sink.finish();
                 thread_reader.close();
             });
@@ -262,10 +265,21 @@ impl OutputReader {
             .0
     }
 
-    /// For a captured stream, waits up to `wait` until every line has been delivered.
-    pub(crate) fn drain_capture(&self, wait: Duration) {
+    /// Waits up to `wait` until the reader has read to end-of-file, delivered every
+    /// line and closed its pipe (for a process already reaped, that is at once). A
+    /// deferred reader never started is left alone, unless it captures: its lines are
+    /// delivered first.
+    pub(crate) fn finish(&self, wait: Duration) {
         if self.capturing {
             self.wake();
+        }
+        let pending = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .is_some();
+        if !pending {
             drop(self.wait_closed(wait));
         }
     }
@@ -361,7 +375,7 @@ mod tests {
         let (sink, lines) = capture(OutputStream::Stderr);
         let text = "first\nsecond\nthird";
         let reader = OutputReader::start(Some(Box::new(text.as_bytes())), sink);
-        reader.drain_capture(Duration::from_secs(5));
+        reader.finish(Duration::from_secs(5));
         assert_eq!(lines.lock().unwrap().len(), 3);
         assert_eq!(reader.first_line(Duration::ZERO).as_deref(), Some("first"));
         assert_eq!(reader.lines(Duration::ZERO), ["first", "second", "third"]);

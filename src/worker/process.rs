@@ -17,8 +17,9 @@ use crate::sys::{self, Signal};
 
 /// How often a stop polls for the exit.
 const REAP_POLL: Duration = Duration::from_millis(2);
-/// How long dropping a worker waits for its captured output to be delivered (a process
-/// the task left in the background may hold the pipe open for good).
+/// How long dropping a worker waits for its output readers to finish: captured lines
+/// delivered and pipes closed, so that `join` leaves no descriptor behind (a process
+/// the task left in the background may hold a pipe open for good).
 const CAPTURE_DRAIN: Duration = Duration::from_secs(1);
 
 /// How the parent signals and reaps one kind of child process.
@@ -179,8 +180,8 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
-        self.stdout.drain_capture(CAPTURE_DRAIN);
-        self.stderr.drain_capture(CAPTURE_DRAIN);
+        self.stdout.finish(CAPTURE_DRAIN);
+        self.stderr.finish(CAPTURE_DRAIN);
     }
 }
 
