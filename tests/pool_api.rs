@@ -154,8 +154,8 @@ fn map_unordered_gives_every_index_exactly_once() {
 #[test]
 fn map_pulls_its_input_lazily() {
     let pool = builder().build().unwrap();
-    // The map keeps at most 4 batches per worker in flight, each of at most 65,536
-    // tasks (README).
+    // The map keeps 4 batches per worker in flight, each of at most 65,536 tasks
+    // (README); the 32-task floor is far below that.
     let window = 4 * 65_536 * pool.workers();
     let pulled = AtomicUsize::new(0);
     let endless = (0u64..).map(|n| {
@@ -278,6 +278,36 @@ fn a_retried_task_from_the_end_of_a_batch_runs_again() {
     for (i, out) in outs.iter().enumerate() {
         assert_eq!(out, &Ok(1), "task {i}");
     }
+}
+
+/// An ordered map waiting for a slow task keeps the other workers fed: however small
+/// the batches (here 20 ms tasks, one per batch), at least 32 tasks per worker are
+/// pulled ahead, so the tasks behind a hang run while it waits for its timeout.
+#[test]
+fn a_hang_does_not_starve_the_other_workers_of_a_map() {
+    let pool = builder()
+        .workers(2)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let pulled = AtomicUsize::new(0);
+    let inputs = (0..61u64).map(|i| {
+        pulled.fetch_add(1, Ordering::SeqCst);
+        if i == 0 {
+            Fault::Hang
+        } else {
+            Fault::Sleep(20)
+        }
+    });
+    let mut outs = pool.map(inputs);
+    let first = outs.next().unwrap().unwrap_err();
+    assert!(first.is_timeout(), "{first:?}");
+    assert_eq!(
+        pulled.load(Ordering::SeqCst),
+        61,
+        "inputs pulled while the hang waited"
+    );
+    assert!(outs.all(|out| out == Ok(20)));
 }
 
 /// Batches never carry a worker past its task limit.

@@ -8,8 +8,8 @@
 //! worker that dies mid-batch leaves a journal (`worker::journal`) saying which tasks
 //! finished. Only the task that was running fails; those after it run again.
 //!
-//! The window of inputs pulled but not yet yielded is a few batches per worker, so the
-//! input is never swallowed whole.
+//! The window of inputs pulled but not yet yielded is a few batches per worker (and at
+//! least 32 tasks per worker), so the input is never swallowed whole.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,6 +39,8 @@ pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Batches in flight per worker: one running, one waiting at the worker, and more
 /// queued so that no worker waits for the caller to decode outcomes.
 pub(crate) const BATCHES_PER_WORKER: usize = 4;
+/// Tasks in flight per worker however small the batches.
+pub(crate) const MIN_WINDOW_PER_WORKER: usize = 32;
 
 /// Picks batch sizes from the time the tasks have been taking.
 #[derive(Debug)]
@@ -102,6 +104,8 @@ struct Stream<'p, I: Iterator> {
     pool: &'p Pool,
     inputs: Fuse<I>,
     batches: usize,
+    /// Tasks in flight allowed however small the batches (see `fill`).
+    min_window: usize,
     sizer: Sizer,
     tx: Sender<Delivery>,
     rx: Receiver<Delivery>,
@@ -126,6 +130,7 @@ where
             pool,
             inputs: inputs.fuse(),
             batches: pool.workers().saturating_mul(BATCHES_PER_WORKER).max(2),
+            min_window: pool.workers().saturating_mul(MIN_WINDOW_PER_WORKER).max(1),
             sizer: Sizer::new(pool),
             tx,
             rx,
@@ -140,7 +145,11 @@ where
     fn fill(&mut self) {
         loop {
             let size = self.sizer.batch_len();
-            if self.pulled - self.yielded + size > self.batches * size {
+            // Small batches get a window of at least `MIN_WINDOW_PER_WORKER` tasks per
+            // worker: when `map` waits in order for a slow task (a hang, until its
+            // timeout), the other workers keep busy on the tasks behind it.
+            let window = (self.batches * size).max(self.min_window);
+            if self.pulled - self.yielded + size > window {
                 return;
             }
             if !self.send_batch(size) {
