@@ -235,16 +235,16 @@ impl Server {
     /// The error for a server that is gone: with how it ended and its first words if
     /// it never said `Ready` (or `ready` is false).
     fn died(&self, ready: bool) -> io::Error {
-        if ready {
-            return io::Error::other("the fork server died");
-        }
         let mut process = lock(&self.process);
         let status = process.wait_or_kill(TAIL_WAIT);
+        // Read (and, per the pool's stderr setting, passed on) here if not before: a
+        // deferred reader starts now.
         let said = process.first_stderr_line(TAIL_WAIT);
         io::Error::other(format!(
-            "fork server {} ended ({}) before it was ready{}",
+            "fork server {} ended ({}){}{}",
             self.program,
             status,
+            if ready { "" } else { " before it was ready" },
             said.map(|l| format!("; its first stderr line: {l}"))
                 .unwrap_or_default()
         ))
@@ -264,7 +264,14 @@ impl Server {
         fds.extend(stdout.as_ref().map(|(_, writer)| writer.as_raw_fd()));
         let _one_at_a_time = lock(&self.spawning);
         self.events.lock().answer = None;
-        self.send(&ToServer::Spawn, &fds)?;
+        if let Err(e) = self.send(&ToServer::Spawn, &fds) {
+            // A server that is gone says how it ended; anything else as it is.
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                return Err(e);
+            }
+            let ready = self.events.lock().ready.is_some();
+            return Err(self.died(ready));
+        }
         drop((socket, stderr_writer));
         let stdout = stdout.map(|(reader, _writer)| Box::new(reader) as Pipe);
         let deadline = Instant::now() + self.start_timeout;

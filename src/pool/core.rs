@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -17,8 +18,12 @@ use crate::launch::Spawner;
 use crate::task::Task;
 use crate::wire::codec;
 use crate::wire::frame::{self, Request};
+use crate::worker::output::OutputReader;
 use crate::worker::reaper::Reaper;
 use crate::worker::supervisor::Supervisor;
+
+/// How long `join` (or drop) waits, in all, for workers' output readers to close.
+const READERS_WAIT: Duration = Duration::from_secs(1);
 
 /// What the pool and its supervisor threads share.
 #[derive(Debug)]
@@ -31,9 +36,29 @@ pub(crate) struct Shared {
     terminating: AtomicBool,
     live_slots: AtomicUsize,
     next_id: AtomicU64,
+    /// The output readers of the workers started, until they have closed their pipes.
+    readers: Mutex<Vec<OutputReader>>,
 }
 
 impl Shared {
+    /// Keeps a new worker's output readers, for `join` to wait on.
+    pub(crate) fn track_readers(&self, readers: [OutputReader; 2]) {
+        let mut tracked = lock(&self.readers);
+        tracked.retain(|r| !r.is_done());
+        tracked.extend(readers);
+    }
+
+    /// Waits, up to `wait` in all, until every worker's output readers have read to
+    /// end-of-file and closed their pipes: `join` leaves no descriptor behind, unless
+    /// a process a task left in the background still holds one.
+    fn wait_for_readers(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        let readers = std::mem::take(&mut *lock(&self.readers));
+        for reader in readers {
+            reader.wait_done(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
     /// A job id no other job of this pool has.
     pub(crate) fn new_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
@@ -89,6 +114,7 @@ impl Pool {
             terminating: AtomicBool::new(false),
             live_slots: AtomicUsize::new(workers),
             next_id: AtomicU64::new(0),
+            readers: Mutex::new(Vec::new()),
         });
         let pool = Pool {
             shared: shared.clone(),
@@ -187,6 +213,7 @@ impl Pool {
             let _ = handle.join();
         }
         self.shared.reaper.finish(self.shared.is_terminating());
+        self.shared.wait_for_readers(READERS_WAIT);
     }
 
     /// Encodes and queues one task. Shared by `submit` and `try_submit`.

@@ -80,6 +80,11 @@ impl Sizer {
         }
     }
 
+    /// About how many inputs fit in `bytes`, judging from those so far.
+    fn tasks_in(&self, bytes: usize) -> usize {
+        (bytes as f64 / self.bytes_per_task.max(1.0)) as usize
+    }
+
     fn observe_bytes(&mut self, bytes: usize, tasks: usize) {
         if tasks > 0 {
             let latest = bytes as f64 / tasks as f64;
@@ -146,9 +151,13 @@ where
         loop {
             let size = self.sizer.batch_len();
             // Small batches get a window of at least `MIN_WINDOW_PER_WORKER` tasks per
-            // worker: when `map` waits in order for a slow task (a hang, until its
-            // timeout), the other workers keep busy on the tasks behind it.
-            let window = (self.batches * size).max(self.min_window);
+            // worker (while their inputs stay within the bytes of the batches): when
+            // `map` waits in order for a slow task (a hang, until its timeout), the
+            // other workers keep busy on the tasks behind it.
+            let floor = self
+                .min_window
+                .min(self.sizer.tasks_in(self.batches * MAX_BATCH_BYTES));
+            let window = (self.batches * size).max(floor);
             if self.pulled - self.yielded + size > window {
                 return;
             }

@@ -233,7 +233,7 @@ impl OutputReader {
                     }
                 }
                 // The pipe is closed before the reader says it is done, so that a
-                // caller waiting for that (`finish`) finds the descriptor gone too.
+                // caller waiting for that (`wait_done`) finds the descriptor gone too.
                 drop(pipe);
                 sink.finish();
                 thread_reader.close();
@@ -265,23 +265,34 @@ impl OutputReader {
             .0
     }
 
-    /// Waits up to `wait` until the reader has read to end-of-file, delivered every
-    /// line and closed its pipe (for a process already reaped, that is at once). A
-    /// deferred reader never started is left alone, unless it captures: its lines are
-    /// delivered first.
-    pub(crate) fn finish(&self, wait: Duration) {
+    /// For a captured stream, waits up to `wait` until every line has been delivered
+    /// (a deferred reader is started for it).
+    pub(crate) fn drain_capture(&self, wait: Duration) {
         if self.capturing {
             self.wake();
+            drop(self.wait_closed(wait));
         }
-        let pending = self
-            .deferred
+    }
+
+    /// Waits up to `wait` until the reader has read to end-of-file and closed its pipe.
+    /// A deferred reader never started holds nothing open and is not waited for.
+    pub(crate) fn wait_done(&self, wait: Duration) {
+        if !self.is_pending() {
+            drop(self.wait_closed(wait));
+        }
+    }
+
+    /// Whether the reader has closed its pipe, or never opened it (deferred).
+    pub(crate) fn is_done(&self) -> bool {
+        self.is_pending() || self.lock().closed
+    }
+
+    fn is_pending(&self) -> bool {
+        self.deferred
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .0
-            .is_some();
-        if !pending {
-            drop(self.wait_closed(wait));
-        }
+            .is_some()
     }
 
     /// Forgets the lines so far: a crash report then shows what the worker wrote while
@@ -375,7 +386,7 @@ mod tests {
         let (sink, lines) = capture(OutputStream::Stderr);
         let text = "first\nsecond\nthird";
         let reader = OutputReader::start(Some(Box::new(text.as_bytes())), sink);
-        reader.finish(Duration::from_secs(5));
+        reader.drain_capture(Duration::from_secs(5));
         assert_eq!(lines.lock().unwrap().len(), 3);
         assert_eq!(reader.first_line(Duration::ZERO).as_deref(), Some("first"));
         assert_eq!(reader.lines(Duration::ZERO), ["first", "second", "third"]);

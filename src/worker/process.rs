@@ -17,9 +17,9 @@ use crate::sys::{self, Signal};
 
 /// How often a stop polls for the exit.
 const REAP_POLL: Duration = Duration::from_millis(2);
-/// How long dropping a worker waits for its output readers to finish: captured lines
-/// delivered and pipes closed, so that `join` leaves no descriptor behind (a process
-/// the task left in the background may hold a pipe open for good).
+/// How long dropping a worker waits for its captured output to be delivered (a process
+/// the task left in the background may hold the pipe open for good). `join` waits for
+/// the readers of all workers to close their pipes, with one deadline for all.
 const CAPTURE_DRAIN: Duration = Duration::from_secs(1);
 
 /// How the parent signals and reaps one kind of child process.
@@ -108,6 +108,11 @@ impl WorkerProcess {
         self.child.pid()
     }
 
+    /// Its output readers, for the pool to wait on when it joins.
+    pub(crate) fn readers(&self) -> [OutputReader; 2] {
+        [self.stderr.clone(), self.stdout.clone()]
+    }
+
     /// The exit status if the process has ended, without blocking. Whatever is left in
     /// its group is killed before the reap (see [`kill`](Self::kill)).
     pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
@@ -180,8 +185,8 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
-        self.stdout.finish(CAPTURE_DRAIN);
-        self.stderr.finish(CAPTURE_DRAIN);
+        self.stdout.drain_capture(CAPTURE_DRAIN);
+        self.stderr.drain_capture(CAPTURE_DRAIN);
     }
 }
 

@@ -382,8 +382,16 @@ impl Supervisor {
             // The worker is gone (reaped), but answers it sent before it went may still
             // be unread: take them first, so finished tasks keep their outcomes.
             let target = in_flight.front().map(|f| f.job.id);
+            let was_not_ready = worker.not_ready;
             self.drain(&mut worker, &mut in_flight);
-            if let Some(not_ready) = worker.not_ready {
+            // Still not ready, or killed for its start (deadline, bad frame) although a
+            // `Ready` turned up in the drain: a failed start either way.
+            let failed_start = match (was_not_ready, worker.not_ready) {
+                (_, Some(not_ready)) => Some(not_ready),
+                (Some(not_ready), None) if !lost.is_crash() => Some(not_ready),
+                _ => None,
+            };
+            if let Some(not_ready) = failed_start {
                 // Lost before `Ready`: a failed start. No task ran; all go back.
                 let message = match lost {
                     TaskError::WorkerStart { message } => message,
@@ -445,7 +453,15 @@ impl Supervisor {
     ) -> Option<TaskError> {
         match answer {
             Answer::Lost(error) => return Some(error),
-            Answer::Ready => {}
+            Answer::Ready => {
+                // A `Skipped` for a job told to skip before `Ready` comes now: its
+                // grace (see `watch`) counts from here.
+                for waiting in in_flight.iter_mut() {
+                    if let Some(sent) = &mut waiting.skip_sent {
+                        *sent = Instant::now();
+                    }
+                }
+            }
             Answer::Outcome(outcome) => {
                 let done = in_flight.pop_front().expect("a head");
                 done.job.ticket.complete(outcome);
@@ -635,6 +651,14 @@ impl Supervisor {
                     message: self.not_ready_in_time(),
                 });
             }
+            // A job cancelled before the worker is ready is skipped by it, after `Ready`.
+            for waiting in in_flight.iter_mut() {
+                if waiting.skip_sent.is_none() && waiting.job.ticket.is_cancel_requested() {
+                    let skip = frame::header_only(&Request::Skip { id: waiting.job.id });
+                    let _ = worker.link.send(&skip);
+                    waiting.skip_sent = Some(Instant::now());
+                }
+            }
             if worker.dead || worker.process.try_wait().is_some() {
                 return Some(self.crashed(worker, *peak));
             }
@@ -739,6 +763,7 @@ impl Supervisor {
             .spawner
             .spawn(worker_end)
             .map_err(|e| format!("cannot run {}: {e}", program()))?;
+        self.shared.track_readers(process.readers());
         Ok(Worker {
             process,
             link,
