@@ -286,7 +286,11 @@ impl Supervisor {
         }
         let room = self.room(&worker, &VecDeque::new());
         let job = self.fit(&mut worker, job, room, &mut backlog);
-        worker.process.clear_stderr_tail();
+        // A crash report shows what the worker wrote while running the task; a worker
+        // not ready yet keeps its words until `Ready` (a failed start quotes them).
+        if worker.not_ready.is_none() {
+            worker.process.clear_stderr_tail();
+        }
         worker.head_started = Instant::now();
         let sent = worker.link.send_many(&[job.frame()]);
         let in_flight = VecDeque::from([InFlight::new(job)]);
@@ -836,6 +840,7 @@ impl Supervisor {
             }
             w.not_ready = None;
             w.head_started = Instant::now();
+            w.process.clear_stderr_tail();
             return Answer::Ready;
         }
         let job = &mut head.job;
