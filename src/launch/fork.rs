@@ -204,36 +204,49 @@ impl Server {
     }
 
     fn wait_ready(&self) -> io::Result<()> {
+        let late = format!("fork server {} was not ready", self.program);
+        let pid = self.wait_for(&late, |state| state.ready)?;
+        if pid != self.pid() {
+            return Err(io::Error::other(format!(
+                "process {pid} answered in place of fork server {}",
+                self.pid()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits, up to `start_timeout`, until `take` finds what it waits for among the
+    /// server's events. A server gone meanwhile is reported by `died`; a wait too long
+    /// as "`late` within …".
+    fn wait_for<T>(
+        &self,
+        late: &str,
+        mut take: impl FnMut(&mut EventState) -> Option<T>,
+    ) -> io::Result<T> {
         let deadline = Instant::now() + self.start_timeout;
         let mut state = self.events.lock();
         loop {
-            if let Some(pid) = state.ready {
-                drop(state);
-                if pid != self.pid() {
-                    return Err(io::Error::other(format!(
-                        "process {pid} answered in place of fork server {}",
-                        self.pid()
-                    )));
-                }
-                return Ok(());
+            if let Some(found) = take(&mut state) {
+                return Ok(found);
             }
             if state.gone {
+                let ready = state.ready.is_some();
                 drop(state);
-                return Err(self.died(false));
+                return Err(self.died(ready));
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(io::Error::other(format!(
-                    "fork server {} was not ready within {:?}",
-                    self.program, self.start_timeout
+                    "{late} within {:?}",
+                    self.start_timeout
                 )));
             }
             state = self.events.wait(state, deadline - now);
         }
     }
 
-    /// The error for a server that is gone: with how it ended and its first words if
-    /// it never said `Ready` (or `ready` is false).
+    /// The error for a server that is gone: how it ended, whether it had said `Ready`,
+    /// and its first stderr line.
     fn died(&self, ready: bool) -> io::Error {
         let mut process = lock(&self.process);
         let status = process.wait_or_kill(TAIL_WAIT);
@@ -274,39 +287,20 @@ impl Server {
         }
         drop((socket, stderr_writer));
         let stdout = stdout.map(|(reader, _writer)| Box::new(reader) as Pipe);
-        let deadline = Instant::now() + self.start_timeout;
-        let mut state = self.events.lock();
-        loop {
-            if let Some(answer) = state.answer.take() {
-                drop(state);
-                let pid = answer.map_err(io::Error::other)?;
-                let child = Forked {
-                    pid,
-                    server: self.clone(),
-                };
-                let pipes = Pipes {
-                    stderr: Some(Box::new(stderr)),
-                    stdout,
-                    stderr_to: Some(command.stderr()),
-                    stdout_to: Some(command.stdout()),
-                    stderr_deferred: false,
-                };
-                return Ok(WorkerProcess::new(Box::new(child), pipes));
-            }
-            if state.gone {
-                let ready = state.ready.is_some();
-                drop(state);
-                return Err(self.died(ready));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(io::Error::other(format!(
-                    "the fork server did not fork within {:?}",
-                    self.start_timeout
-                )));
-            }
-            state = self.events.wait(state, deadline - now);
-        }
+        let answer = self.wait_for("the fork server did not fork", |state| state.answer.take())?;
+        let pid = answer.map_err(io::Error::other)?;
+        let child = Forked {
+            pid,
+            server: self.clone(),
+        };
+        let pipes = Pipes {
+            stderr: Some(Box::new(stderr)),
+            stdout,
+            stderr_to: Some(command.stderr()),
+            stdout_to: Some(command.stdout()),
+            stderr_deferred: false,
+        };
+        Ok(WorkerProcess::new(Box::new(child), pipes))
     }
 
     fn send(&self, message: &ToServer, fds: &[std::os::fd::RawFd]) -> io::Result<()> {

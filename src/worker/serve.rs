@@ -260,8 +260,10 @@ fn run_batch(
     }
     let started = Instant::now();
     let mut out = Vec::new();
-    // Tasks whose records are in `out`, and the index of the first of them.
+    // How many tasks have their records in `out`, not sent yet.
     let mut held = 0u32;
+    // The record of the last task went out on its own, as the batch's final answer.
+    let mut answered = false;
     let mut entries = batch::Entries::new(items);
     for index in 0..count {
         let Some(Some(item)) = entries.next() else {
@@ -282,7 +284,7 @@ fn run_batch(
         }
         // The journal is full: send what it holds, then start it over with this record
         // (or, if even that does not fit, send the record at once as well).
-        let earlier = out.split_off(record.start);
+        let current = out.split_off(record.start);
         if held > 0 {
             let part = Response::Batch {
                 id,
@@ -294,7 +296,7 @@ fn run_batch(
                 return Ok(Err(e));
             }
         }
-        out = earlier;
+        out = current;
         held = 1;
         journal.sent_up_to(index as usize);
         if !journal.record(&out) {
@@ -309,9 +311,7 @@ fn run_batch(
             }
             held = 0;
             journal.sent_up_to(index as usize + 1);
-            if index + 1 == count {
-                return Ok(Ok(()));
-            }
+            answered = index + 1 == count;
         }
     }
     if entries.next().is_some() {
@@ -319,6 +319,9 @@ fn run_batch(
         return Err(EXIT_PROTOCOL);
     }
     let _ = std::io::stdout().flush();
+    if answered {
+        return Ok(Ok(()));
+    }
     let last = Response::Batch {
         id,
         count: held,
@@ -340,4 +343,29 @@ fn setup(memory_limit: Option<u64>, core_dumps: bool) -> std::io::Result<()> {
         sys::limit_memory(limit)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::ParentEnd;
+    use crate::wire::codec;
+
+    /// A batch whose payload does not hold `count` entries is a protocol error: the
+    /// worker exits rather than guess which task is which.
+    #[test]
+    fn a_batch_with_the_wrong_number_of_tasks_is_refused() {
+        let (_parent, theirs) = ParentEnd::pair().unwrap();
+        let mut link = WorkerEnd::new(theirs).unwrap();
+        let mut items = Vec::new();
+        for n in 0..2u64 {
+            batch::push_item(&mut items, |b| codec::encode_into(&n, b)).unwrap();
+        }
+        for count in [1, 3] {
+            let ran = run_batch(&mut link, None, 9, "no::Such", &items, count);
+            assert_eq!(ran.err(), Some(EXIT_PROTOCOL), "count {count}");
+        }
+        let ran = run_batch(&mut link, None, 9, "no::Such", &items, 2);
+        assert!(matches!(ran, Ok(Ok(()))), "two tasks, two entries");
+    }
 }
