@@ -22,14 +22,29 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
     ALONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The parent process the kill tests SIGKILL: a pool of two workers, one of which left
+/// a process running in the background (in its group); with `busy`, both workers then
+/// run endless tasks, otherwise they wait for work.
+fn parent_helper(busy: bool) {
+    let pool = Pool::builder().workers(2).build().unwrap();
+    pool.submit(Fault::SpawnSleep(600)).unwrap().wait().unwrap();
+    let _busy: Vec<_> = (0..2)
+        .filter(|_| busy)
+        .map(|_| pool.submit(Fault::Hang).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_secs(120));
+}
+
 #[test]
 #[ignore = "the parent process of parent_killed_while_workers_are_busy; run by it"]
 fn busy_parent_helper() {
-    let pool = Pool::builder().workers(2).build().unwrap();
-    // A process a task left running in the background, in its worker's group.
-    pool.submit(Fault::SpawnSleep(600)).unwrap().wait().unwrap();
-    let _busy: Vec<_> = (0..2).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
-    std::thread::sleep(Duration::from_secs(120));
+    parent_helper(true);
+}
+
+#[test]
+#[ignore = "the parent process of parent_killed_while_workers_are_idle; run by it"]
+fn idle_parent_helper() {
+    parent_helper(false);
 }
 
 /// Two busy workers and a task's background process, all gone with the parent.
@@ -37,7 +52,17 @@ fn busy_parent_helper() {
 fn parent_killed_while_workers_are_busy() {
     let _alone = alone();
     let args = ["--exact", "busy_parent_helper", "--include-ignored", "-q"];
-    common::kill_busy_parent(&args, 3);
+    common::kill_helper_parent(&args, 3);
+}
+
+/// Two idle workers and a task's background process, all gone with the parent. An idle
+/// worker sees its link close before its watchdog acts; it must not just exit and
+/// leave the background process to live on.
+#[test]
+fn parent_killed_while_workers_are_idle() {
+    let _alone = alone();
+    let args = ["--exact", "idle_parent_helper", "--include-ignored", "-q"];
+    common::kill_helper_parent(&args, 3);
 }
 
 #[test]

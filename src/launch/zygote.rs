@@ -2,14 +2,15 @@
 //!
 //! The server is the user's program stopped in [`init`](crate::init) before `main` has
 //! started a thread; it stays single-threaded for good (no helper threads: one `poll`
-//! over its socket, a `SIGCHLD` descriptor and the parent-death lifeline), so every fork
+//! over its socket, a signal descriptor and the parent-death lifeline), so every fork
 //! copies a process in which no other thread can hold a lock.
 //!
 //! ```text
 //! Spawn ──▶ fork ──▶ child: own group, PDEATHSIG, stderr, then the worker loop
 //!                └─▶ server: Spawned{pid}
 //! SIGCHLD ──▶ for each ended child: kill its group, reap it, Ended{pid, status}
-//! end of stream or lifeline closed ──▶ kill every worker's group, reap, exit
+//! end of stream, lifeline closed or parent-death signal ──▶ kill every worker's group,
+//!                                                          reap, exit
 //! ```
 
 use std::collections::HashSet;
@@ -60,13 +61,14 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 break EXIT_PROTOCOL;
             }
         };
+        let mut parent_died = false;
         if ready[1] {
-            signals.drain();
+            parent_died = signals.drain();
             if reap_ended(&sock, &mut live).is_err() {
                 break 0;
             }
         }
-        if ready.get(2) == Some(&true) {
+        if parent_died || ready.get(2) == Some(&true) {
             // The pool's process is gone: so are we, and our workers.
             break 0;
         }

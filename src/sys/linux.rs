@@ -396,6 +396,15 @@ pub(crate) fn kill_group_on_parent_death() -> io::Result<()> {
     }
 }
 
+/// Ends the calling worker and everything in its process group (what its tasks left
+/// running in the background) at once. For a worker whose parent is gone: nobody else
+/// is left to kill the group.
+pub(crate) fn end_own_group() -> ! {
+    let _ = killpg(Pid::from_raw(0), Signal::SIGKILL);
+    // Only reached if the group could not be signalled; the worker still goes.
+    std::process::abort()
+}
+
 /// Starts the worker's watchdog: when the lifeline reads end-of-file (the parent is
 /// gone), the whole process group is killed at once, whatever the task is doing.
 pub(crate) fn watch_lifeline(owned: OwnedFd) -> io::Result<()> {
@@ -412,8 +421,7 @@ pub(crate) fn watch_lifeline(owned: OwnedFd) -> io::Result<()> {
                 }
             }
             // The parent is gone: take the task (and anything it spawned) with us.
-            let _ = killpg(Pid::from_raw(0), Signal::SIGKILL);
-            std::process::abort();
+            end_own_group()
         })?;
     Ok(())
 }
@@ -519,12 +527,22 @@ pub(crate) struct ChildSignals {
 }
 
 impl ChildSignals {
-    /// Blocks `SIGCHLD` (so it queues on the descriptor instead) and opens the descriptor.
+    /// Blocks `SIGCHLD` and the parent-death signal (so they queue on the descriptor
+    /// instead) and opens the descriptor. The fork server thus learns of its parent's
+    /// death in its loop, and kills its workers' groups, rather than dying on the spot.
     pub(crate) fn new() -> io::Result<ChildSignals> {
         use nix::sys::signalfd::{SfdFlags, SignalFd};
         let old_mask = SigSet::thread_get_mask()?;
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGCHLD);
+        // `Signal` has no real-time signals, so the set is built with libc.
+        let mut raw = std::mem::MaybeUninit::<nix::libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set before sigaddset writes into it (both
+        // numbers are valid signals), so the set handed to nix is initialised.
+        let mask = unsafe {
+            Errno::result(nix::libc::sigemptyset(raw.as_mut_ptr()))?;
+            Errno::result(nix::libc::sigaddset(raw.as_mut_ptr(), nix::libc::SIGCHLD))?;
+            Errno::result(nix::libc::sigaddset(raw.as_mut_ptr(), death_signal()))?;
+            SigSet::from_sigset_t_unchecked(raw.assume_init())
+        };
         mask.thread_block()?;
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(ChildSignals { fd, old_mask })
@@ -535,13 +553,18 @@ impl ChildSignals {
     }
 
     /// Empties the descriptor; the caller then looks for ended children itself (signals
-    /// of the same kind merge, so one read may stand for several exits).
-    pub(crate) fn drain(&self) {
-        while let Ok(Some(_)) = self.fd.read_signal() {}
+    /// of the same kind merge, so one read may stand for several exits). Says whether
+    /// the parent-death signal was among them.
+    pub(crate) fn drain(&self) -> bool {
+        let mut parent_died = false;
+        while let Ok(Some(info)) = self.fd.read_signal() {
+            parent_died |= info.ssi_signo as nix::libc::c_int == death_signal();
+        }
+        parent_died
     }
 
     /// In a forked child: closes the descriptor and gives back the signal mask the
-    /// process had before, so the worker and what it runs see `SIGCHLD` as usual.
+    /// process had before, so the worker and what it runs see both signals as usual.
     pub(crate) fn release_in_child(self) -> io::Result<()> {
         self.old_mask.thread_set_mask()?;
         Ok(())

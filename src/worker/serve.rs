@@ -2,7 +2,8 @@
 //!
 //! It reads a frame, runs the named task (panics caught), writes one response frame, and
 //! repeats until the parent says `Shutdown` or goes away. A watchdog thread on the
-//! parent-death lifeline kills the process group if the parent dies mid-task.
+//! parent-death lifeline kills the process group if the parent dies mid-task; a parent
+//! that goes away while the worker waits for a frame is met the same way.
 
 use std::collections::VecDeque;
 use std::env;
@@ -114,7 +115,7 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
     loop {
         if inbox.is_empty() {
             let Some(frame) = link.recv() else {
-                return 0;
+                parent_gone()
             };
             if let Err(code) = take_in(frame, &mut inbox) {
                 return code;
@@ -128,7 +129,7 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     }
                 }
                 Some(None) => break,
-                None => return 0,
+                None => parent_gone(),
             }
         }
         let Some(inbound) = inbox.pop_front() else {
@@ -199,9 +200,18 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             Request::Skip { .. } => Ok(()),
         };
         if sent.is_err() {
-            return 0;
+            parent_gone()
         }
     }
+}
+
+/// The parent closed the link without `Shutdown`: it died, or gave up on this worker.
+/// The worker ends with its whole process group. An idle worker sees the closed link
+/// before its parent-death signal or lifeline watchdog act; had it just exited, no one
+/// would be left to kill what its tasks started in the background (a forked server
+/// that died of its own parent-death signal cannot).
+fn parent_gone() -> ! {
+    sys::end_own_group()
 }
 
 /// A frame from the parent, decoded, waiting its turn.

@@ -57,10 +57,10 @@ pub(crate) fn open_fds() -> usize {
 }
 
 /// Runs this test binary again with `args`, which pick a helper that builds a pool and
-/// keeps its workers busy; waits until the helper has `expected` descendants (workers,
+/// keeps it (busy or idle); waits until the helper has `expected` descendants (workers,
 /// a fork server, processes tasks started), SIGKILLs it, and asserts that every one of
 /// them is gone within a few seconds. Prints how long that took.
-pub(crate) fn kill_busy_parent(args: &[&str], expected: usize) {
+pub(crate) fn kill_helper_parent(args: &[&str], expected: usize) {
     let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -74,6 +74,7 @@ pub(crate) fn kill_busy_parent(args: &[&str], expected: usize) {
         descendants(pid)
     );
     let doomed = descendants(pid);
+    let before: Vec<String> = doomed.iter().map(|&p| describe(p)).collect();
     // Let the workers pick up their endless tasks.
     std::thread::sleep(Duration::from_millis(300));
     parent.kill().unwrap();
@@ -83,16 +84,32 @@ pub(crate) fn kill_busy_parent(args: &[&str], expected: usize) {
         eventually(Duration::from_secs(5), || doomed
             .iter()
             .all(|&p| !is_running(p))),
-        "{:?} of {doomed:?} outlived their SIGKILLed parent",
+        "{:?} of {before:?} outlived their SIGKILLed parent {pid}",
         doomed
             .iter()
             .filter(|&&p| is_running(p))
+            .map(|&p| describe(p))
             .collect::<Vec<_>>()
     );
     eprintln!(
         "{doomed:?} gone {:?} after the parent's SIGKILL",
         killed.elapsed()
     );
+}
+
+/// `pid`, its command and, from `/proc/<pid>/stat`, its state, parent and group: what a
+/// failure message needs to tell which process was left behind.
+pub(crate) fn describe(pid: u32) -> String {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let (name, rest) = stat.rsplit_once(')').unwrap_or((&stat, ""));
+    let name = name.split_once('(').map_or(name, |(_, n)| n);
+    let fields: Vec<&str> = rest.split_whitespace().take(3).collect();
+    match fields[..] {
+        [state, parent, group] => {
+            format!("{pid} ({name}) state {state}, parent {parent}, group {group}")
+        }
+        _ => format!("{pid} (gone)"),
+    }
 }
 
 /// Running descendants of `ancestor`: children, their children, and so on.
