@@ -42,6 +42,7 @@ mod error;
 mod launch;
 mod link;
 mod pool;
+mod shared;
 mod sys;
 mod task;
 mod wire;
@@ -52,6 +53,7 @@ pub use error::{
 };
 pub use launch::{Launch, OutputLine, OutputSink, OutputStream, Stdio};
 pub use pool::{Map, MapUnordered, Pool, PoolBuilder, TaskHandle};
+pub use shared::SharedSlice;
 pub use task::{BoxError, Task};
 pub use worker::context::context;
 

@@ -11,12 +11,14 @@
 //! ≈73 µs, 4 KiB ≈40 µs vs ≈75 µs, 8 MiB one way ≈3.1 GiB/s vs ≈0.62 GiB/s
 //! (ipc-channel's serde path, which procpool used) on this machine.
 
-use std::io::{self, BufWriter, IoSlice, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, BufWriter, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::sys;
+use crate::wire::codec;
 
 /// Frames at least this long are read straight into a buffer of their own.
 const LARGE_FRAME: usize = 64 * 1024;
@@ -46,12 +48,15 @@ pub(crate) struct ParentEnd {
     large: Option<(Vec<u8>, usize)>,
     /// The worker announced a frame longer than memory allows.
     oversized: bool,
-    /// Descriptors that arrived with the frames, when this end takes them (the
-    /// worker's); `None` reads with plain `read`, which drops any.
-    fds: Option<Vec<OwnedFd>>,
+    /// Descriptors that arrived with the frames, oldest first, for the frames that
+    /// name them to take ([`take_fds`](ParentEnd::take_fds)).
+    fds: Vec<OwnedFd>,
     /// Bytes sent that the socket has not taken yet are `unsent[unsent_at..]`.
     unsent: Vec<u8>,
     unsent_at: usize,
+    /// Descriptors that go with unsent bytes: each with the offset in `unsent` of the
+    /// frame they belong to, whose first byte must carry them.
+    unsent_fds: VecDeque<(usize, Vec<OwnedFd>)>,
     /// A send failed: the other end is gone, and nothing more is sent.
     send_failed: bool,
 }
@@ -71,9 +76,10 @@ impl ParentEnd {
             end: 0,
             large: None,
             oversized: false,
-            fds: None,
+            fds: Vec::new(),
             unsent: Vec::new(),
             unsent_at: 0,
+            unsent_fds: VecDeque::new(),
             send_failed: false,
         }
     }
@@ -104,14 +110,28 @@ impl ParentEnd {
                 slices.push(IoSlice::new(b));
             }
         }
-        self.push_out(&mut slices, None)
+        self.push_out(&mut slices, &[])
     }
 
-    /// Sends one frame with a copy of `fd` attached (for the worker to take with
-    /// [`WorkerEnd::take_fd`]). Only into an empty socket: `WouldBlock` if it is not.
-    pub(crate) fn send_with_fd(&mut self, frame: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
-        let len = frame_len(frame.len())?;
-        self.push_out(&mut [IoSlice::new(&len), IoSlice::new(frame)], Some(fd))
+    /// Sends one frame (its two parts, as in [`send_many`](ParentEnd::send_many)) with
+    /// copies of `fds` attached, for the other end to take with
+    /// [`take_fds`](ParentEnd::take_fds) when it reads the frame.
+    pub(crate) fn send_with_fds(
+        &mut self,
+        [a, b]: [&[u8]; 2],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<()> {
+        let len = frame_len(a.len() + b.len())?;
+        self.push_out(
+            &mut [IoSlice::new(&len), IoSlice::new(a), IoSlice::new(b)],
+            fds,
+        )
+    }
+
+    /// The `n` oldest descriptors that came with the frames read so far; `None` if fewer
+    /// have come.
+    pub(crate) fn take_fds(&mut self, n: usize) -> Option<Vec<OwnedFd>> {
+        (n <= self.fds.len()).then(|| self.fds.drain(..n).collect())
     }
 
     /// Whether everything sent so far has gone into the socket.
@@ -122,26 +142,31 @@ impl ParentEnd {
     fn push_out(
         &mut self,
         mut slices: &mut [IoSlice<'_>],
-        fd: Option<BorrowedFd<'_>>,
+        fds: &[BorrowedFd<'_>],
     ) -> io::Result<()> {
         if self.send_failed {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        let raw = fd.map(|fd| [fd.as_raw_fd()]);
-        let mut fds: &[RawFd] = raw.as_ref().map_or(&[], |raw| &raw[..]);
+        let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut fds_left: &[RawFd] = &raw;
         if self.is_flushed() {
             while !slices.is_empty() {
-                let n = sys::send_nonblocking(self.stream.as_fd(), slices, fds)
+                let n = sys::send_nonblocking(self.stream.as_fd(), slices, fds_left)
                     .inspect_err(|_| self.send_failed = true)?;
                 if n == 0 {
                     break;
                 }
-                fds = &[];
+                fds_left = &[];
                 IoSlice::advance_slices(&mut slices, n);
             }
         }
-        if !fds.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
+        if !fds_left.is_empty() {
+            // Nothing of this frame went out: its descriptors wait with its bytes.
+            let copies = fds
+                .iter()
+                .map(|fd| fd.try_clone_to_owned())
+                .collect::<io::Result<Vec<_>>>()?;
+            self.unsent_fds.push_back((self.unsent.len(), copies));
         }
         for slice in slices.iter() {
             self.unsent.extend_from_slice(slice);
@@ -152,10 +177,28 @@ impl ParentEnd {
     /// Sends what the socket takes now of what is waiting.
     fn flush_some(&mut self) -> io::Result<()> {
         while !self.is_flushed() {
-            let rest = [IoSlice::new(&self.unsent[self.unsent_at..])];
-            let n = sys::send_nonblocking(self.stream.as_fd(), &rest, &[])?;
+            // Descriptors go with the first byte of their frame, and no send may run
+            // past the start of the next frame that has some.
+            let with_fds = self
+                .unsent_fds
+                .front()
+                .filter(|(at, _)| *at == self.unsent_at);
+            let raw: Vec<RawFd> = with_fds
+                .map(|(_, fds)| fds.iter().map(AsRawFd::as_raw_fd).collect())
+                .unwrap_or_default();
+            let next = self
+                .unsent_fds
+                .iter()
+                .map(|(at, _)| *at)
+                .find(|&at| at > self.unsent_at)
+                .unwrap_or(self.unsent.len());
+            let rest = [IoSlice::new(&self.unsent[self.unsent_at..next])];
+            let n = sys::send_nonblocking(self.stream.as_fd(), &rest, &raw)?;
             if n == 0 {
                 return Ok(());
+            }
+            if !raw.is_empty() {
+                self.unsent_fds.pop_front();
             }
             self.unsent_at += n;
         }
@@ -183,6 +226,7 @@ impl ParentEnd {
                         // to be read: stop sending and read on to the end of stream.
                         self.unsent.clear();
                         self.unsent_at = 0;
+                        self.unsent_fds.clear();
                         self.send_failed = true;
                     }
                     if !readable && !writable {
@@ -275,18 +319,17 @@ impl WorkerEnd {
     /// The link over the socket the parent handed down.
     pub(crate) fn new(socket: OwnedFd) -> io::Result<WorkerEnd> {
         let stream = UnixStream::from(socket);
-        let mut inbound = ParentEnd::over(stream.try_clone()?);
-        inbound.fds = Some(Vec::new());
+        let inbound = ParentEnd::over(stream.try_clone()?);
         Ok(WorkerEnd {
             writer: BufWriter::with_capacity(READ_CHUNK, stream),
             inbound,
         })
     }
 
-    /// The oldest descriptor that came with the frames read so far, if any is left.
-    pub(crate) fn take_fd(&mut self) -> Option<OwnedFd> {
-        let fds = self.inbound.fds.as_mut()?;
-        (!fds.is_empty()).then(|| fds.remove(0))
+    /// The `n` oldest descriptors that came with the frames read so far; `None` if
+    /// fewer have come.
+    pub(crate) fn take_fds(&mut self, n: usize) -> Option<Vec<OwnedFd>> {
+        self.inbound.take_fds(n)
     }
 
     /// Blocks for the next frame; `None` once the parent is gone.
@@ -317,6 +360,24 @@ impl WorkerEnd {
         self.writer.write_all(frame)?;
         self.writer.flush()
     }
+
+    /// Sends one frame with `fds` attached to its first byte, and closes them.
+    pub(crate) fn send_with_fds(&mut self, frame: &[u8], fds: Vec<OwnedFd>) -> io::Result<()> {
+        if fds.is_empty() {
+            return self.send(frame);
+        }
+        self.writer.flush()?;
+        let len = frame_len(frame.len())?;
+        let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let mut slices = [IoSlice::new(&len), IoSlice::new(frame)];
+        let mut rest = &mut slices[..];
+        let sent = sys::send_blocking(self.writer.get_ref().as_fd(), rest, &raw)?;
+        IoSlice::advance_slices(&mut rest, sent);
+        for slice in rest.iter() {
+            self.writer.get_mut().write_all(slice)?;
+        }
+        Ok(())
+    }
 }
 
 fn frame_len(len: usize) -> io::Result<[u8; 4]> {
@@ -328,20 +389,23 @@ fn frame_len(len: usize) -> io::Result<[u8; 4]> {
     })
 }
 
+/// Descriptors waiting for their frames beyond this many mean the other end sends
+/// descriptors no frame names: the link is closed rather than run out of them.
+const MAX_WAITING_FDS: usize = 4 * codec::MAX_FDS;
+
 fn read_retrying(
     stream: &mut UnixStream,
     buf: &mut [u8],
-    fds: &mut Option<Vec<OwnedFd>>,
+    fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
-    if let Some(fds) = fds {
-        return sys::recv_with_fds(stream.as_fd(), buf, fds);
+    let n = sys::recv_with_fds(stream.as_fd(), buf, fds)?;
+    if fds.len() > MAX_WAITING_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "descriptors that no frame names",
+        ));
     }
-    loop {
-        match stream.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -453,13 +517,50 @@ mod tests {
         // SAFETY: in bounds of a live mapping of our own.
         unsafe { *memory.as_ptr().add(100) = 42 };
         parent.send(b"before").unwrap();
-        parent.send_with_fd(b"with", memory.fd()).unwrap();
+        parent
+            .send_with_fds([b"wi", b"th"], &[memory.fd()])
+            .unwrap();
         assert_eq!(worker.recv().unwrap(), b"before");
         assert_eq!(worker.recv().unwrap(), b"with");
-        let theirs = sys::SharedMemory::map(worker.take_fd().unwrap()).unwrap();
+        let fd = worker.take_fds(1).unwrap().pop().unwrap();
+        let theirs = sys::SharedMemory::map(fd).unwrap();
         // SAFETY: as above, in the worker's mapping of the same memory.
         assert_eq!(unsafe { *theirs.as_ptr().add(100) }, 42);
-        assert!(worker.take_fd().is_none());
+        assert!(worker.take_fds(1).is_none());
+    }
+
+    /// A frame with descriptors sent behind bytes the socket has not taken yet: the
+    /// descriptors wait with it, and reach the worker with that frame.
+    #[test]
+    fn descriptors_queued_behind_unsent_bytes_go_with_their_frame() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        let mut worker = WorkerEnd::new(theirs).unwrap();
+        let big = vec![7u8; 4 << 20];
+        parent.send(&big).unwrap();
+        assert!(!parent.is_flushed(), "the socket took 4 MiB at once");
+        let memory = sys::SharedMemory::create("link-test", 4096).unwrap();
+        // SAFETY: in bounds of a live mapping of our own.
+        unsafe { *memory.as_ptr() = 42 };
+        parent
+            .send_with_fds([b"wi", b"th"], &[memory.fd()])
+            .unwrap();
+        parent.send(b"after").unwrap();
+        // The queue holds copies of its own.
+        drop(memory);
+        let reader = std::thread::spawn(move || {
+            assert_eq!(worker.recv().unwrap().len(), 4 << 20);
+            assert_eq!(worker.recv().unwrap(), b"with");
+            let fd = worker.take_fds(1).unwrap().pop().unwrap();
+            let theirs = sys::SharedMemory::map(fd).unwrap();
+            // SAFETY: in bounds of the worker's mapping of the same memory.
+            let seen = unsafe { *theirs.as_ptr() };
+            assert_eq!(worker.recv().unwrap(), b"after");
+            assert!(worker.take_fds(1).is_none());
+            worker.send(&[seen]).unwrap();
+        });
+        // The parent sends what is queued while it waits for an answer.
+        assert_eq!(parent.recv_timeout(Duration::from_secs(30)).unwrap(), [42]);
+        reader.join().unwrap();
     }
 
     #[test]

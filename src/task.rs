@@ -5,6 +5,7 @@
 //! only the task's stable [`Task::NAME`] and its serde encoding.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 
@@ -123,8 +124,10 @@ pub(crate) fn duplicate_names() -> Vec<&'static str> {
 }
 
 /// A registered task's runner: decodes the input, runs the task (panics caught) and
-/// appends the encoded output.
-pub(crate) type Runner = fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>;
+/// appends the encoded output. With `Some(fds)`, the input's shared buffers are `fds`
+/// and the output's are returned; with `None`, neither may hold any (a map's batch).
+pub(crate) type Runner =
+    fn(&[u8], Option<Vec<OwnedFd>>, &mut Vec<u8>) -> Result<Vec<OwnedFd>, Failure>;
 
 /// The runner of the task `name`, or the failure every run of it gets.
 pub(crate) fn find(name: &str) -> Result<Runner, Failure> {
@@ -139,13 +142,28 @@ pub(crate) fn find(name: &str) -> Result<Runner, Failure> {
     }
 }
 
-/// Runs the task `name` on the encoded `input`, appending the encoded output to `out`.
-pub(crate) fn run(name: &str, input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
-    find(name)?(input, out)
+/// Runs the task `name` on the encoded `input`, whose shared buffers are `fds`,
+/// appending the encoded output to `out`; returns the output's shared buffers.
+pub(crate) fn run(
+    name: &str,
+    input: &[u8],
+    fds: Vec<OwnedFd>,
+    out: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, Failure> {
+    find(name)?(input, Some(fds), out)
 }
 
-fn run_erased<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
-    let task: T = codec::decode(input).map_err(|message| Failure::Codec {
+fn run_erased<T: Task>(
+    input: &[u8],
+    fds: Option<Vec<OwnedFd>>,
+    out: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, Failure> {
+    let shares = fds.is_some();
+    let decoded = match fds {
+        Some(fds) => codec::decode_with_fds(input, fds),
+        None => codec::decode(input),
+    };
+    let task: T = decoded.map_err(|message| Failure::Codec {
         direction: Direction::ToWorker,
         message,
     })?;
@@ -162,8 +180,12 @@ fn run_erased<T: Task>(input: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
         }
     };
     let start = out.len();
-    match panic::catch_unwind(AssertUnwindSafe(|| codec::encode_into(&output, out))) {
-        Ok(Ok(())) => Ok(()),
+    let encode = |out: &mut Vec<u8>| match shares {
+        true => codec::encode_with_fds(&output, out),
+        false => codec::encode_into(&output, out).map(|()| Vec::new()),
+    };
+    match panic::catch_unwind(AssertUnwindSafe(|| encode(out))) {
+        Ok(Ok(fds)) => Ok(fds),
         Ok(Err(message)) => {
             out.truncate(start);
             Err(Failure::Codec {

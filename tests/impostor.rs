@@ -10,12 +10,12 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use procpool::{Launch, Pool, PoolBuilder, TaskError};
-use procpool_worker::Square;
+use procpool_worker::{MakeShared, Square};
 
 /// `Response::Ready`: variant 0, then the header length (1) as u32 little endian.
 const READY: &[u8] = &[0, 1, 0, 0, 0];
-/// `Response::Output { id: 7 }` with an empty payload: no task #7 was sent.
-const OUTPUT_FOR_TASK_7: &[u8] = &[1, 7, 2, 0, 0, 0];
+/// `Response::Output { id: 7, fds: 0 }` with an empty payload: no task #7 was sent.
+const OUTPUT_FOR_TASK_7: &[u8] = &[1, 7, 0, 3, 0, 0, 0];
 /// A header length that points past the start of the frame.
 const GARBAGE: &[u8] = &[0xde, 0xad, 0xbe, 0xef, 0xff];
 
@@ -54,6 +54,11 @@ fn impostor() {
         let request = recv(); // Run, or Batch for a map
                               // `Request::Batch { id, .. }`: variant 4, then the id (one byte while under 251).
         let batch_id = (request[0] == 4).then(|| request[1]);
+        // `Request::Run { id, .. }`: variant 1, then the id.
+        let run_id = request[1];
+        // The encoding of a `SharedSlice` (descriptor #0, 16 elements), then the header
+        // `Response::Output { id, fds: 1 }` and its length.
+        let shared_output = [1, 0, 16, 1, run_id, 1, 3, 0, 0, 0];
         match mode.as_str() {
             // `Response::Batch { id, count: 2, last: true, nanos: 0 }`, no records: the
             // batch held one task.
@@ -61,6 +66,11 @@ fn impostor() {
             // The same for one task, with three bytes that are not a record.
             "batch-bad-records" => reply(&[9, 9, 9, 4, batch_id.unwrap(), 1, 1, 0, 5, 0, 0, 0]),
             "wrong-id" => reply(OUTPUT_FOR_TASK_7),
+            // `Response::Output { id, fds: 2 }`, and no descriptor with it.
+            "output-without-fds" => reply(&[1, run_id, 2, 3, 0, 0, 0]),
+            // A shared output of 16 `u64` (128 bytes) whose memory breaks the rules.
+            "unsealed-memory" => send_with_memory(&link, &shared_output, 4096, false),
+            "short-memory" => send_with_memory(&link, &shared_output, 64, true),
             // A length promising 1000 bytes, 4 of them, then the end.
             "cut-frame" => {
                 link.write_all(&1000u32.to_le_bytes()).unwrap();
@@ -72,6 +82,32 @@ fn impostor() {
     }
     // Stay: the parent has to get rid of a misbehaving worker itself.
     std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Sends `frame` with the descriptor of a new memory file of `len` bytes, its size
+/// sealed or not.
+fn send_with_memory(link: &UnixStream, frame: &[u8], len: i64, sealed: bool) {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let memory = memfd_create("impostor", MFdFlags::MFD_ALLOW_SEALING).unwrap();
+    nix::unistd::ftruncate(&memory, len).unwrap();
+    if sealed {
+        let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW;
+        fcntl(&memory, FcntlArg::F_ADD_SEALS(seals)).unwrap();
+    }
+    let len_bytes = (frame.len() as u32).to_le_bytes();
+    let bufs = [
+        std::io::IoSlice::new(&len_bytes),
+        std::io::IoSlice::new(frame),
+    ];
+    let fds = [memory.as_raw_fd()];
+    // SAFETY: the link's descriptor stays open while `link` lives.
+    let sock = unsafe { BorrowedFd::borrow_raw(link.as_raw_fd()) };
+    let cmsgs = [ControlMessage::ScmRights(&fds)];
+    let sent = sendmsg::<()>(sock.as_raw_fd(), &bufs, &cmsgs, MsgFlags::empty(), None).unwrap();
+    assert_eq!(sent, 4 + frame.len());
 }
 
 fn impostor_pool(mode: &str) -> PoolBuilder {
@@ -151,4 +187,28 @@ fn a_batch_answer_with_malformed_records_is_a_protocol_error() {
         matches!(&e, TaskError::Protocol { message } if message.contains("malformed records")),
         "{e:?}"
     );
+}
+
+#[test]
+fn an_output_without_its_descriptors_is_a_protocol_error() {
+    let pool = impostor_pool("output-without-fds").build().unwrap();
+    let error = pool.submit(MakeShared(16)).unwrap().wait().unwrap_err();
+    assert!(error.is_protocol(), "{error:?}");
+    assert!(error.to_string().contains("descriptors"), "{error}");
+}
+
+/// Shared memory the parent would map is refused unless its size is sealed (a worker
+/// could shrink it while the parent reads it, and crash the parent with SIGBUS) and it
+/// holds the whole array.
+#[test]
+fn shared_memory_that_breaks_the_rules_is_refused() {
+    for (mode, words) in [
+        ("unsealed-memory", "not sealed"),
+        ("short-memory", "64 bytes of memory for 128"),
+    ] {
+        let pool = impostor_pool(mode).build().unwrap();
+        let error = pool.submit(MakeShared(16)).unwrap().wait().unwrap_err();
+        assert!(error.is_codec(), "{mode}: {error:?}");
+        assert!(error.to_string().contains(words), "{mode}: {error}");
+    }
 }

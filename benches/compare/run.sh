@@ -32,6 +32,7 @@ measurements=(
     "procpool cpu"
     "rayon cpu"
     "procpool payload"
+    "procpool payload_serde"
     "procpool start"
     "procpool-fork start"
     "procspawn start"

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::builder::{Config, PoolBuilder};
 use super::gate::Gate;
 use super::handle::TaskHandle;
-use super::job::{Batch, Job, Ticket, Work};
+use super::job::{Batch, Encoded, Job, Ticket, Work};
 use super::map::{Map, MapUnordered};
 use crate::error::{BuildError, Direction, Side, SubmitError, SubmitErrorKind, TaskError};
 use crate::launch::exec::SpawnSettings;
@@ -224,12 +224,19 @@ impl Pool {
         // From here the ticket holds the in-flight place; its outcome gives it back.
         let ticket = Arc::new(Ticket::new(Some(self.shared.gate.clone())));
         let id = self.shared.new_id();
-        let header = Request::Run {
-            id,
-            task: T::NAME.to_owned(),
-        };
-        let frame = match frame::encode(&header, |buf| codec::encode_into(&task, buf)) {
-            Ok(frame) => frame,
+        let mut bytes = Vec::new();
+        let frame = match codec::encode_with_fds(&task, &mut bytes) {
+            Ok(fds) => {
+                let header = Request::Run {
+                    id,
+                    task: T::NAME.to_owned(),
+                    fds: fds.len() as u32,
+                };
+                Encoded {
+                    bytes: frame::seal(bytes, &header),
+                    fds,
+                }
+            }
             Err(message) => {
                 ticket.complete(Err(TaskError::Codec {
                     side: Side::Parent,

@@ -71,7 +71,12 @@ impl<O> fmt::Debug for TaskHandle<O> {
 
 /// Decodes a raw outcome into the task's output type.
 pub(crate) fn decode_output<O: DeserializeOwned>(outcome: RawOutcome) -> Result<O, TaskError> {
-    decode_slice(&outcome?)
+    let output = outcome?;
+    codec::decode_with_fds(&output.bytes, output.fds).map_err(|message| TaskError::Codec {
+        side: Side::Parent,
+        direction: Direction::ToParent,
+        message,
+    })
 }
 
 /// Decodes an encoded output.

@@ -1,6 +1,7 @@
 //! A queued job (one task, or a batch of a map's tasks) and its ticket: where each
 //! task's outcome is decided, exactly once.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -13,7 +14,14 @@ use crate::wire::batch;
 use crate::wire::frame::{self, Request};
 
 /// The raw outcome of a task: its encoded output, or why there is none.
-pub(crate) type RawOutcome = Result<Vec<u8>, TaskError>;
+pub(crate) type RawOutcome = Result<Encoded, TaskError>;
+
+/// An encoded value and the descriptors of the shared buffers it holds.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
 
 /// Work on its way to a worker, and the ticket that holds its place in the pool.
 #[derive(Debug)]
@@ -27,8 +35,9 @@ pub(crate) struct Job {
 
 #[derive(Debug)]
 pub(crate) enum Work {
-    /// One submitted task: its ready-to-send `Run` frame.
-    One(Vec<u8>),
+    /// One submitted task: its ready-to-send `Run` frame, and the descriptors that go
+    /// with it (each time it is sent).
+    One(Encoded),
     /// Consecutive inputs of a map, run one after the other by one worker.
     Batch(Batch),
 }
@@ -85,7 +94,7 @@ impl Job {
     /// The frame to send, in two parts.
     pub(crate) fn frame(&self) -> [&[u8]; 2] {
         match &self.work {
-            Work::One(frame) => [frame, &[]],
+            Work::One(frame) => [&frame.bytes, &[]],
             Work::Batch(batch) => [&batch.items[batch.start..], &batch.header],
         }
     }
@@ -95,6 +104,14 @@ impl Job {
         match &self.work {
             Work::One(_) => 1,
             Work::Batch(batch) => batch.count,
+        }
+    }
+
+    /// The descriptors that go with the frame.
+    pub(crate) fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        match &self.work {
+            Work::One(frame) => frame.fds.iter().map(AsFd::as_fd).collect(),
+            Work::Batch(_) => Vec::new(),
         }
     }
 
@@ -130,7 +147,7 @@ impl Job {
     pub(crate) fn finish(self) {
         if let Work::Batch(batch) = &self.work {
             if batch.pieces.fetch_sub(1, Ordering::AcqRel) == 1 {
-                self.ticket.complete(Ok(Vec::new()));
+                self.ticket.complete(Ok(Encoded::default()));
             }
         }
     }
@@ -346,9 +363,12 @@ mod tests {
     fn only_the_first_outcome_counts() {
         let ticket = Ticket::new(None);
         assert!(ticket.start());
-        assert!(ticket.complete(Ok(vec![1])));
+        assert!(ticket.complete(Ok(Encoded {
+            bytes: vec![1],
+            fds: Vec::new()
+        })));
         assert!(!ticket.complete(Err(TaskError::PoolClosed)));
-        assert_eq!(ticket.wait(), Ok(vec![1]));
+        assert_eq!(ticket.wait().unwrap().bytes, vec![1]);
     }
 
     #[test]
@@ -359,7 +379,7 @@ mod tests {
         assert!(ticket.cancel());
         assert!(!ticket.start());
         assert!(!ticket.cancel());
-        assert_eq!(ticket.wait(), Err(TaskError::Cancelled));
+        assert_eq!(ticket.wait().unwrap_err(), TaskError::Cancelled);
         // The in-flight place came back.
         gate.acquire(false).unwrap();
     }

@@ -13,4 +13,4 @@ pub use handle::TaskHandle;
 pub use map::{Map, MapUnordered};
 
 pub(crate) use self::core::Shared;
-pub(crate) use job::{Job, Segment};
+pub(crate) use job::{Encoded, Job, RawOutcome, Segment};

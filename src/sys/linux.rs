@@ -148,14 +148,36 @@ pub(crate) fn send_nonblocking(
     bufs: &[io::IoSlice<'_>],
     fds: &[RawFd],
 ) -> io::Result<usize> {
+    send_msg(sock, bufs, fds, false)
+}
+
+/// One `sendmsg` that waits for room and may send only part of `bufs`: the number of
+/// bytes sent. `fds` go with the first byte.
+pub(crate) fn send_blocking(
+    sock: BorrowedFd<'_>,
+    bufs: &[io::IoSlice<'_>],
+    fds: &[RawFd],
+) -> io::Result<usize> {
+    send_msg(sock, bufs, fds, true)
+}
+
+fn send_msg(
+    sock: BorrowedFd<'_>,
+    bufs: &[io::IoSlice<'_>],
+    fds: &[RawFd],
+    wait: bool,
+) -> io::Result<usize> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let rights = [ControlMessage::ScmRights(fds)];
     let cmsgs = if fds.is_empty() { &[][..] } else { &rights[..] };
-    let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+    let mut flags = MsgFlags::MSG_NOSIGNAL;
+    if !wait {
+        flags |= MsgFlags::MSG_DONTWAIT;
+    }
     loop {
         match sendmsg::<()>(sock.as_raw_fd(), bufs, cmsgs, flags, None) {
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => return Ok(0),
+            Err(Errno::EAGAIN) if !wait => return Ok(0),
             Err(e) => return Err(e.into()),
             Ok(n) => return Ok(n),
         }
@@ -226,7 +248,9 @@ fn recv_keeping_fds(
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<(usize, nix::sys::socket::MsgFlags)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut space = nix::cmsg_space!([RawFd; 4]);
+    // Room for the most a frame carries, and more: what does not fit is cut off and
+    // reported by the caller as an error.
+    let mut space = nix::cmsg_space!([RawFd; 2 * crate::wire::codec::MAX_FDS]);
     loop {
         let mut iov = [io::IoSliceMut::new(buf)];
         let msg = match recvmsg::<()>(
@@ -273,6 +297,42 @@ impl SharedMemory {
         let size = i64::try_from(len).map_err(|_| io::Error::other("region too large"))?;
         nix::unistd::ftruncate(&fd, size)?;
         SharedMemory::map(fd)
+    }
+
+    /// A new zero-filled region of `len` bytes whose size is sealed: no process that
+    /// gets its descriptor can shrink it (and so make another's reads fault) or grow it.
+    pub(crate) fn create_sealed(name: &str, len: usize) -> io::Result<SharedMemory> {
+        use nix::fcntl::SealFlag;
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+        let size = i64::try_from(len).map_err(|_| io::Error::other("region too large"))?;
+        nix::unistd::ftruncate(&fd, size)?;
+        let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
+        fcntl(&fd, FcntlArg::F_ADD_SEALS(seals))?;
+        SharedMemory::map(fd)
+    }
+
+    /// Maps a region another process made with [`create_sealed`]: refused unless its
+    /// size is sealed and it holds at least `len` bytes.
+    ///
+    /// [`create_sealed`]: SharedMemory::create_sealed
+    pub(crate) fn map_sealed(fd: OwnedFd, len: usize) -> io::Result<SharedMemory> {
+        use nix::fcntl::SealFlag;
+        let seals = SealFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GET_SEALS)?);
+        if !seals.contains(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the memory's size is not sealed",
+            ));
+        }
+        let mapped = SharedMemory::map(fd)?;
+        if mapped.len() < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} bytes of memory for {len}", mapped.len()),
+            ));
+        }
+        Ok(mapped)
     }
 
     /// Maps the whole memory file `fd`.

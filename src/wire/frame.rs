@@ -18,8 +18,9 @@ pub(crate) enum Request {
         core_dumps: bool,
         has_context: bool,
     },
-    /// Run the task named `task`, whose encoding is the payload.
-    Run { id: u64, task: String },
+    /// Run the task named `task`, whose encoding is the payload. The frame brings
+    /// `fds` descriptors, the task's shared buffers.
+    Run { id: u64, task: String, fds: u32 },
     /// Exit cleanly.
     Shutdown,
     /// Do not run task (or batch) `id` if it has not started: answer `Skipped` in its
@@ -37,8 +38,11 @@ pub(crate) enum Request {
 pub(crate) enum Response {
     /// The worker applied its `Setup` and takes tasks.
     Ready,
+    /// The output of task `id` is the payload; the frame brings `fds` descriptors, the
+    /// output's shared buffers.
     Output {
         id: u64,
+        fds: u32,
     },
     Failure {
         id: u64,
@@ -158,6 +162,7 @@ mod tests {
             &Request::Run {
                 id: 42,
                 task: "demo::Square".into(),
+                fds: 0,
             },
             |buf| codec::encode_into(&12345u64, buf),
         )
@@ -172,7 +177,8 @@ mod tests {
             header,
             Request::Run {
                 id: 42,
-                task: "demo::Square".into()
+                task: "demo::Square".into(),
+                fds: 0,
             }
         );
         assert_eq!(codec::decode::<u64>(&frame[..payload_len]).unwrap(), 12345);

@@ -117,14 +117,14 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             let Some(frame) = link.recv() else {
                 parent_gone()
             };
-            if let Err(code) = take_in(frame, &mut inbox) {
+            if let Err(code) = take_in(frame, &mut link, &mut inbox) {
                 return code;
             }
         }
         loop {
             match link.try_recv() {
                 Some(Some(frame)) => {
-                    if let Err(code) = take_in(frame, &mut inbox) {
+                    if let Err(code) = take_in(frame, &mut link, &mut inbox) {
                         return code;
                     }
                 }
@@ -139,6 +139,7 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             request,
             payload_len,
             mut frame,
+            fds,
             skip,
         } = inbound;
         let sent = match request {
@@ -160,18 +161,22 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             Request::Run { id, .. } | Request::Batch { id, .. } if skip => {
                 link.send(&frame::header_only(&Response::Skipped { id }))
             }
-            Request::Run { id, task } => {
+            Request::Run { id, task, .. } => {
                 let mut out = Vec::new();
-                let header = match task::run(&task, &frame[..payload_len], &mut out) {
-                    Ok(()) => Response::Output { id },
+                let (header, shared) = match task::run(&task, &frame[..payload_len], fds, &mut out)
+                {
+                    Ok(shared) => {
+                        let fds = shared.len() as u32;
+                        (Response::Output { id, fds }, shared)
+                    }
                     Err(failure) => {
                         out.clear();
-                        Response::Failure { id, failure }
+                        (Response::Failure { id, failure }, Vec::new())
                     }
                 };
                 drop(frame);
                 let _ = std::io::stdout().flush();
-                link.send(&frame::seal(out, &header))
+                link.send_with_fds(&frame::seal(out, &header), shared)
             }
             Request::Batch { id, task, count } => {
                 let items = &frame[..payload_len];
@@ -181,16 +186,14 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 }
             }
             Request::Journal => {
-                let opened = link.take_fd().map(Journal::open);
-                match opened {
-                    Some(Ok(opened)) => journal = Some(opened),
-                    Some(Err(e)) => {
+                let Some(fd) = fds.into_iter().next() else {
+                    unreachable!("take_in gives a journal frame its descriptor")
+                };
+                match Journal::open(fd) {
+                    Ok(opened) => journal = Some(opened),
+                    Err(e) => {
                         eprintln!("procpool worker: cannot map the batch journal: {e}");
                         return EXIT_START;
-                    }
-                    None => {
-                        eprintln!("procpool worker: a journal frame came without its descriptor");
-                        return EXIT_PROTOCOL;
                     }
                 }
                 Ok(())
@@ -219,14 +222,18 @@ struct Inbound {
     request: Request,
     payload_len: usize,
     frame: Vec<u8>,
+    /// The descriptors that came with it.
+    fds: Vec<OwnedFd>,
     /// A `Skip` for it came before it started.
     skip: bool,
 }
 
 /// Decodes a frame from the parent: a `Skip` marks the waiting task it names (one that
-/// is not waiting has run already, and the `Skip` is dropped), anything else is queued.
-/// `Err` holds the exit code for a frame that cannot be read.
-fn take_in(frame: Vec<u8>, inbox: &mut VecDeque<Inbound>) -> Result<(), i32> {
+/// is not waiting has run already, and the `Skip` is dropped), anything else is queued
+/// with the descriptors it brought (frames are taken in as they arrive, so in the
+/// order their descriptors came). `Err` holds the exit code for a frame that cannot be
+/// read.
+fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) -> Result<(), i32> {
     match frame::decode::<Request>(&frame) {
         Ok((Request::Skip { id }, _)) => {
             let waiting = inbox.iter_mut().find(|i| {
@@ -238,10 +245,20 @@ fn take_in(frame: Vec<u8>, inbox: &mut VecDeque<Inbound>) -> Result<(), i32> {
             Ok(())
         }
         Ok((request, payload_len)) => {
+            let count = match request {
+                Request::Run { fds, .. } => fds as usize,
+                Request::Journal => 1,
+                _ => 0,
+            };
+            let Some(fds) = link.take_fds(count) else {
+                eprintln!("procpool worker: a frame came without its {count} descriptors");
+                return Err(EXIT_PROTOCOL);
+            };
             inbox.push_back(Inbound {
                 request,
                 payload_len,
                 frame,
+                fds,
                 skip: false,
             });
             Ok(())
@@ -281,7 +298,7 @@ fn run_batch(
             return Err(EXIT_PROTOCOL);
         };
         let record = batch::push_record(&mut out, |buf| match &runner {
-            Ok(run) => run(item, buf),
+            Ok(run) => run(item, None, buf).map(drop),
             Err(failure) => Err(failure.clone()),
         });
         let Some(journal) = journal.as_deref_mut() else {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use super::process::WorkerProcess;
 use crate::error::TaskError;
 use crate::link::{ParentEnd, RecvError};
-use crate::pool::{Job, Segment, Shared};
+use crate::pool::{Encoded, Job, RawOutcome, Segment, Shared};
 use crate::sys;
 use crate::wire::batch;
 use crate::wire::frame::{self, Request, Response};
@@ -157,7 +157,7 @@ impl InFlight {
 /// What happened to the job at the head.
 enum Answer {
     /// A single task's outcome; the worker lives on.
-    Outcome(Result<Vec<u8>, TaskError>),
+    Outcome(RawOutcome),
     /// `count` more tasks of a batch have their outcomes (delivered); `last` if that
     /// was all of them.
     Batch { count: usize, last: bool },
@@ -292,7 +292,7 @@ impl Supervisor {
             worker.process.clear_stderr_tail();
         }
         worker.head_started = Instant::now();
-        let sent = worker.link.send_many(&[job.frame()]);
+        let sent = send_jobs(&mut worker.link, [&job]);
         let in_flight = VecDeque::from([InFlight::new(job)]);
         if sent.is_err() {
             // Gone already: the crash is noticed (and the job dealt with) in Busy.
@@ -575,21 +575,20 @@ impl Supervisor {
         if worker.journal.is_some() {
             return true;
         }
-        // The descriptor can only go into an empty socket; a later batch tries again.
-        if !worker.link.is_flushed() {
-            return false;
-        }
         let Ok(journal) = Journal::create() else {
             return false;
         };
         let frame = frame::header_only(&Request::Journal);
-        match worker.link.send_with_fd(&frame, journal.memory().fd()) {
+        match worker
+            .link
+            .send_with_fds([&frame, &[]], &[journal.memory().fd()])
+        {
             Ok(()) => {
                 worker.journal = Some(journal);
                 true
             }
-            Err(e) => {
-                worker.dead = e.kind() != io::ErrorKind::WouldBlock;
+            Err(_) => {
+                worker.dead = true;
                 false
             }
         }
@@ -625,12 +624,8 @@ impl Supervisor {
                 depth = depth.max(2);
             }
         }
-        let frames: Vec<[&[u8]; 2]> = in_flight
-            .iter()
-            .skip(first_new)
-            .map(|f| f.job.frame())
-            .collect();
-        if !frames.is_empty() && worker.link.send_many(&frames).is_err() {
+        let new = in_flight.iter().skip(first_new).map(|f| &f.job);
+        if send_jobs(&mut worker.link, new).is_err() {
             worker.dead = true;
         }
     }
@@ -847,9 +842,15 @@ impl Supervisor {
         let single = !job.is_batch();
         match frame::decode::<Response>(&frame) {
             Err(e) => broken(w, e.to_string()),
-            Ok((Response::Output { id }, len)) if id == job.id && single => {
+            Ok((Response::Output { id, fds }, len)) if id == job.id && single => {
+                let Some(fds) = w.link.take_fds(fds as usize) else {
+                    return broken(
+                        w,
+                        format!("task #{id}'s output came without its {fds} descriptors"),
+                    );
+                };
                 frame.truncate(len);
-                Answer::Outcome(Ok(frame))
+                Answer::Outcome(Ok(Encoded { bytes: frame, fds }))
             }
             Ok((Response::Failure { id, failure }, _)) if id == job.id && single => {
                 Answer::Outcome(Err(failure.into_error()))
@@ -886,7 +887,7 @@ impl Supervisor {
                 Answer::Batch { count, last }
             }
             Ok((
-                Response::Output { id }
+                Response::Output { id, .. }
                 | Response::Failure { id, .. }
                 | Response::Skipped { id }
                 | Response::Batch { id, .. },
@@ -991,4 +992,26 @@ fn describe_status(status: ExitStatus) -> String {
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "ended".to_owned(),
     }
+}
+
+/// Sends the frames of `jobs` in order: those without descriptors together, in one
+/// system call where the socket takes them, each with descriptors on its own.
+fn send_jobs<'a>(link: &mut ParentEnd, jobs: impl IntoIterator<Item = &'a Job>) -> io::Result<()> {
+    let mut plain: Vec<[&[u8]; 2]> = Vec::new();
+    for job in jobs {
+        let fds = job.fds();
+        if fds.is_empty() {
+            plain.push(job.frame());
+            continue;
+        }
+        if !plain.is_empty() {
+            link.send_many(&plain)?;
+            plain.clear();
+        }
+        link.send_with_fds(job.frame(), &fds)?;
+    }
+    if plain.is_empty() {
+        return Ok(());
+    }
+    link.send_many(&plain)
 }

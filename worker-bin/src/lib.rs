@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use procpool::{BoxError, Task};
+use procpool::{BoxError, SharedSlice, Task};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Call from a binary's `main` so the linker keeps these tasks' registrations.
@@ -400,6 +400,70 @@ pub fn read_tally(log: &std::path::Path) -> std::collections::HashMap<u64, (usiz
     runs
 }
 
+/// Doubles every element of a shared array in place and hands the same array back.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DoubleShared(pub SharedSlice<f64>);
+
+impl Task for DoubleShared {
+    const NAME: &'static str = "procpool_worker::DoubleShared";
+    type Output = SharedSlice<f64>;
+    fn run(self) -> Result<SharedSlice<f64>, BoxError> {
+        let mut data = self.0;
+        data.iter_mut().for_each(|x| *x *= 2.0);
+        Ok(data)
+    }
+}
+
+/// A new shared array made in the worker: `0..n`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MakeShared(pub u64);
+
+impl Task for MakeShared {
+    const NAME: &'static str = "procpool_worker::MakeShared";
+    type Output = SharedSlice<u64>;
+    fn run(self) -> Result<SharedSlice<u64>, BoxError> {
+        let mut data = SharedSlice::zeroed(usize::try_from(self.0)?)?;
+        for (i, x) in data.iter_mut().enumerate() {
+            *x = i as u64;
+        }
+        Ok(data)
+    }
+}
+
+/// The sum of each of several shared arrays.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SumShared(pub Vec<SharedSlice<u32>>);
+
+impl Task for SumShared {
+    const NAME: &'static str = "procpool_worker::SumShared";
+    type Output = Vec<u64>;
+    fn run(self) -> Result<Vec<u64>, BoxError> {
+        Ok(self
+            .0
+            .iter()
+            .map(|a| a.iter().map(|&x| u64::from(x)).sum())
+            .collect())
+    }
+}
+
+/// Finding the first byte of its shared array 0, sets it to 1 and segfaults; otherwise
+/// returns it. Shows that a retried task sees what the lost attempt wrote.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MarkThenCrash(pub SharedSlice<u8>);
+
+impl Task for MarkThenCrash {
+    const NAME: &'static str = "procpool_worker::MarkThenCrash";
+    type Output = u8;
+    fn run(self) -> Result<u8, BoxError> {
+        let mut data = self.0;
+        if data[0] == 0 {
+            data[0] = 1;
+            Fault::Segfault.run()?;
+        }
+        Ok(data[0])
+    }
+}
+
 /// A task no worker knows: deliberately left out of `register!`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unregistered;
@@ -426,4 +490,8 @@ procpool::register!(
     BadOutput,
     CrashOnce,
     Tally,
+    DoubleShared,
+    MakeShared,
+    SumShared,
+    MarkThenCrash,
 );

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio as StdStdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use procpool::{BoxError, Launch, Pool, PoolBuilder, Stdio, Task};
+use procpool::{BoxError, Launch, Pool, PoolBuilder, SharedSlice, Stdio, Task};
 use serde::{Deserialize, Serialize};
 
 /// The trivial task: u64 → u64.
@@ -54,6 +54,30 @@ impl Task for Scale {
     }
 }
 procpool::register!(Scale);
+
+/// The same in shared memory: scaled in place, or (`new_out`) into a new array the
+/// worker makes.
+#[derive(Serialize, Deserialize)]
+struct ScaleShared {
+    data: SharedSlice<f64>,
+    new_out: bool,
+}
+
+impl Task for ScaleShared {
+    const NAME: &'static str = "compare::ScaleShared";
+    type Output = SharedSlice<f64>;
+    fn run(self) -> Result<SharedSlice<f64>, BoxError> {
+        let mut data = self.data;
+        if !self.new_out {
+            data.iter_mut().for_each(|x| *x *= 2.0);
+            return Ok(data);
+        }
+        let mut out = SharedSlice::zeroed(data.len())?;
+        out.iter_mut().zip(data.iter()).for_each(|(o, x)| *o = x * 2.0);
+        Ok(out)
+    }
+}
+procpool::register!(ScaleShared);
 
 /// About `micros` of CPU work; segfaults instead when asked.
 #[derive(Serialize, Deserialize)]
@@ -214,6 +238,33 @@ fn procpool_workload(
             report("s", s);
         }
         "payload" => {
+            // 64 MiB in and 64 MiB out as a `SharedSlice`, three ways (median of 3 each):
+            // the array already in shared memory and scaled in place (`gb_per_s`, the
+            // goal's figure: the serde row below also starts from a ready array); the
+            // copy into shared memory timed too (`gb_per_s_copy_in`); and a new output
+            // array made by the worker (`gb_per_s_new_out`).
+            let pool = warm(builder())?;
+            let data = vec![1.5f64; (64 << 20) / 8];
+            let moved = 2.0 * (64u64 << 20) as f64;
+            for (key, copy_timed, new_out) in [
+                ("gb_per_s", false, false),
+                ("gb_per_s_copy_in", true, false),
+                ("gb_per_s_new_out", false, true),
+            ] {
+                let mut rounds = Vec::new();
+                for _ in 0..3 {
+                    let before = Instant::now();
+                    let input = SharedSlice::from_slice(&data)?;
+                    let start = if copy_timed { before } else { Instant::now() };
+                    let task = ScaleShared { data: input, new_out };
+                    let out = pool.submit(task).map_err(|e| e.kind_error())?.wait()?;
+                    rounds.push(start.elapsed().as_secs_f64());
+                    anyhow::ensure!(out.len() == data.len() && out[7] == 3.0, "wrong output");
+                }
+                report(key, moved / median(rounds) / 1e9);
+            }
+        }
+        "payload_serde" => {
             let pool = warm(builder())?;
             let data = vec![1.5f64; (64 << 20) / 8];
             let mut rounds = Vec::new();

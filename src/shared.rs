@@ -1,0 +1,263 @@
+//! [`SharedSlice`]: a big array that goes to a worker and back without being copied.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use bytemuck::Pod;
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::sys::SharedMemory;
+use crate::wire::codec;
+
+/// An array of plain numbers (`f64`, `u8`, `[i32; 4]`, any [`Pod`] type) in shared
+/// memory, for big data in tasks and outputs: it crosses to a worker and back without
+/// being encoded or copied.
+///
+/// It lives in a sealed memory file (`memfd`): when a task holding one is sent, the
+/// frame carries the file's descriptor (`SCM_RIGHTS`) and the encoding holds only its
+/// index and length; the worker maps the same memory. A task can change the array in
+/// place and return it, or return a new one; the parent maps the output's the same way.
+/// The size is sealed, so neither side can shrink the memory under the other.
+///
+/// ```no_run
+/// use procpool::{BoxError, SharedSlice, Task};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Scale(SharedSlice<f64>);
+///
+/// impl Task for Scale {
+///     const NAME: &'static str = "example::Scale";
+///     type Output = SharedSlice<f64>;
+///     fn run(self) -> Result<SharedSlice<f64>, BoxError> {
+///         let mut data = self.0;
+///         data.iter_mut().for_each(|x| *x *= 2.0);
+///         Ok(data)
+///     }
+/// }
+/// procpool::register!(Scale);
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// procpool::init();
+/// let pool = procpool::Pool::new()?;
+/// let data = SharedSlice::from_slice(&vec![1.5f64; 8 << 20])?;
+/// let doubled = pool.submit(Scale(data)).map_err(procpool::TaskError::from)?.wait()?;
+/// assert_eq!(doubled[7], 3.0);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Where it travels: in a task given to [`Pool::submit`](crate::Pool::submit) or
+/// [`try_submit`](crate::Pool::try_submit), and in that task's output, at most 32 per
+/// value. Anywhere else (a map's inputs or outputs, the pool's context, another
+/// serializer) encoding or decoding it fails with a codec error that says so.
+///
+/// It is shared, not copied: a task retried after its worker died sees the memory as
+/// the lost attempt left it. A worker that kept a mapping of an output it returned
+/// (on a thread of its own, say) could still write to it while the parent reads it;
+/// procpool's own copies are unmapped once sent.
+pub struct SharedSlice<T: Pod> {
+    /// `None` for an empty array, which needs no memory.
+    memory: Option<SharedMemory>,
+    len: usize,
+    elem: PhantomData<T>,
+}
+
+// SAFETY: the value owns its mapping; moving it to another thread moves that ownership,
+// and the elements are plain data, `Send` when `T` is.
+unsafe impl<T: Pod + Send> Send for SharedSlice<T> {}
+// SAFETY: shared access only hands out `&[T]`, as a `Vec<T>` would.
+unsafe impl<T: Pod + Sync> Sync for SharedSlice<T> {}
+
+impl<T: Pod> SharedSlice<T> {
+    /// A new array of `len` zeros. Memory pages are allocated when first touched.
+    ///
+    /// # Errors
+    /// The memory file cannot be made or mapped (out of memory, too many open files), or
+    /// `len` elements of `T` overflow the address space.
+    pub fn zeroed(len: usize) -> io::Result<SharedSlice<T>> {
+        let bytes = byte_len::<T>(len)?;
+        let memory = match bytes {
+            0 => None,
+            _ => Some(SharedMemory::create_sealed("procpool-shared", bytes)?),
+        };
+        Ok(SharedSlice {
+            memory,
+            len,
+            elem: PhantomData,
+        })
+    }
+
+    /// A new array holding a copy of `data`.
+    ///
+    /// # Errors
+    /// As for [`zeroed`](SharedSlice::zeroed).
+    pub fn from_slice(data: &[T]) -> io::Result<SharedSlice<T>> {
+        let mut shared = SharedSlice::zeroed(data.len())?;
+        shared.copy_from_slice(data);
+        Ok(shared)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.memory {
+            // SAFETY: the mapping is at least `byte_len(len)` bytes (checked when it was
+            // made or received) and lives as long as `self`; `&self` keeps this process
+            // from writing it meanwhile.
+            Some(m) => unsafe {
+                std::slice::from_raw_parts(m.as_ptr(), self.len * std::mem::size_of::<T>())
+            },
+            None => &[],
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match &self.memory {
+            // SAFETY: as in `bytes`, and `&mut self` makes this the only reference.
+            Some(m) => unsafe {
+                std::slice::from_raw_parts_mut(m.as_ptr(), self.len * std::mem::size_of::<T>())
+            },
+            None => &mut [],
+        }
+    }
+}
+
+fn byte_len<T>(len: usize) -> io::Result<usize> {
+    len.checked_mul(std::mem::size_of::<T>())
+        .filter(|&bytes| bytes <= isize::MAX as usize)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "array too large"))
+}
+
+impl<T: Pod> Deref for SharedSlice<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self.memory {
+            // The mapping is page-aligned, so the cast never fails on alignment.
+            Some(_) => bytemuck::cast_slice(self.bytes()),
+            None => &[],
+        }
+    }
+}
+
+impl<T: Pod> DerefMut for SharedSlice<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self.memory {
+            Some(_) => bytemuck::cast_slice_mut(self.bytes_mut()),
+            None => &mut [],
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for SharedSlice<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedSlice")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The encoding: the index of the memory's descriptor among the frame's (`None` for an
+/// empty array) and the number of elements.
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "SharedSlice")]
+struct Wire {
+    fd: Option<u32>,
+    len: u64,
+}
+
+impl<T: Pod> Serialize for SharedSlice<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fd = match &self.memory {
+            Some(m) => {
+                let copy = m.fd().try_clone_to_owned().map_err(S::Error::custom)?;
+                Some(codec::put_fd(copy).map_err(S::Error::custom)?)
+            }
+            None => None,
+        };
+        Wire {
+            fd,
+            len: self.len as u64,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for SharedSlice<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Wire { fd, len } = Wire::deserialize(deserializer)?;
+        let len = usize::try_from(len).map_err(D::Error::custom)?;
+        let bytes = byte_len::<T>(len).map_err(D::Error::custom)?;
+        let memory = match (fd, bytes) {
+            (None, 0) => None,
+            (None, _) => return Err(D::Error::custom("a shared array without its memory")),
+            (Some(index), _) => {
+                let fd = codec::take_fd(index).map_err(D::Error::custom)?;
+                let mapped = SharedMemory::map_sealed(fd, bytes)
+                    .map_err(|e| D::Error::custom(format!("shared memory refused: {e}")))?;
+                Some(mapped)
+            }
+        };
+        Ok(SharedSlice {
+            memory,
+            len,
+            elem: PhantomData,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_a_frame_it_does_not_encode() {
+        let shared = SharedSlice::from_slice(&[1u16, 2]).unwrap();
+        let error = codec::encode_into(&shared, &mut Vec::new()).unwrap_err();
+        assert!(error.contains("travels only"), "{error}");
+    }
+
+    #[test]
+    fn both_ends_of_a_round_trip_map_the_same_memory() {
+        let mut sent = SharedSlice::from_slice(&[1.0f64, 2.0, 3.0]).unwrap();
+        let mut buf = Vec::new();
+        let fds = codec::encode_with_fds(&sent, &mut buf).unwrap();
+        assert_eq!(fds.len(), 1);
+        let mut got: SharedSlice<f64> = codec::decode_with_fds(&buf, fds).unwrap();
+        assert_eq!(&got[..], &[1.0, 2.0, 3.0]);
+        got[1] = 20.0;
+        assert_eq!(sent[1], 20.0);
+        sent[2] = 30.0;
+        assert_eq!(got[2], 30.0);
+    }
+
+    #[test]
+    fn a_descriptor_the_frame_lacks_is_an_error() {
+        let shared = SharedSlice::from_slice(&[7u8]).unwrap();
+        let mut buf = Vec::new();
+        let _fds = codec::encode_with_fds(&shared, &mut buf).unwrap();
+        let error = codec::decode_with_fds::<SharedSlice<u8>>(&buf, Vec::new()).unwrap_err();
+        assert!(error.contains("did not come with the frame"), "{error}");
+    }
+
+    /// A `Serialize` that panics mid-value leaves no table behind on the thread.
+    #[test]
+    fn a_panic_while_encoding_leaves_no_table_set() {
+        struct Panics(SharedSlice<u8>);
+        impl Serialize for Panics {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let _ = self.0.serialize(s);
+                panic!("on purpose");
+            }
+        }
+        let value = Panics(SharedSlice::from_slice(&[1u8]).unwrap());
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            codec::encode_with_fds(&value, &mut Vec::new())
+        }));
+        assert!(caught.is_err());
+        let error = codec::encode_into(&value.0, &mut Vec::new()).unwrap_err();
+        assert!(error.contains("travels only"), "{error}");
+    }
+}

@@ -1,0 +1,145 @@
+//! `SharedSlice`: arrays in shared memory that cross to a worker and back by descriptor.
+//!
+//! Each test takes a lock: one of them counts this process's descriptors.
+
+mod common;
+
+use std::sync::Mutex;
+
+use procpool::{Direction, Pool, PoolBuilder, SharedSlice, Side, TaskError};
+use procpool_worker::{DoubleShared, MakeShared, MarkThenCrash, SumShared};
+
+procpool::test_support!();
+
+static ALONE: Mutex<()> = Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    procpool_worker::link();
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn builder() -> PoolBuilder {
+    Pool::builder().workers(2)
+}
+
+fn codec_error(error: &TaskError) -> (Side, Direction, String) {
+    match error {
+        TaskError::Codec {
+            side,
+            direction,
+            message,
+        } => (*side, *direction, message.clone()),
+        other => panic!("not a codec error: {other:?}"),
+    }
+}
+
+#[test]
+fn an_array_changed_in_place_comes_back() {
+    let _alone = alone();
+    let pool = builder().build().unwrap();
+    let input: Vec<f64> = (0..100_000).map(f64::from).collect();
+    let shared = SharedSlice::from_slice(&input).unwrap();
+    let out = pool.submit(DoubleShared(shared)).unwrap().wait().unwrap();
+    assert_eq!(out.len(), input.len());
+    assert!(out.iter().zip(&input).all(|(o, i)| *o == 2.0 * i));
+}
+
+#[test]
+fn a_worker_makes_a_new_array_and_an_empty_one() {
+    let _alone = alone();
+    let pool = builder().build().unwrap();
+    let out = pool.submit(MakeShared(1 << 20)).unwrap().wait().unwrap();
+    assert_eq!(out.len(), 1 << 20);
+    assert!(out.iter().enumerate().all(|(i, &x)| x == i as u64));
+    let empty = pool.submit(MakeShared(0)).unwrap().wait().unwrap();
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn several_arrays_in_one_task() {
+    let _alone = alone();
+    let pool = builder().build().unwrap();
+    let arrays = vec![
+        SharedSlice::from_slice(&[1u32, 2, 3]).unwrap(),
+        SharedSlice::zeroed(0).unwrap(),
+        SharedSlice::from_slice(&[10u32; 1000]).unwrap(),
+    ];
+    let sums = pool.submit(SumShared(arrays)).unwrap().wait().unwrap();
+    assert_eq!(sums, vec![6, 0, 10_000]);
+}
+
+#[test]
+fn more_arrays_than_a_frame_carries_is_a_codec_error_in_the_parent() {
+    let _alone = alone();
+    let pool = builder().build().unwrap();
+    let arrays = (0..33)
+        .map(|_| SharedSlice::from_slice(&[1u32]).unwrap())
+        .collect();
+    let error = pool.submit(SumShared(arrays)).unwrap().wait().unwrap_err();
+    let (side, direction, message) = codec_error(&error);
+    assert_eq!((side, direction), (Side::Parent, Direction::ToWorker));
+    assert!(message.contains("at most 32"), "{message}");
+    // The pool is fine afterwards.
+    let ok = vec![SharedSlice::from_slice(&[5u32]).unwrap()];
+    assert_eq!(pool.submit(SumShared(ok)).unwrap().wait().unwrap(), vec![5]);
+}
+
+/// Shared, not copied: the retry of a task whose worker crashed sees what the lost
+/// attempt wrote (as docs/FAILURES.md says).
+#[test]
+fn a_retried_task_sees_what_the_lost_attempt_wrote() {
+    let _alone = alone();
+    let pool = builder().retries(1).build().unwrap();
+    let marked = SharedSlice::zeroed(4096).unwrap();
+    assert_eq!(pool.submit(MarkThenCrash(marked)).unwrap().wait(), Ok(1));
+    let pool = builder().build().unwrap();
+    let marked = SharedSlice::zeroed(4096).unwrap();
+    let error = pool
+        .submit(MarkThenCrash(marked))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert_eq!(error.signal(), Some(11), "{error:?}");
+}
+
+/// A map's batches carry no descriptors: a shared array among its inputs or outputs
+/// fails that task with a codec error that says why, and the others go on.
+#[test]
+fn in_a_map_a_shared_array_is_a_codec_error() {
+    let _alone = alone();
+    let pool = builder().build().unwrap();
+    let inputs = (0..3).map(|_| DoubleShared(SharedSlice::from_slice(&[1.0]).unwrap()));
+    for outcome in pool.map(inputs) {
+        let (side, _, message) = codec_error(&outcome.unwrap_err());
+        assert_eq!(side, Side::Parent);
+        assert!(message.contains("travels only"), "{message}");
+    }
+    // An empty array needs no memory, so it has no descriptor and travels anywhere.
+    let empty: Vec<_> = pool.map([MakeShared(0)]).collect();
+    assert!(empty[0].as_ref().unwrap().is_empty());
+    for outcome in pool.map((1..4).map(MakeShared)) {
+        let (side, direction, message) = codec_error(&outcome.unwrap_err());
+        assert_eq!((side, direction), (Side::Worker, Direction::ToParent));
+        assert!(message.contains("travels only"), "{message}");
+    }
+}
+
+/// Descriptors go with their frames and are closed once used: many round trips leave
+/// none open in the parent.
+#[test]
+fn round_trips_leave_no_descriptor_open() {
+    let _alone = alone();
+    let pool = builder().build().unwrap();
+    // Warm up first: worker links and pipes are open for the pool's life.
+    let warm = SharedSlice::from_slice(&[1.0]).unwrap();
+    pool.submit(DoubleShared(warm)).unwrap().wait().unwrap();
+    let before = common::open_fds();
+    for round in 0..300 {
+        let shared = SharedSlice::from_slice(&[f64::from(round); 1000]).unwrap();
+        let out = pool.submit(DoubleShared(shared)).unwrap().wait().unwrap();
+        assert_eq!(out[999], 2.0 * f64::from(round));
+    }
+    let made = pool.submit(MakeShared(10)).unwrap().wait().unwrap();
+    drop(made);
+    assert_eq!(common::open_fds(), before);
+}
