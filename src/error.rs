@@ -122,6 +122,14 @@ pub enum TaskError {
         /// What was wrong.
         message: String,
     },
+    /// The link to the worker failed while the worker was still there: a send or a
+    /// receive was refused (for want of descriptors, most likely, with many shared
+    /// buffers in flight). The worker was killed and replaced.
+    #[error("the link to the worker failed: {message}")]
+    Link {
+        /// What failed.
+        message: String,
+    },
     /// The pool was terminated (or dropped) before the task finished.
     #[error("pool closed before the task finished")]
     PoolClosed,
@@ -213,6 +221,10 @@ impl TaskError {
     pub fn is_protocol(&self) -> bool {
         matches!(self, TaskError::Protocol { .. })
     }
+    /// The link to the worker failed.
+    pub fn is_link(&self) -> bool {
+        matches!(self, TaskError::Link { .. })
+    }
     /// The pool closed before the task finished.
     pub fn is_pool_closed(&self) -> bool {
         matches!(self, TaskError::PoolClosed)
@@ -249,7 +261,10 @@ impl TaskError {
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(
             self,
-            TaskError::Signaled { .. } | TaskError::Exited { .. } | TaskError::Protocol { .. }
+            TaskError::Signaled { .. }
+                | TaskError::Exited { .. }
+                | TaskError::Protocol { .. }
+                | TaskError::Link { .. }
         )
     }
 }

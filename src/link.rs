@@ -33,6 +33,10 @@ pub(crate) enum RecvError {
     /// The worker's end is closed (it exited, or closed the link), or it sent a length
     /// it cannot mean.
     Closed,
+    /// The link failed while the other end may well be alive: a send or receive
+    /// refused for want of descriptors or buffers, or descriptors no frame names.
+    /// Nothing more can be trusted to cross it.
+    Broken(String),
 }
 
 /// The parent's end of a link to one worker.
@@ -59,6 +63,8 @@ pub(crate) struct ParentEnd {
     unsent_fds: VecDeque<(usize, Vec<OwnedFd>)>,
     /// A send failed: the other end is gone, and nothing more is sent.
     send_failed: bool,
+    /// Why the link failed with the other end still there (see `RecvError::Broken`).
+    broken: Option<String>,
 }
 
 impl ParentEnd {
@@ -81,6 +87,7 @@ impl ParentEnd {
             unsent_at: 0,
             unsent_fds: VecDeque::new(),
             send_failed: false,
+            broken: None,
         }
     }
 
@@ -152,7 +159,7 @@ impl ParentEnd {
         if self.is_flushed() {
             while !slices.is_empty() {
                 let n = sys::send_nonblocking(self.stream.as_fd(), slices, fds_left)
-                    .inspect_err(|_| self.send_failed = true)?;
+                    .map_err(|e| self.failed_send(e))?;
                 if n == 0 {
                     break;
                 }
@@ -165,13 +172,27 @@ impl ParentEnd {
             let copies = fds
                 .iter()
                 .map(|fd| fd.try_clone_to_owned())
-                .collect::<io::Result<Vec<_>>>()?;
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(|e| self.failed_send(e))?;
             self.unsent_fds.push_back((self.unsent.len(), copies));
         }
         for slice in slices.iter() {
             self.unsent.extend_from_slice(slice);
         }
         Ok(())
+    }
+
+    /// Notes a failed send: nothing more is sent, and unless the other end is gone,
+    /// the link is broken.
+    fn failed_send(&mut self, e: io::Error) -> io::Error {
+        self.send_failed = true;
+        self.unsent.clear();
+        self.unsent_at = 0;
+        self.unsent_fds.clear();
+        if !is_peer_gone(&e) && self.broken.is_none() {
+            self.broken = Some(format!("cannot send to the worker: {e}"));
+        }
+        e
     }
 
     /// Sends what the socket takes now of what is waiting.
@@ -214,6 +235,9 @@ impl ParentEnd {
             if let Some(frame) = self.take_frame() {
                 return Ok(frame);
             }
+            if let Some(why) = &self.broken {
+                return Err(RecvError::Broken(why.clone()));
+            }
             if self.oversized {
                 return Err(RecvError::Closed);
             }
@@ -221,13 +245,14 @@ impl ParentEnd {
             let flushed = self.is_flushed();
             let readable = match sys::wait_ready_for(self.stream.as_fd(), !flushed, left) {
                 Ok((readable, writable)) => {
-                    if writable && self.flush_some().is_err() {
-                        // The worker is gone, but what it sent before it went is still
-                        // to be read: stop sending and read on to the end of stream.
-                        self.unsent.clear();
-                        self.unsent_at = 0;
-                        self.unsent_fds.clear();
-                        self.send_failed = true;
+                    if writable {
+                        if let Err(e) = self.flush_some() {
+                            // If the worker is gone, what it sent before it went is
+                            // still to be read: stop sending and read on to the end of
+                            // stream. Otherwise the link is broken (checked above).
+                            self.failed_send(e);
+                            continue;
+                        }
                     }
                     if !readable && !writable {
                         return Err(RecvError::Timeout);
@@ -240,7 +265,11 @@ impl ParentEnd {
                 continue;
             }
             match self.read_more() {
-                Ok(0) | Err(_) => return Err(RecvError::Closed),
+                Ok(0) => return Err(RecvError::Closed),
+                Err(e) if e.raw_os_error() == Some(nix::libc::ECONNRESET) => {
+                    return Err(RecvError::Closed)
+                }
+                Err(e) => self.broken = Some(format!("cannot receive from the worker: {e}")),
                 Ok(_) => {}
             }
         }
@@ -307,6 +336,14 @@ impl ParentEnd {
     }
 }
 
+/// Whether a send failed because the other end has closed the link.
+pub(crate) fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EPIPE | nix::libc::ECONNRESET | nix::libc::ENOTCONN)
+    )
+}
+
 /// The worker's end of its link to the parent.
 #[derive(Debug)]
 pub(crate) struct WorkerEnd {
@@ -332,24 +369,30 @@ impl WorkerEnd {
         self.inbound.take_fds(n)
     }
 
-    /// Blocks for the next frame; `None` once the parent is gone.
+    /// Why the link failed while the parent may still be there, if it did.
+    pub(crate) fn broken(&self) -> Option<&str> {
+        self.inbound.broken.as_deref()
+    }
+
+    /// Blocks for the next frame; `None` once the parent is gone or the link broke
+    /// ([`broken`](WorkerEnd::broken) says which).
     pub(crate) fn recv(&mut self) -> Option<Vec<u8>> {
         loop {
             match self.inbound.recv_timeout(Duration::from_secs(3600)) {
                 Ok(frame) => return Some(frame),
                 Err(RecvError::Timeout) => continue,
-                Err(RecvError::Closed) => return None,
+                Err(RecvError::Closed | RecvError::Broken(_)) => return None,
             }
         }
     }
 
     /// A frame that has already arrived, without waiting: `Some(None)` if there is
-    /// none yet, `None` once the parent is gone.
+    /// none yet, `None` once the parent is gone or the link broke.
     pub(crate) fn try_recv(&mut self) -> Option<Option<Vec<u8>>> {
         match self.inbound.recv_timeout(Duration::ZERO) {
             Ok(frame) => Some(Some(frame)),
             Err(RecvError::Timeout) => Some(None),
-            Err(RecvError::Closed) => None,
+            Err(RecvError::Closed | RecvError::Broken(_)) => None,
         }
     }
 
@@ -513,7 +556,7 @@ mod tests {
     fn a_descriptor_sent_with_a_frame_reaches_the_worker() {
         let (mut parent, theirs) = ParentEnd::pair().unwrap();
         let mut worker = WorkerEnd::new(theirs).unwrap();
-        let memory = sys::SharedMemory::create("link-test", 4096).unwrap();
+        let memory = sys::SharedMemory::create_sealed("link-test", 4096).unwrap();
         // SAFETY: in bounds of a live mapping of our own.
         unsafe { *memory.as_ptr().add(100) = 42 };
         parent.send(b"before").unwrap();
@@ -538,7 +581,7 @@ mod tests {
         let big = vec![7u8; 4 << 20];
         parent.send(&big).unwrap();
         assert!(!parent.is_flushed(), "the socket took 4 MiB at once");
-        let memory = sys::SharedMemory::create("link-test", 4096).unwrap();
+        let memory = sys::SharedMemory::create_sealed("link-test", 4096).unwrap();
         // SAFETY: in bounds of a live mapping of our own.
         unsafe { *memory.as_ptr() = 42 };
         parent

@@ -57,9 +57,15 @@ use crate::wire::codec;
 /// serializer) encoding or decoding it fails with a codec error that says so.
 ///
 /// It is shared, not copied: a task retried after its worker died sees the memory as
-/// the lost attempt left it. A worker that kept a mapping of an output it returned
-/// (on a thread of its own, say) could still write to it while the parent reads it;
-/// procpool's own copies are unmapped once sent.
+/// the lost attempt left it.
+///
+/// Within one process a `SharedSlice` is an ordinary owned array: procpool maps each
+/// memory file once per decoded value (the same file twice in one value is refused)
+/// and unmaps its own copy of a task's array once sent. What Rust cannot see is the
+/// other process: a worker that kept a mapping of an output it returned (a thread of
+/// its own, a task that leaked it) could still write to it while the parent reads it.
+/// Treat the contents of a shared array like any input from a worker: the parent
+/// trusts its size (sealed, checked), not its contents.
 pub struct SharedSlice<T: Pod> {
     /// `None` for an empty array, which needs no memory.
     memory: Option<SharedMemory>,
@@ -67,10 +73,8 @@ pub struct SharedSlice<T: Pod> {
     elem: PhantomData<T>,
 }
 
-// SAFETY: the value owns its mapping; moving it to another thread moves that ownership,
-// and the elements are plain data, `Send` when `T` is.
-unsafe impl<T: Pod + Send> Send for SharedSlice<T> {}
-// SAFETY: shared access only hands out `&[T]`, as a `Vec<T>` would.
+// SAFETY: shared access only hands out `&[T]`, as a `Vec<T>` would. (`Send` follows
+// from `SharedMemory`'s.)
 unsafe impl<T: Pod + Sync> Sync for SharedSlice<T> {}
 
 impl<T: Pod> SharedSlice<T> {
@@ -81,6 +85,7 @@ impl<T: Pod> SharedSlice<T> {
     /// `len` elements of `T` overflow the address space.
     pub fn zeroed(len: usize) -> io::Result<SharedSlice<T>> {
         let bytes = byte_len::<T>(len)?;
+        const { assert_fits_a_page::<T>() };
         let memory = match bytes {
             0 => None,
             _ => Some(SharedMemory::create_sealed("procpool-shared", bytes)?),
@@ -105,8 +110,10 @@ impl<T: Pod> SharedSlice<T> {
     fn bytes(&self) -> &[u8] {
         match &self.memory {
             // SAFETY: the mapping is at least `byte_len(len)` bytes (checked when it was
-            // made or received) and lives as long as `self`; `&self` keeps this process
-            // from writing it meanwhile.
+            // made or received) and lives as long as `self`. In this process no other
+            // value maps the same memory (made here, or taken once per decoded value),
+            // so `&self` keeps it from being written meanwhile; another process's
+            // writes are the caveat in the type's docs.
             Some(m) => unsafe {
                 std::slice::from_raw_parts(m.as_ptr(), self.len * std::mem::size_of::<T>())
             },
@@ -116,13 +123,27 @@ impl<T: Pod> SharedSlice<T> {
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         match &self.memory {
-            // SAFETY: as in `bytes`, and `&mut self` makes this the only reference.
+            // SAFETY: as in `bytes`; `&mut self` makes this the only reference in this
+            // process.
             Some(m) => unsafe {
                 std::slice::from_raw_parts_mut(m.as_ptr(), self.len * std::mem::size_of::<T>())
             },
             None => &mut [],
         }
     }
+}
+
+/// Elements must have a size (a zero-sized one would need no memory, and so no
+/// mapping to hand out), and an alignment the page-aligned mapping provides.
+const fn assert_fits_a_page<T>() {
+    assert!(
+        std::mem::size_of::<T>() > 0,
+        "SharedSlice elements need a size"
+    );
+    assert!(
+        std::mem::align_of::<T>() <= 4096,
+        "SharedSlice elements align to a page at most"
+    );
 }
 
 fn byte_len<T>(len: usize) -> io::Result<usize> {
@@ -135,7 +156,8 @@ impl<T: Pod> Deref for SharedSlice<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         match self.memory {
-            // The mapping is page-aligned, so the cast never fails on alignment.
+            // The mapping is page-aligned and `T` aligns to a page at most, so the cast
+            // never fails on alignment.
             Some(_) => bytemuck::cast_slice(self.bytes()),
             None => &[],
         }
@@ -187,6 +209,7 @@ impl<T: Pod> Serialize for SharedSlice<T> {
 
 impl<'de, T: Pod> Deserialize<'de> for SharedSlice<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const { assert_fits_a_page::<T>() };
         let Wire { fd, len } = Wire::deserialize(deserializer)?;
         let len = usize::try_from(len).map_err(D::Error::custom)?;
         let bytes = byte_len::<T>(len).map_err(D::Error::custom)?;
@@ -240,6 +263,18 @@ mod tests {
         let _fds = codec::encode_with_fds(&shared, &mut buf).unwrap();
         let error = codec::decode_with_fds::<SharedSlice<u8>>(&buf, Vec::new()).unwrap_err();
         assert!(error.contains("did not come with the frame"), "{error}");
+    }
+
+    /// Two slices of one value over the same memory would alias: refused.
+    #[test]
+    fn the_same_memory_twice_in_one_value_is_refused() {
+        let shared = SharedSlice::from_slice(&[7u8]).unwrap();
+        let mut buf = Vec::new();
+        let fds = codec::encode_with_fds(&(&shared, &shared), &mut buf).unwrap();
+        assert_eq!(fds.len(), 2);
+        let error =
+            codec::decode_with_fds::<(SharedSlice<u8>, SharedSlice<u8>)>(&buf, fds).unwrap_err();
+        assert!(error.contains("twice"), "{error}");
     }
 
     /// A `Serialize` that panics mid-value leaves no table behind on the thread.

@@ -143,3 +143,67 @@ fn round_trips_leave_no_descriptor_open() {
     drop(made);
     assert_eq!(common::open_fds(), before);
 }
+
+#[test]
+#[ignore = "run by every_task_gets_an_outcome_when_descriptors_run_out"]
+fn descriptor_starved_parent() {
+    use nix::sys::resource::{setrlimit, Resource};
+    procpool_worker::link();
+    let pool = Pool::builder().workers(1).build().unwrap();
+    // Warm: the worker is up and its link and pipe are open.
+    pool.submit(MakeShared(1)).unwrap().wait().unwrap();
+    let open = common::open_fds() as u64;
+    setrlimit(Resource::RLIMIT_NOFILE, open + 24, open + 24).unwrap();
+    // Each output holds a descriptor until it is waited for, so these run out.
+    let handles: Vec<_> = (0..60)
+        .map(|_| pool.submit(MakeShared(16)).unwrap())
+        .collect();
+    let mut ok = 0;
+    let mut errors = std::collections::BTreeMap::new();
+    let mut kept = Vec::new();
+    for handle in handles {
+        match handle.wait() {
+            Ok(array) => {
+                assert_eq!(array[15], 15);
+                ok += 1;
+                kept.push(array);
+            }
+            Err(e) => {
+                let kind = format!("{e:?}");
+                let kind = kind.split([' ', '{', '(']).next().unwrap().to_owned();
+                *errors.entry(kind).or_insert(0) += 1;
+            }
+        }
+    }
+    println!(
+        "outcomes: {} ok: {ok} errors: {errors:?}",
+        ok + errors.values().sum::<i32>()
+    );
+}
+
+/// A parent that runs out of descriptors (outputs holding shared arrays it keeps) gets a
+/// typed error for the tasks that could not come back, and every task its outcome: no
+/// hang, no task without one.
+#[test]
+fn every_task_gets_an_outcome_when_descriptors_run_out() {
+    let _alone = alone();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "descriptor_starved_parent",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("outcomes: "))
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    assert!(line.starts_with("outcomes: 60 "), "{line}");
+    assert!(line.contains("errors: {\""), "nothing ran out: {line}");
+    eprintln!("{line}");
+}

@@ -115,6 +115,10 @@ impl Job {
         }
     }
 
+    pub(crate) fn has_fds(&self) -> bool {
+        matches!(&self.work, Work::One(frame) if !frame.fds.is_empty())
+    }
+
     pub(crate) fn is_batch(&self) -> bool {
         matches!(self.work, Work::Batch(_))
     }

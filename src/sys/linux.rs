@@ -290,17 +290,9 @@ pub(crate) struct SharedMemory {
 unsafe impl Send for SharedMemory {}
 
 impl SharedMemory {
-    /// A new zero-filled region of `len` bytes (pages are allocated when first touched).
-    pub(crate) fn create(name: &str, len: usize) -> io::Result<SharedMemory> {
-        use nix::sys::memfd::{memfd_create, MFdFlags};
-        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC)?;
-        let size = i64::try_from(len).map_err(|_| io::Error::other("region too large"))?;
-        nix::unistd::ftruncate(&fd, size)?;
-        SharedMemory::map(fd)
-    }
-
-    /// A new zero-filled region of `len` bytes whose size is sealed: no process that
-    /// gets its descriptor can shrink it (and so make another's reads fault) or grow it.
+    /// A new zero-filled region of `len` bytes (pages are allocated when first touched)
+    /// whose size is sealed: no process that gets its descriptor can shrink it (and so
+    /// make another's reads fault with `SIGBUS`) or grow it.
     pub(crate) fn create_sealed(name: &str, len: usize) -> io::Result<SharedMemory> {
         use nix::fcntl::SealFlag;
         use nix::sys::memfd::{memfd_create, MFdFlags};

@@ -54,7 +54,14 @@ thread_local! {
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     /// Descriptors that came with the value being decoded on this thread: `Some` only
     /// inside [`decode_with_fds`]. Each is taken once.
-    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    static INCOMING: RefCell<Option<Incoming>> = const { RefCell::new(None) };
+}
+
+struct Incoming {
+    fds: Vec<Option<OwnedFd>>,
+    /// The memory files taken so far, as (device, inode): one value must not map the
+    /// same memory twice, or two of its slices would alias.
+    taken: Vec<(u64, u64)>,
 }
 
 /// Like [`encode_into`], for a value that may hold shared buffers: returns the
@@ -75,7 +82,11 @@ pub(crate) fn decode_with_fds<T: DeserializeOwned>(
     bytes: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<T, String> {
-    let _table = Scoped::enter(&INCOMING, fds.into_iter().map(Some).collect());
+    let incoming = Incoming {
+        fds: fds.into_iter().map(Some).collect(),
+        taken: Vec::new(),
+    };
+    let _table = Scoped::enter(&INCOMING, incoming);
     decode(bytes)
 }
 
@@ -128,12 +139,23 @@ pub(crate) fn put_fd(fd: OwnedFd) -> Result<u32, String> {
 
 /// For a shared buffer's `Deserialize`: takes the descriptor at `index`.
 pub(crate) fn take_fd(index: u32) -> Result<OwnedFd, String> {
-    INCOMING.with(|i| match i.borrow_mut().as_mut() {
-        Some(fds) => fds
+    INCOMING.with(|i| {
+        let mut table = i.borrow_mut();
+        let Some(incoming) = table.as_mut() else {
+            return Err(NOT_HERE.to_owned());
+        };
+        let fd = incoming
+            .fds
             .get_mut(index as usize)
             .and_then(Option::take)
-            .ok_or_else(|| format!("shared buffer #{index} did not come with the frame")),
-        None => Err(NOT_HERE.to_owned()),
+            .ok_or_else(|| format!("shared buffer #{index} did not come with the frame"))?;
+        let stat = nix::sys::stat::fstat(&fd).map_err(|e| e.to_string())?;
+        let file = (stat.st_dev, stat.st_ino);
+        if incoming.taken.contains(&file) {
+            return Err("the same shared memory twice in one value".to_owned());
+        }
+        incoming.taken.push(file);
+        Ok(fd)
     })
 }
 

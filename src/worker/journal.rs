@@ -52,7 +52,10 @@ pub(crate) struct Recovered {
 impl Journal {
     /// A new journal, made by the parent.
     pub(crate) fn create() -> io::Result<Journal> {
-        Journal::over(SharedMemory::create("procpool-journal", JOURNAL_BYTES)?)
+        Journal::over(SharedMemory::create_sealed(
+            "procpool-journal",
+            JOURNAL_BYTES,
+        )?)
     }
 
     /// The journal whose descriptor the parent sent.

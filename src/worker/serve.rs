@@ -17,6 +17,7 @@ use crate::link::WorkerEnd;
 use crate::sys;
 use crate::task;
 use crate::wire::batch;
+use crate::wire::codec;
 use crate::wire::frame::{self, Request, Response};
 use crate::worker::journal::Journal;
 use crate::worker::{context, panics};
@@ -115,7 +116,7 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
     loop {
         if inbox.is_empty() {
             let Some(frame) = link.recv() else {
-                parent_gone()
+                return link_ended(&link, None);
             };
             if let Err(code) = take_in(frame, &mut link, &mut inbox) {
                 return code;
@@ -129,7 +130,7 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     }
                 }
                 Some(None) => break,
-                None => parent_gone(),
+                None => return link_ended(&link, None),
             }
         }
         let Some(inbound) = inbox.pop_front() else {
@@ -202,9 +203,27 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             // Taken out of the stream as they arrive (see `take_in`).
             Request::Skip { .. } => Ok(()),
         };
-        if sent.is_err() {
-            parent_gone()
+        if let Err(e) = sent {
+            return link_ended(&link, Some(&e));
         }
+    }
+}
+
+/// The link ended without `Shutdown`. If it broke with the parent still there (out of
+/// descriptors, say), the worker says why on stderr, where the parent's crash report
+/// quotes it, and exits with `EXIT_PROTOCOL`. Otherwise the parent is gone.
+fn link_ended(link: &WorkerEnd, send_error: Option<&std::io::Error>) -> i32 {
+    let broken = link.broken().map(str::to_owned).or_else(|| {
+        send_error
+            .filter(|e| !crate::link::is_peer_gone(e))
+            .map(|e| format!("cannot send to the parent: {e}"))
+    });
+    match broken {
+        Some(why) => {
+            eprintln!("procpool worker: the link to the parent failed: {why}");
+            EXIT_PROTOCOL
+        }
+        None => parent_gone(),
     }
 }
 
@@ -250,6 +269,10 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
                 Request::Journal => 1,
                 _ => 0,
             };
+            if count > codec::MAX_FDS {
+                eprintln!("procpool worker: a frame names {count} descriptors");
+                return Err(EXIT_PROTOCOL);
+            }
             let Some(fds) = link.take_fds(count) else {
                 eprintln!("procpool worker: a frame came without its {count} descriptors");
                 return Err(EXIT_PROTOCOL);
@@ -376,7 +399,6 @@ fn setup(memory_limit: Option<u64>, core_dumps: bool) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::link::ParentEnd;
-    use crate::wire::codec;
 
     /// A batch whose payload does not hold `count` entries is a protocol error: the
     /// worker exits rather than guess which task is which.

@@ -31,6 +31,7 @@ use crate::link::{ParentEnd, RecvError};
 use crate::pool::{Encoded, Job, RawOutcome, Segment, Shared};
 use crate::sys;
 use crate::wire::batch;
+use crate::wire::codec;
 use crate::wire::frame::{self, Request, Response};
 use crate::worker::journal::Journal;
 
@@ -362,6 +363,10 @@ impl Supervisor {
             let answer = match worker.link.recv_timeout(wait) {
                 Ok(frame) => self.answer(&mut worker, head, frame),
                 Err(RecvError::Closed) => Answer::Lost(self.crashed(&mut worker, peak)),
+                Err(RecvError::Broken(message)) => {
+                    worker.process.kill();
+                    Answer::Lost(TaskError::Link { message })
+                }
                 Err(RecvError::Timeout) => {
                     last_watch = Instant::now();
                     match self.watch(&mut worker, &mut in_flight, &mut peak) {
@@ -402,6 +407,7 @@ impl Supervisor {
                     TaskError::Protocol { .. } => {
                         "worker answered its set-up with a malformed frame".to_owned()
                     }
+                    TaskError::Link { message } => message,
                     _ => self.died_starting(&mut worker),
                 };
                 drop(worker);
@@ -618,6 +624,12 @@ impl Supervisor {
             let Some(job) = self.next_job(backlog, false) else {
                 break;
             };
+            // At most one job with shared buffers in a worker's pipeline: each holds up
+            // to 32 descriptors in the worker, which must not run out of them.
+            if job.has_fds() && in_flight.iter().any(|f| f.job.has_fds()) {
+                backlog.push_front(job);
+                break;
+            }
             let job = self.fit(worker, job, room, backlog);
             in_flight.push_back(InFlight::new(job));
             if in_flight.back().is_some_and(batched) {
@@ -785,6 +797,7 @@ impl Supervisor {
                 }
                 Ok(_) => return Err("worker answered its set-up with a malformed frame".into()),
                 Err(RecvError::Closed) => return Err(self.died_starting(worker)),
+                Err(RecvError::Broken(message)) => return Err(message),
                 Err(RecvError::Timeout) => {}
             }
             if self.shared.is_terminating() {
@@ -843,6 +856,9 @@ impl Supervisor {
         match frame::decode::<Response>(&frame) {
             Err(e) => broken(w, e.to_string()),
             Ok((Response::Output { id, fds }, len)) if id == job.id && single => {
+                if fds as usize > codec::MAX_FDS {
+                    return broken(w, format!("task #{id}'s output names {fds} descriptors"));
+                }
                 let Some(fds) = w.link.take_fds(fds as usize) else {
                     return broken(
                         w,
