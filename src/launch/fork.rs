@@ -86,8 +86,9 @@ struct Server {
     events: Arc<Events>,
     /// The exec'd server process itself; our child.
     process: Mutex<WorkerProcess>,
-    /// One `Spawn` at a time, so each answer belongs to the request waiting for it.
-    spawning: Mutex<()>,
+    /// How many `Spawn` requests were sent. The server answers them in order, so the
+    /// n-th answer belongs to the n-th request; several can be under way at once.
+    spawns_sent: Mutex<u64>,
     reader: Option<JoinHandle<()>>,
     start_timeout: Duration,
 }
@@ -131,7 +132,7 @@ impl Server {
                 command.stderr(),
                 command.stdout(),
             )),
-            spawning: Mutex::new(()),
+            spawns_sent: Mutex::new(0),
             reader: Some(reader),
             start_timeout,
         };
@@ -168,7 +169,7 @@ impl Server {
         // The server writes to its stderr only when it fails, and its failures are read
         // from there (`died`): no reader thread until then.
         let pipes = Pipes {
-            stderr: Some(Box::new(stderr)),
+            stderr: Some(stderr.into()),
             stdout: None,
             stderr_to: Some(command.stderr()),
             stdout_to: None,
@@ -190,7 +191,7 @@ impl Server {
             sock: ours,
             events,
             process: Mutex::new(process),
-            spawning: Mutex::new(()),
+            spawns_sent: Mutex::new(0),
             reader: Some(reader),
             start_timeout,
         };
@@ -275,26 +276,35 @@ impl Server {
         };
         let mut fds = vec![socket.as_raw_fd(), stderr_writer.as_raw_fd()];
         fds.extend(stdout.as_ref().map(|(_, writer)| writer.as_raw_fd()));
-        let _one_at_a_time = lock(&self.spawning);
-        self.events.lock().answer = None;
-        if let Err(e) = self.send(&ToServer::Spawn, &fds) {
+        let sent = {
+            // Held across the send, so requests are numbered in the order they go out.
+            let mut sent = lock(&self.spawns_sent);
+            self.send(&ToServer::Spawn, &fds).map(|()| {
+                *sent += 1;
+                *sent - 1
+            })
+        };
+        let ticket = match sent {
+            Ok(ticket) => ticket,
             // A server that is gone says how it ended; anything else as it is.
-            if e.kind() != io::ErrorKind::BrokenPipe {
-                return Err(e);
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
+            Err(_) => {
+                let ready = self.events.lock().ready.is_some();
+                return Err(self.died(ready));
             }
-            let ready = self.events.lock().ready.is_some();
-            return Err(self.died(ready));
-        }
+        };
         drop((socket, stderr_writer));
-        let stdout = stdout.map(|(reader, _writer)| Box::new(reader) as Pipe);
-        let answer = self.wait_for("the fork server did not fork", |state| state.answer.take())?;
+        let stdout = stdout.map(|(reader, _writer)| Pipe::from(reader));
+        let answer = self.wait_for("the fork server did not fork", |state| {
+            state.answers.remove(&ticket)
+        })?;
         let pid = answer.map_err(io::Error::other)?;
         let child = Forked {
             pid,
             server: self.clone(),
         };
         let pipes = Pipes {
-            stderr: Some(Box::new(stderr)),
+            stderr: Some(stderr.into()),
             stdout,
             stderr_to: Some(command.stderr()),
             stdout_to: Some(command.stdout()),
@@ -330,12 +340,22 @@ struct Events {
 #[derive(Debug, Default)]
 struct EventState {
     ready: Option<u32>,
-    answer: Option<Result<u32, String>>,
+    /// Answers to `Spawn` requests by request number, until their requesters take them.
+    answers: HashMap<u64, Result<u32, String>>,
+    /// How many answers have come.
+    answered: u64,
     /// Raw wait statuses of workers that ended and were reaped by the server, until the
     /// pool collects them.
     ended: HashMap<u32, i32>,
     /// The server closed its end or broke the protocol: it is dead or being killed.
     gone: bool,
+}
+
+impl EventState {
+    fn answer(&mut self, answer: Result<u32, String>) {
+        self.answers.insert(self.answered, answer);
+        self.answered += 1;
+    }
 }
 
 impl Events {
@@ -380,8 +400,8 @@ impl Events {
             let mut state = self.lock();
             match message {
                 FromServer::Ready { pid } => state.ready = Some(pid),
-                FromServer::Spawned { pid } => state.answer = Some(Ok(pid)),
-                FromServer::SpawnFailed { message } => state.answer = Some(Err(message)),
+                FromServer::Spawned { pid } => state.answer(Ok(pid)),
+                FromServer::SpawnFailed { message } => state.answer(Err(message)),
                 FromServer::Ended { pid, status } => {
                     state.ended.insert(pid, status);
                 }

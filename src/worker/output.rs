@@ -1,13 +1,19 @@
 //! A worker's stdout and stderr pipes as the parent reads them.
 //!
-//! One [`OutputReader`] thread per pipe reads until end-of-file. For stderr it keeps the
-//! last lines that crash reports quote (and the first line, which says why a start
-//! failed). Every byte then goes where the pool's [`Stdio`] says: to the parent's own
-//! stderr, nowhere, or line by line to the user's function ([`Stdio::capture`]).
+//! An [`OutputReader`] reads one pipe until end-of-file. For stderr it keeps the last
+//! lines that crash reports quote (and the first line, which says why a start failed).
+//! Every byte then goes where the pool's [`Stdio`] says: to the parent's own stderr,
+//! nowhere, or line by line to the user's function ([`Stdio::capture`]).
+//!
+//! Pipes whose bytes go to the parent's stderr or nowhere are all read by one thread
+//! of the process, `procpool-output`, which polls them (see [`Poller`]): a worker's
+//! start then starts no thread for its output. A captured pipe gets a thread of its
+//! own, so that a slow user function holds up no other worker.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -23,7 +29,7 @@ const TAIL_LINE_BYTES: usize = 1000;
 const CAPTURED_LINE_BYTES: usize = 64 * 1024;
 
 /// The read end of a worker's pipe.
-pub(crate) type Pipe = Box<dyn Read + Send>;
+pub(crate) type Pipe = OwnedFd;
 
 /// Where the bytes of one pipe go, besides the tail.
 pub(crate) enum Sink {
@@ -159,6 +165,146 @@ pub(crate) struct OutputReader {
     deferred: Arc<Mutex<Deferred>>,
 }
 
+/// A pipe being read, where its bytes go, and the reader that keeps its tail.
+struct Watched {
+    pipe: Pipe,
+    sink: Sink,
+    reader: OutputReader,
+}
+
+impl Watched {
+    /// One read: `false` at end-of-file (or an error other than an interruption or
+    /// an empty non-blocking pipe).
+    fn read_some(&mut self, buf: &mut [u8]) -> bool {
+        match nix::unistd::read(&self.pipe, buf) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.sink.write(&buf[..n]);
+                self.reader.lock().push(&buf[..n]);
+                true
+            }
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// At end-of-file. The pipe is closed before the reader says it is done, so that a
+    /// caller waiting for that (`wait_done`) finds the descriptor gone too.
+    fn finish(self) {
+        let Watched {
+            pipe,
+            mut sink,
+            reader,
+        } = self;
+        drop(pipe);
+        sink.finish();
+        reader.close();
+    }
+}
+
+/// The process's one thread for pipes that are not captured: a `poll` over all of them
+/// and a wake-up pipe. It starts with the first pipe and ends when the last one ends;
+/// while it runs, the wake-up pipe's write end is here.
+struct Poller {
+    /// Set while the thread runs.
+    wake: Option<OwnedFd>,
+    /// Pipes handed over and not yet taken by the thread.
+    added: Vec<Watched>,
+}
+
+static POLLER: Mutex<Poller> = Mutex::new(Poller {
+    wake: None,
+    added: Vec::new(),
+});
+
+impl Poller {
+    fn lock() -> MutexGuard<'static, Poller> {
+        POLLER.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands `watched` to the thread, starting it if none runs.
+    fn watch(watched: Watched) {
+        // Read only when poll says so, and never wait in a read.
+        let _ = crate::sys::set_nonblocking(watched.pipe.as_fd());
+        let mut poller = Poller::lock();
+        poller.added.push(watched);
+        if let Some(wake) = &poller.wake {
+            // A full wake-up pipe already has the thread's attention.
+            let _ = nix::unistd::write(wake, &[1]);
+            return;
+        }
+        let started =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(io::Error::from)
+                .and_then(|(wake_rx, wake_tx)| {
+                    thread::Builder::new()
+                        .name("procpool-output".into())
+                        .stack_size(64 * 1024)
+                        .spawn(move || Poller::run(wake_rx))?;
+                    Ok(wake_tx)
+                });
+        match started {
+            Ok(wake_tx) => poller.wake = Some(wake_tx),
+            // No thread: nothing will read these pipes; their readers say so.
+            Err(_) => {
+                for watched in poller.added.drain(..) {
+                    watched.finish();
+                }
+            }
+        }
+    }
+
+    fn run(wake_rx: OwnedFd) {
+        let mut watched: Vec<Watched> = Vec::new();
+        let mut buf = [0u8; 8192];
+        let last = loop {
+            watched.append(&mut Poller::lock().added);
+            let polled = {
+                let mut fds = vec![wake_rx.as_fd()];
+                fds.extend(watched.iter().map(|w| w.pipe.as_fd()));
+                crate::sys::wait_readable(&fds)
+            };
+            let ready = polled.unwrap_or_else(|_| {
+                // Out of memory for the poll, say: try every pipe (they do not block)
+                // after a pause, rather than spin.
+                thread::sleep(Duration::from_millis(10));
+                vec![true; watched.len() + 1]
+            });
+            if ready[0] {
+                while nix::unistd::read(&wake_rx, &mut buf).is_ok_and(|n| n > 0) {}
+            }
+            // Read each ready pipe once; take out those that ended.
+            let mut open = Vec::with_capacity(watched.len());
+            let mut ended = Vec::new();
+            for (mut w, &is_ready) in watched.drain(..).zip(&ready[1..]) {
+                if !is_ready || w.read_some(&mut buf) {
+                    open.push(w);
+                } else {
+                    ended.push(w);
+                }
+            }
+            watched = open;
+            if watched.is_empty() && !ended.is_empty() {
+                let mut poller = Poller::lock();
+                if poller.added.is_empty() {
+                    // The last pipe: the thread ends, and its wake-up pipe is closed
+                    // before the last readers say they are done, so that no
+                    // descriptor of ours outlives the pipes it served.
+                    poller.wake = None;
+                    break ended;
+                }
+            }
+            for w in ended {
+                w.finish();
+            }
+        };
+        drop(wake_rx);
+        for w in last {
+            w.finish();
+        }
+    }
+}
+
 /// A pipe not read yet, and where its bytes are to go.
 #[derive(Default)]
 struct Deferred(Option<(Pipe, Sink)>);
@@ -213,30 +359,29 @@ impl OutputReader {
         }
     }
 
-    fn spawn(&self, mut pipe: Pipe, mut sink: Sink) {
+    fn spawn(&self, pipe: Pipe, sink: Sink) {
+        if !sink.is_capture() {
+            Poller::watch(Watched {
+                pipe,
+                sink,
+                reader: self.clone(),
+            });
+            return;
+        }
         let reader = self;
         let thread_reader = reader.clone();
         let spawned = thread::Builder::new()
-            .name("procpool-output".into())
+            .name("procpool-capture".into())
             .stack_size(64 * 1024)
             .spawn(move || {
+                let mut watched = Watched {
+                    pipe,
+                    sink,
+                    reader: thread_reader,
+                };
                 let mut buf = [0u8; 8192];
-                loop {
-                    match pipe.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            sink.write(&buf[..n]);
-                            thread_reader.lock().push(&buf[..n]);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => break,
-                    }
-                }
-                // The pipe is closed before the reader says it is done, so that a
-                // caller waiting for that (`wait_done`) finds the descriptor gone too.
-                drop(pipe);
-                sink.finish();
-                thread_reader.close();
+                while watched.read_some(&mut buf) {}
+                watched.finish();
             });
         if spawned.is_err() {
             reader.close();
@@ -335,6 +480,40 @@ impl OutputReader {
 mod tests {
     use super::*;
 
+    /// The read end of a pipe that holds `bytes`, its write end closed.
+    fn pipe_holding(bytes: &[u8]) -> Pipe {
+        let (reader, mut writer) = io::pipe().unwrap();
+        writer.write_all(bytes).unwrap();
+        reader.into()
+    }
+
+    /// Uncaptured pipes are read by the process's one poll thread, several at once, each
+    /// to its end.
+    #[test]
+    fn the_poll_thread_reads_every_pipe_to_its_end() {
+        let mut writers = Vec::new();
+        let readers: Vec<OutputReader> = (0..3)
+            .map(|_| {
+                let (reader, writer) = io::pipe().unwrap();
+                writers.push(writer);
+                OutputReader::start(Some(reader.into()), Sink::Discard)
+            })
+            .collect();
+        for (i, writer) in writers.iter_mut().enumerate() {
+            writeln!(writer, "pipe {i} line 1").unwrap();
+        }
+        for (i, mut writer) in writers.into_iter().enumerate() {
+            write!(writer, "pipe {i} last").unwrap();
+        }
+        for (i, reader) in readers.iter().enumerate() {
+            assert_eq!(
+                reader.lines(Duration::from_secs(5)),
+                [format!("pipe {i} line 1"), format!("pipe {i} last")]
+            );
+            assert!(reader.is_done());
+        }
+    }
+
     fn capture(stream: OutputStream) -> (Sink, Arc<Mutex<Vec<OutputLine>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let into = lines.clone();
@@ -385,7 +564,7 @@ mod tests {
     fn a_reader_delivers_everything_before_it_closes() {
         let (sink, lines) = capture(OutputStream::Stderr);
         let text = "first\nsecond\nthird";
-        let reader = OutputReader::start(Some(Box::new(text.as_bytes())), sink);
+        let reader = OutputReader::start(Some(pipe_holding(text.as_bytes())), sink);
         reader.drain_capture(Duration::from_secs(5));
         assert_eq!(lines.lock().unwrap().len(), 3);
         assert_eq!(reader.first_line(Duration::ZERO).as_deref(), Some("first"));
@@ -394,7 +573,7 @@ mod tests {
     #[test]
     fn a_deferred_reader_reads_nothing_until_its_lines_are_asked_for() {
         let (sink, lines) = capture(OutputStream::Stderr);
-        let reader = OutputReader::deferred(Box::new(&b"cannot settle\nmore"[..]), sink);
+        let reader = OutputReader::deferred(pipe_holding(b"cannot settle\nmore"), sink);
         reader.clear();
         assert!(!reader.saw_allocation_failure());
         assert!(lines.lock().unwrap().is_empty(), "read before it was asked");

@@ -78,8 +78,8 @@ impl WorkerProcess {
     /// An exec'd child whose stderr (and stdout, when captured) is piped to us.
     pub(crate) fn exec(mut child: Child, stderr_to: &Stdio, stdout_to: &Stdio) -> WorkerProcess {
         let pipes = Pipes {
-            stderr: child.stderr.take().map(|p| Box::new(p) as Pipe),
-            stdout: child.stdout.take().map(|p| Box::new(p) as Pipe),
+            stderr: child.stderr.take().map(Pipe::from),
+            stdout: child.stdout.take().map(Pipe::from),
             stderr_to: Some(stderr_to),
             stdout_to: Some(stdout_to),
             stderr_deferred: false,
