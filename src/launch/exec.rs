@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::fork::ForkServer;
 use super::{Launch, Stdio, ENV_LIFELINE, ENV_SERVER};
+use crate::link::ParentEnd;
 use crate::sys::{self, Lifeline};
 use crate::worker::process::WorkerProcess;
 
@@ -102,7 +103,14 @@ pub(crate) struct Spawner {
 }
 
 impl Spawner {
-    pub(crate) fn new(settings: SpawnSettings, start_timeout: Duration) -> io::Result<Spawner> {
+    /// A fork server forked on the spot forks `workers` workers at once, whose links
+    /// start with `setup` (see [`take_prestarted`](Spawner::take_prestarted)).
+    pub(crate) fn new(
+        settings: SpawnSettings,
+        start_timeout: Duration,
+        workers: usize,
+        setup: &[u8],
+    ) -> io::Result<Spawner> {
         let fork = settings.launch.is_fork_server();
         let fork_here = settings.launch == Launch::ForkServer;
         let (program, args) = match settings.launch {
@@ -122,7 +130,7 @@ impl Spawner {
         };
         let fork_server = fork.then(|| Arc::new(ForkServer::new(command.clone(), start_timeout)));
         if let (Some(server), true) = (&fork_server, fork_here) {
-            server.start_here_if_single_threaded();
+            server.start_here_if_single_threaded(workers, setup);
         }
         Ok(Spawner {
             command,
@@ -136,6 +144,19 @@ impl Spawner {
             Some(_) => format!("{} (fork server)", self.command.program()),
             None => self.command.program(),
         }
+    }
+
+    /// A worker already started for a slot's first start, with its link: `finish` the
+    /// second to get its process.
+    pub(crate) fn take_prestarted(&self) -> Option<(ParentEnd, PrestartedWorker<'_>)> {
+        let (link, started) = self.fork_server.as_ref()?.take_prestarted()?;
+        Some((
+            link,
+            PrestartedWorker {
+                started,
+                command: &self.command,
+            },
+        ))
     }
 
     /// Starts a worker on the link socket `socket` (its end of the pair).
@@ -153,6 +174,20 @@ impl Spawner {
             self.command.stderr(),
             self.command.stdout(),
         ))
+    }
+}
+
+/// A worker from [`Spawner::take_prestarted`].
+#[derive(Debug)]
+pub(crate) struct PrestartedWorker<'a> {
+    started: super::fork::Prestarted,
+    command: &'a CommandSpec,
+}
+
+impl PrestartedWorker<'_> {
+    /// Waits for the fork server to report the worker forked.
+    pub(crate) fn finish(self) -> io::Result<WorkerProcess> {
+        self.started.finish(self.command)
     }
 }
 

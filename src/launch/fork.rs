@@ -9,7 +9,7 @@
 //! (they hold `PR_SET_PDEATHSIG` on the server) and a new server is started on the next
 //! request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
@@ -19,7 +19,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::exec::CommandSpec;
+use super::zygote::SpawnFds;
 use super::{Stdio, ENV_ZYGOTE};
+use crate::link::ParentEnd;
 use crate::sys::{self, Lifeline, Signal};
 use crate::wire::zygote::{self as msg, FromServer, ToServer};
 use crate::worker::output::Pipe;
@@ -51,13 +53,41 @@ impl ForkServer {
     /// single-threaded (a pool built first thing in `main`): no exec, no program start.
     /// Otherwise, or if that fails, the first worker's start re-executes the program as
     /// the server instead.
-    pub(crate) fn start_here_if_single_threaded(&self) {
+    ///
+    /// Such a server forks `workers` workers at once, before any `Spawn`: their links
+    /// (with `setup` already written in) wait for the slots in
+    /// [`take_prestarted`](ForkServer::take_prestarted).
+    pub(crate) fn start_here_if_single_threaded(&self, workers: usize, setup: &[u8]) {
         if !matches!(sys::thread_count(), Ok(1)) {
             return;
         }
-        if let Ok(server) = Server::fork_here(&self.command, self.start_timeout) {
+        let first = (0..workers)
+            .map(|_| FirstWorker::new(&self.command, setup))
+            .collect::<io::Result<Vec<_>>>();
+        // Without their links, the workers are started on request as usual.
+        let first = first.unwrap_or_default();
+        if let Ok(server) = Server::fork_here(&self.command, self.start_timeout, first) {
             *lock(&self.current) = Some(Arc::new(server));
         }
+    }
+
+    /// A worker the server forked at its start, with its link, for a slot's first
+    /// start; `None` if there is none left (or its server is gone).
+    pub(crate) fn take_prestarted(&self) -> Option<(ParentEnd, Prestarted)> {
+        let server = lock(&self.current).clone()?;
+        if server.events.is_gone() {
+            return None;
+        }
+        let first = lock(&server.first).pop_front()?;
+        Some((
+            first.link,
+            Prestarted {
+                server,
+                ticket: first.ticket,
+                stderr: first.stderr,
+                stdout: first.stdout,
+            },
+        ))
     }
 
     /// Forks a worker on the link socket `socket`, starting a server first if there is
@@ -78,6 +108,62 @@ impl ForkServer {
     }
 }
 
+/// The parent's side of a worker that a forked server forks at its start: its link and
+/// pipe read ends, made before the server's fork, and its `Spawn` request number.
+#[derive(Debug)]
+struct FirstWorker {
+    link: ParentEnd,
+    ticket: u64,
+    stderr: Pipe,
+    stdout: Option<Pipe>,
+    /// The worker's ends, handed to the server at its fork and closed here after it.
+    theirs: Option<SpawnFds>,
+}
+
+impl FirstWorker {
+    fn new(command: &CommandSpec, setup: &[u8]) -> io::Result<FirstWorker> {
+        let (mut link, socket) = ParentEnd::pair()?;
+        // Sent before the worker exists, as for any start (see `Supervisor::start`).
+        link.send(setup)?;
+        let (stderr, stderr_writer) = io::pipe()?;
+        let stdout = match command.stdout() {
+            Stdio::Capture(_) => Some(io::pipe()?),
+            _ => None,
+        };
+        let (stdout, stdout_writer) = stdout.map(|(r, w)| (r.into(), w.into())).unzip();
+        Ok(FirstWorker {
+            link,
+            ticket: 0,
+            stderr: stderr.into(),
+            stdout,
+            theirs: Some(SpawnFds {
+                socket,
+                stderr: Some(stderr_writer.into()),
+                stdout: stdout_writer,
+            }),
+        })
+    }
+}
+
+/// A worker forked at its server's start, claimed by a slot: [`finish`] waits for the
+/// server's answer.
+///
+/// [`finish`]: Prestarted::finish
+#[derive(Debug)]
+pub(crate) struct Prestarted {
+    server: Arc<Server>,
+    ticket: u64,
+    stderr: Pipe,
+    stdout: Option<Pipe>,
+}
+
+impl Prestarted {
+    pub(crate) fn finish(self, command: &CommandSpec) -> io::Result<WorkerProcess> {
+        self.server
+            .adopt(self.ticket, self.stderr, self.stdout, command)
+    }
+}
+
 /// One running fork server.
 #[derive(Debug)]
 struct Server {
@@ -87,8 +173,11 @@ struct Server {
     /// The exec'd server process itself; our child.
     process: Mutex<WorkerProcess>,
     /// How many `Spawn` requests were sent. The server answers them in order, so the
-    /// n-th answer belongs to the n-th request; several can be under way at once.
+    /// n-th answer belongs to the n-th request; several can be under way at once. The
+    /// workers it forks at its start count as the first requests.
     spawns_sent: Mutex<u64>,
+    /// Those workers, until slots claim them.
+    first: Mutex<VecDeque<FirstWorker>>,
     reader: Option<JoinHandle<()>>,
     start_timeout: Duration,
 }
@@ -133,6 +222,7 @@ impl Server {
                 command.stdout(),
             )),
             spawns_sent: Mutex::new(0),
+            first: Mutex::new(VecDeque::new()),
             reader: Some(reader),
             start_timeout,
         };
@@ -141,7 +231,11 @@ impl Server {
     }
 
     /// A server forked from this process, which the caller checked is single-threaded.
-    fn fork_here(command: &CommandSpec, start_timeout: Duration) -> io::Result<Server> {
+    fn fork_here(
+        command: &CommandSpec,
+        start_timeout: Duration,
+        mut first: Vec<FirstWorker>,
+    ) -> io::Result<Server> {
         let (ours, theirs) = sys::packet_pair()?;
         let (stderr, stderr_writer) = io::pipe()?;
         let lifeline = Lifeline::get()?.read_end()?;
@@ -150,13 +244,27 @@ impl Server {
         let Some(pid) = (unsafe { sys::fork_single_threaded() })? else {
             // The server. It never returns into the program it was forked from.
             drop((ours, stderr));
-            let keep = [theirs.as_raw_fd(), lifeline.as_raw_fd()];
+            let spawns: Vec<SpawnFds> = first.iter_mut().filter_map(|f| f.theirs.take()).collect();
+            // Everything else of the program's is closed, the parents' ends of the
+            // first workers' links and pipes too.
+            let mut keep = vec![theirs.as_raw_fd(), lifeline.as_raw_fd()];
+            for spawn in &spawns {
+                keep.push(spawn.socket.as_raw_fd());
+                keep.extend(
+                    spawn
+                        .stderr
+                        .iter()
+                        .chain(&spawn.stdout)
+                        .map(AsRawFd::as_raw_fd),
+                );
+            }
+            std::mem::forget(first);
             let stdout_null = !matches!(command.stdout(), Stdio::Inherit);
             let settled =
                 sys::settle_forked_server(parent, stderr_writer.into(), stdout_null, &keep)
                     .and_then(|()| command.apply_env_and_cwd());
             let code = match settled {
-                Ok(()) => super::zygote::run(theirs, Some(lifeline)),
+                Ok(()) => super::zygote::run(theirs, Some(lifeline), spawns),
                 Err(e) => {
                     eprintln!("procpool fork server: cannot settle after the fork: {e}");
                     crate::worker::serve::EXIT_START
@@ -165,6 +273,10 @@ impl Server {
             std::process::exit(code);
         };
         drop((theirs, stderr_writer, lifeline));
+        for (ticket, worker) in first.iter_mut().enumerate() {
+            worker.ticket = ticket as u64;
+            drop(worker.theirs.take());
+        }
         let child = ForkedHere(pid);
         // The server writes to its stderr only when it fails, and its failures are read
         // from there (`died`): no reader thread until then.
@@ -191,7 +303,8 @@ impl Server {
             sock: ours,
             events,
             process: Mutex::new(process),
-            spawns_sent: Mutex::new(0),
+            spawns_sent: Mutex::new(first.len() as u64),
+            first: Mutex::new(first.into()),
             reader: Some(reader),
             start_timeout,
         };
@@ -295,6 +408,17 @@ impl Server {
         };
         drop((socket, stderr_writer));
         let stdout = stdout.map(|(reader, _writer)| Pipe::from(reader));
+        self.adopt(ticket, stderr.into(), stdout, command)
+    }
+
+    /// The worker of `Spawn` request number `ticket`, once the server answers it.
+    fn adopt(
+        self: &Arc<Server>,
+        ticket: u64,
+        stderr: Pipe,
+        stdout: Option<Pipe>,
+        command: &CommandSpec,
+    ) -> io::Result<WorkerProcess> {
         let answer = self.wait_for("the fork server did not fork", |state| {
             state.answers.remove(&ticket)
         })?;
@@ -304,7 +428,7 @@ impl Server {
             server: self.clone(),
         };
         let pipes = Pipes {
-            stderr: Some(stderr.into()),
+            stderr: Some(stderr),
             stdout,
             stderr_to: Some(command.stderr()),
             stdout_to: Some(command.stdout()),

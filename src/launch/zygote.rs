@@ -22,7 +22,10 @@ use crate::worker::serve::{self, EXIT_PROTOCOL, EXIT_START};
 
 /// Runs the fork server on the socket `sock` until the pool lets it go; returns the exit
 /// code. Forked children never return from here: they become workers and exit.
-pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
+///
+/// `first` holds the descriptors of workers to fork at once, as if a `Spawn` had come
+/// for each (a server forked from the pool's process gets them at its fork).
+pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>, first: Vec<SpawnFds>) -> i32 {
     match sys::thread_count() {
         Ok(1) => {}
         Ok(n) => {
@@ -51,6 +54,18 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
     }
     let mut live = HashSet::new();
     let mut buf = vec![0u8; msg::MAX_PACKET];
+    let mut first = first.into_iter();
+    while let Some(fds) = first.next() {
+        match fork_worker(&sock, &mut live, fds) {
+            Forked::Child(fds) => {
+                // The other workers' descriptors are theirs alone.
+                drop((first, sock));
+                become_worker(me, fds, signals, lifeline)
+            }
+            Forked::Here => {}
+            Forked::ServerGone => return 0,
+        }
+    }
     let code = loop {
         let mut watched = vec![sock.as_fd(), signals.fd()];
         watched.extend(lifeline.as_ref().map(|l| l.as_fd()));
@@ -88,30 +103,18 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 let stdout = (fds.len() == 3).then(|| fds.pop()).flatten();
                 let stderr = fds.pop();
                 let socket = fds.pop().expect("two descriptors at least");
-                // SAFETY: checked above that this process has exactly one thread, and
-                // the server never starts another.
-                match unsafe { sys::fork_single_threaded() } {
-                    Ok(None) => {
-                        // The worker: never returns.
+                let spawn = SpawnFds {
+                    socket,
+                    stderr,
+                    stdout,
+                };
+                match fork_worker(&sock, &mut live, spawn) {
+                    Forked::Child(fds) => {
                         drop(sock);
-                        become_worker(me, socket, [stderr, stdout], signals, lifeline)
+                        become_worker(me, fds, signals, lifeline)
                     }
-                    Ok(Some(pid)) => {
-                        sys::make_group_leader(pid);
-                        live.insert(pid);
-                        drop((socket, stderr, stdout));
-                        if send(&sock, &FromServer::Spawned { pid }).is_err() {
-                            break 0;
-                        }
-                    }
-                    Err(e) => {
-                        let failed = FromServer::SpawnFailed {
-                            message: format!("fork failed: {e}"),
-                        };
-                        if send(&sock, &failed).is_err() {
-                            break 0;
-                        }
-                    }
+                    Forked::Here => {}
+                    Forked::ServerGone => break 0,
                 }
             }
             Ok(ToServer::Signal { pid, signal }) => {
@@ -144,6 +147,46 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
     code
 }
 
+/// A worker's descriptors: its end of the link, and the write ends of its stderr pipe
+/// and (when captured) stdout pipe.
+#[derive(Debug)]
+pub(crate) struct SpawnFds {
+    pub(crate) socket: OwnedFd,
+    pub(crate) stderr: Option<OwnedFd>,
+    pub(crate) stdout: Option<OwnedFd>,
+}
+
+enum Forked {
+    /// In the new worker: its descriptors.
+    Child(SpawnFds),
+    /// In the server, the worker forked (or the failure reported).
+    Here,
+    /// In the server, which could not report: the pool is gone.
+    ServerGone,
+}
+
+/// Forks a worker on `fds` and reports `Spawned` or `SpawnFailed`.
+fn fork_worker(sock: &OwnedFd, live: &mut HashSet<u32>, fds: SpawnFds) -> Forked {
+    // SAFETY: `run` checked that this process has exactly one thread, and the server
+    // never starts another.
+    let answer = match unsafe { sys::fork_single_threaded() } {
+        Ok(None) => return Forked::Child(fds),
+        Ok(Some(pid)) => {
+            sys::make_group_leader(pid);
+            live.insert(pid);
+            drop(fds);
+            FromServer::Spawned { pid }
+        }
+        Err(e) => FromServer::SpawnFailed {
+            message: format!("fork failed: {e}"),
+        },
+    };
+    match send(sock, &answer) {
+        Ok(()) => Forked::Here,
+        Err(_) => Forked::ServerGone,
+    }
+}
+
 /// Kills the group of every child that has ended, reaps it and reports it.
 fn reap_ended(sock: &OwnedFd, live: &mut HashSet<u32>) -> std::io::Result<()> {
     while let Some(pid) = sys::ended_child() {
@@ -164,8 +207,11 @@ fn send(sock: &OwnedFd, message: &FromServer) -> std::io::Result<()> {
 /// The forked child's path from the server's loop into the worker's.
 fn become_worker(
     server: u32,
-    socket: OwnedFd,
-    [stderr, stdout]: [Option<OwnedFd>; 2],
+    SpawnFds {
+        socket,
+        stderr,
+        stdout,
+    }: SpawnFds,
     signals: ChildSignals,
     lifeline: Option<OwnedFd>,
 ) -> ! {

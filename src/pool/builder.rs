@@ -11,6 +11,7 @@ use crate::error::BuildError;
 use crate::launch::exec::SpawnSettings;
 use crate::launch::{Launch, Stdio, ENV_SERVER, ENV_ZYGOTE};
 use crate::wire::codec;
+use crate::wire::frame::{self, Request};
 
 /// The smallest memory limit a worker can run under: its own code, stacks and buffers
 /// take a few MiB.
@@ -30,6 +31,24 @@ pub(crate) struct Config {
     pub(crate) kill_grace: Duration,
     pub(crate) core_dumps: bool,
     pub(crate) max_start_failures: u32,
+}
+
+impl Config {
+    /// The `Setup` frame every worker gets first: the pool's limits and its context.
+    pub(crate) fn setup_frame(&self) -> Vec<u8> {
+        let setup = Request::Setup {
+            memory_limit: self.max_memory,
+            core_dumps: self.core_dumps,
+            has_context: self.context.is_some(),
+        };
+        frame::encode(&setup, |buf| {
+            if let Some(context) = &self.context {
+                buf.extend_from_slice(context);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {})
+    }
 }
 
 /// Configures and starts a [`Pool`].

@@ -102,7 +102,8 @@ impl Pool {
     }
 
     pub(crate) fn start(config: Config, spawn: SpawnSettings) -> Result<Pool, BuildError> {
-        let spawner = Spawner::new(spawn, config.start_timeout)?;
+        let setup = config.setup_frame();
+        let spawner = Spawner::new(spawn, config.start_timeout, config.workers, &setup)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let workers = config.workers;
         let shared = Arc::new(Shared {

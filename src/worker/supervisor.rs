@@ -746,34 +746,24 @@ impl Supervisor {
         }
     }
 
-    /// Starts a worker and waits, with a deadline, for it to take its setup.
+    /// Starts a worker (or takes one a fork server started with the pool) and sends it
+    /// its `Setup`.
     fn start(&self) -> Result<Worker, String> {
-        let config = &self.shared.config;
         let program = || self.shared.spawner.program();
-        let (mut link, worker_end) =
-            ParentEnd::pair().map_err(|e| format!("cannot make a link socket: {e}"))?;
-        let setup = Request::Setup {
-            memory_limit: config.max_memory,
-            core_dumps: config.core_dumps,
-            has_context: config.context.is_some(),
-        };
-        let frame = frame::encode(&setup, |buf| {
-            if let Some(context) = &config.context {
-                buf.extend_from_slice(context);
+        let (link, process) = match self.shared.spawner.take_prestarted() {
+            Some((link, started)) => (link, started.finish()),
+            None => {
+                let (mut link, worker_end) =
+                    ParentEnd::pair().map_err(|e| format!("cannot make a link socket: {e}"))?;
+                // Sent before the worker exists, so it is there to read as soon as the
+                // worker starts. (A context larger than the socket's buffer goes out in
+                // part now, the rest while the slot waits for answers.)
+                link.send(&self.shared.config.setup_frame())
+                    .map_err(|e| format!("cannot write to a new link socket: {e}"))?;
+                (link, self.shared.spawner.spawn(worker_end))
             }
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .unwrap_or_else(|never| match never {});
-        // Sent before the worker exists, so it is there to read as soon as the worker
-        // starts. (A context larger than the socket's buffer goes out in part now, the
-        // rest while the slot waits for answers.)
-        link.send(&frame)
-            .map_err(|e| format!("cannot write to a new link socket: {e}"))?;
-        let process = self
-            .shared
-            .spawner
-            .spawn(worker_end)
-            .map_err(|e| format!("cannot run {}: {e}", program()))?;
+        };
+        let process = process.map_err(|e| format!("cannot run {}: {e}", program()))?;
         self.shared.track_readers(process.readers());
         Ok(Worker {
             process,
