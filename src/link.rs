@@ -30,11 +30,11 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(crate) enum RecvError {
     /// Nothing arrived in time; the link is still up.
     Timeout,
-    /// The worker's end is closed (it exited, or closed the link), or it sent a length
-    /// it cannot mean.
+    /// The worker's end is closed (it exited, or closed the link).
     Closed,
     /// The link failed while the other end may well be alive: a send or receive
-    /// refused for want of descriptors or buffers, or descriptors no frame names.
+    /// refused for want of descriptors or buffers, descriptors no frame names, or a
+    /// frame announced larger than can be allocated.
     /// Nothing more can be trusted to cross it.
     Broken(String),
 }
@@ -292,6 +292,9 @@ impl ParentEnd {
             // costs address space, not memory; one that cannot be had closes the link.
             let Some(mut frame) = sys::zeroed_bytes(len) else {
                 self.oversized = true;
+                self.broken = Some(format!(
+                    "a frame of {len} bytes announced, more than can be allocated here"
+                ));
                 return None;
             };
             frame[..body.len()].copy_from_slice(body);

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use procpool::{Pool, TaskError};
-use procpool_worker::{Fault, WorkerPid};
+use procpool_worker::{Fault, MarkCleanExit, WorkerPid};
 
 procpool::test_support!();
 
@@ -141,4 +141,34 @@ fn a_worker_without_init_refuses_to_build_pools() {
         .status()
         .unwrap();
     assert!(status.success(), "the helper's assertion failed: {status}");
+}
+
+/// A worker let go with `Shutdown` (recycled after its one task, then the pool joined)
+/// exits normally: its exit handlers run. It must not take the closed link that follows
+/// the `Shutdown` for a parent gone and kill itself.
+#[test]
+fn a_retired_worker_exits_normally() {
+    let _alone = alone();
+    let dir = std::env::temp_dir().join(format!("procpool-clean-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .max_tasks_per_worker(1)
+        .build()
+        .unwrap();
+    let marks: Vec<_> = (0..3).map(|i| dir.join(format!("worker-{i}"))).collect();
+    for mark in &marks {
+        let task = MarkCleanExit(mark.display().to_string());
+        pool.submit(task).unwrap().wait().unwrap();
+    }
+    pool.shutdown();
+    pool.join();
+    for mark in &marks {
+        assert!(
+            common::eventually(Duration::from_secs(5), || mark.exists()),
+            "{} missing: that worker did not exit normally",
+            mark.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

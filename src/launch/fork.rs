@@ -61,6 +61,14 @@ impl ForkServer {
         if !matches!(sys::thread_count(), Ok(1)) {
             return;
         }
+        // Only with a small `Setup` (a small context): a larger one would not go into
+        // the socket whole, and the server and every worker it forks would inherit the
+        // rest, once per first worker, as dead weight under their memory limits.
+        let workers = if setup.len() <= PRESTART_SETUP_BYTES {
+            workers
+        } else {
+            0
+        };
         let first = (0..workers)
             .map(|_| FirstWorker::new(&self.command, setup))
             .collect::<io::Result<Vec<_>>>();
@@ -107,6 +115,10 @@ impl ForkServer {
         server.spawn(socket, &self.command)
     }
 }
+
+/// The largest `Setup` frame with which a forked server forks the first workers at its
+/// start: well under what a socket buffer takes at once.
+const PRESTART_SETUP_BYTES: usize = 16 * 1024;
 
 /// The parent's side of a worker that a forked server forks at its start: its link and
 /// pipe read ends, made before the server's fork, and its `Spawn` request number.

@@ -55,6 +55,7 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>, first: Vec<SpawnFds>
     let mut live = HashSet::new();
     let mut buf = vec![0u8; msg::MAX_PACKET];
     let mut first = first.into_iter();
+    let mut pool_gone = false;
     while let Some(fds) = first.next() {
         match fork_worker(&sock, &mut live, fds) {
             Forked::Child(fds) => {
@@ -63,10 +64,16 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>, first: Vec<SpawnFds>
                 become_worker(me, fds, signals, lifeline)
             }
             Forked::Here => {}
-            Forked::ServerGone => return 0,
+            Forked::ServerGone => {
+                pool_gone = true;
+                break;
+            }
         }
     }
     let code = loop {
+        if pool_gone {
+            break 0;
+        }
         let mut watched = vec![sock.as_fd(), signals.fd()];
         watched.extend(lifeline.as_ref().map(|l| l.as_fd()));
         let ready = match sys::wait_readable(&watched) {

@@ -256,8 +256,30 @@ impl Poller {
 
     fn run(wake_rx: OwnedFd) {
         let mut watched: Vec<Watched> = Vec::new();
+        let served =
+            panic::catch_unwind(AssertUnwindSafe(|| Poller::serve(&wake_rx, &mut watched)));
+        let ended = match served {
+            Ok(ended) => ended,
+            Err(_) => {
+                // A bug: rather than leave readers waiting, end every pipe, and let
+                // the next one start a new thread.
+                let mut poller = Poller::lock();
+                poller.wake = None;
+                watched.append(&mut poller.added);
+                watched
+            }
+        };
+        drop(wake_rx);
+        for w in ended {
+            w.finish();
+        }
+    }
+
+    /// The poll loop, until the last pipe ends: returns the pipes that ended last
+    /// (their readers not told yet), once the wake-up pipe is let go.
+    fn serve(wake_rx: &OwnedFd, watched: &mut Vec<Watched>) -> Vec<Watched> {
         let mut buf = [0u8; 8192];
-        let last = loop {
+        loop {
             watched.append(&mut Poller::lock().added);
             let polled = {
                 let mut fds = vec![wake_rx.as_fd()];
@@ -271,7 +293,7 @@ impl Poller {
                 vec![true; watched.len() + 1]
             });
             if ready[0] {
-                while nix::unistd::read(&wake_rx, &mut buf).is_ok_and(|n| n > 0) {}
+                while nix::unistd::read(wake_rx, &mut buf).is_ok_and(|n| n > 0) {}
             }
             // Read each ready pipe once; take out those that ended.
             let mut open = Vec::with_capacity(watched.len());
@@ -283,7 +305,7 @@ impl Poller {
                     ended.push(w);
                 }
             }
-            watched = open;
+            *watched = open;
             if watched.is_empty() && !ended.is_empty() {
                 let mut poller = Poller::lock();
                 if poller.added.is_empty() {
@@ -291,16 +313,12 @@ impl Poller {
                     // before the last readers say they are done, so that no
                     // descriptor of ours outlives the pipes it served.
                     poller.wake = None;
-                    break ended;
+                    return ended;
                 }
             }
             for w in ended {
                 w.finish();
             }
-        };
-        drop(wake_rx);
-        for w in last {
-            w.finish();
         }
     }
 }

@@ -130,6 +130,9 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     }
                 }
                 Some(None) => break,
+                // The parent let this worker go (`Shutdown`, then its end closed):
+                // not a parent gone.
+                None if inbox.iter().any(|i| matches!(i.request, Request::Shutdown)) => return 0,
                 None => return link_ended(&link, None),
             }
         }

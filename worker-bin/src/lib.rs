@@ -464,6 +464,45 @@ impl Task for MarkThenCrash {
     }
 }
 
+/// Arranges for the file `path` to be created when the worker process exits normally
+/// (a C `atexit` handler: it does not run if the process is killed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MarkCleanExit(pub String);
+
+static CLEAN_EXIT_MARK: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+extern "C" fn mark_clean_exit() {
+    if let Some(path) = CLEAN_EXIT_MARK.get() {
+        // SAFETY: a valid C string; open and close are safe at exit.
+        unsafe {
+            let fd = nix::libc::open(
+                path.as_ptr(),
+                nix::libc::O_CREAT | nix::libc::O_WRONLY,
+                0o644,
+            );
+            if fd >= 0 {
+                nix::libc::close(fd);
+            }
+        }
+    }
+}
+
+impl Task for MarkCleanExit {
+    const NAME: &'static str = "procpool_worker::MarkCleanExit";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        CLEAN_EXIT_MARK
+            .set(std::ffi::CString::new(self.0)?)
+            .map_err(|_| "already armed")?;
+        // SAFETY: registers a plain `extern "C"` function with no arguments.
+        let rc = unsafe { nix::libc::atexit(mark_clean_exit) };
+        if rc != 0 {
+            return Err("atexit failed".into());
+        }
+        Ok(u64::from(std::process::id()))
+    }
+}
+
 /// A task no worker knows: deliberately left out of `register!`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unregistered;
@@ -494,4 +533,5 @@ procpool::register!(
     MakeShared,
     SumShared,
     MarkThenCrash,
+    MarkCleanExit,
 );
