@@ -238,9 +238,6 @@ impl ParentEnd {
             if let Some(why) = &self.broken {
                 return Err(RecvError::Broken(why.clone()));
             }
-            if self.oversized {
-                return Err(RecvError::Closed);
-            }
             let left = deadline.saturating_duration_since(Instant::now());
             let flushed = self.is_flushed();
             let readable = match sys::wait_ready_for(self.stream.as_fd(), !flushed, left) {
@@ -277,6 +274,10 @@ impl ParentEnd {
 
     /// A complete frame out of what has been read, if there is one.
     fn take_frame(&mut self) -> Option<Vec<u8>> {
+        if self.oversized {
+            // Broken (see `broken`): no second try at the allocation.
+            return None;
+        }
         if let Some((frame, filled)) = &self.large {
             if *filled < frame.len() {
                 return None;

@@ -431,21 +431,43 @@ fn set_parent_death_signal() -> io::Result<()> {
     Errno::result(rc).map(drop).map_err(io::Error::from)
 }
 
+/// The worker's parent when it started, for [`kill_group_on_parent_death`]'s handler.
+static PARENT_AT_START: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// In a worker: makes [`death_signal`] kill the worker's process group (grandchildren
-/// too) instead of the worker alone.
+/// too) instead of the worker alone, if the parent process is really gone.
+///
+/// The kernel sends the signal when the *thread* that spawned the worker ends. For an
+/// exec'd worker that is its slot's thread, which ends at `join` right after it let the
+/// worker go with `Shutdown`: the worker, re-parented to another thread of the same
+/// process, keeps its parent pid, and must exit normally rather than kill itself. A
+/// parent process that died has re-parented the worker before the signal is sent.
 pub(crate) fn kill_group_on_parent_death() -> io::Result<()> {
     extern "C" fn on_parent_death(_: nix::libc::c_int) {
-        // Async-signal-safe: one kill(2) to our own group, which includes us.
-        let _ = killpg(Pid::from_raw(0), Signal::SIGKILL);
+        // Async-signal-safe: getppid(2), an atomic load, and one kill(2) to our own
+        // group, which includes us.
+        if parent_changed() {
+            let _ = killpg(Pid::from_raw(0), Signal::SIGKILL);
+        }
     }
+    PARENT_AT_START.store(
+        nix::unistd::getppid().as_raw(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler
-    // is an `extern "C" fn` that makes one async-signal-safe call.
+    // is an `extern "C" fn` that makes async-signal-safe calls only.
     unsafe {
         let mut action: nix::libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_parent_death as *const () as nix::libc::sighandler_t;
         let rc = nix::libc::sigaction(death_signal(), &action, std::ptr::null_mut());
         Errno::result(rc).map(drop).map_err(io::Error::from)
     }
+}
+
+/// Whether the worker's parent process is no longer the one it started under (it died,
+/// and the worker was re-parented). Async-signal-safe.
+pub(crate) fn parent_changed() -> bool {
+    nix::unistd::getppid().as_raw() != PARENT_AT_START.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Ends the calling worker and everything in its process group (what its tasks left

@@ -165,9 +165,11 @@ pub(crate) struct OutputReader {
     deferred: Arc<Mutex<Deferred>>,
 }
 
-/// A pipe being read, where its bytes go, and the reader that keeps its tail.
+/// A pipe being read, where its bytes go, and the reader that keeps its tail. Dropped
+/// (at end-of-file, or by a panic in the thread reading it), it closes the pipe and then
+/// tells the reader, so no reader waits for a pipe nobody reads.
 struct Watched {
-    pipe: Pipe,
+    pipe: Option<Pipe>,
     sink: Sink,
     reader: OutputReader,
 }
@@ -176,7 +178,10 @@ impl Watched {
     /// One read: `false` at end-of-file (or an error other than an interruption or
     /// an empty non-blocking pipe).
     fn read_some(&mut self, buf: &mut [u8]) -> bool {
-        match nix::unistd::read(&self.pipe, buf) {
+        let Some(pipe) = &self.pipe else {
+            return false;
+        };
+        match nix::unistd::read(pipe, buf) {
             Ok(0) => false,
             Ok(n) => {
                 self.sink.write(&buf[..n]);
@@ -188,17 +193,23 @@ impl Watched {
         }
     }
 
-    /// At end-of-file. The pipe is closed before the reader says it is done, so that a
-    /// caller waiting for that (`wait_done`) finds the descriptor gone too.
+    /// At end-of-file.
     fn finish(self) {
-        let Watched {
-            pipe,
-            mut sink,
-            reader,
-        } = self;
-        drop(pipe);
-        sink.finish();
-        reader.close();
+        drop(self);
+    }
+
+    fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pipe.as_ref().map(AsFd::as_fd)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // The pipe is closed before the reader says it is done, so that a caller
+        // waiting for that (`wait_done`) finds the descriptor gone too.
+        drop(self.pipe.take());
+        self.sink.finish();
+        self.reader.close();
     }
 }
 
@@ -225,7 +236,9 @@ impl Poller {
     /// Hands `watched` to the thread, starting it if none runs.
     fn watch(watched: Watched) {
         // Read only when poll says so, and never wait in a read.
-        let _ = crate::sys::set_nonblocking(watched.pipe.as_fd());
+        if let Some(fd) = watched.fd() {
+            let _ = crate::sys::set_nonblocking(fd);
+        }
         let mut poller = Poller::lock();
         poller.added.push(watched);
         if let Some(wake) = &poller.wake {
@@ -283,7 +296,8 @@ impl Poller {
             watched.append(&mut Poller::lock().added);
             let polled = {
                 let mut fds = vec![wake_rx.as_fd()];
-                fds.extend(watched.iter().map(|w| w.pipe.as_fd()));
+                // Every watched pipe is open: it is closed only when dropped.
+                fds.extend(watched.iter().filter_map(Watched::fd));
                 crate::sys::wait_readable(&fds)
             };
             let ready = polled.unwrap_or_else(|_| {
@@ -380,7 +394,7 @@ impl OutputReader {
     fn spawn(&self, pipe: Pipe, sink: Sink) {
         if !sink.is_capture() {
             Poller::watch(Watched {
-                pipe,
+                pipe: Some(pipe),
                 sink,
                 reader: self.clone(),
             });
@@ -393,7 +407,7 @@ impl OutputReader {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let mut watched = Watched {
-                    pipe,
+                    pipe: Some(pipe),
                     sink,
                     reader: thread_reader,
                 };

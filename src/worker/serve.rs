@@ -131,8 +131,12 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 }
                 Some(None) => break,
                 // The parent let this worker go (`Shutdown`, then its end closed):
-                // not a parent gone.
-                None if inbox.iter().any(|i| matches!(i.request, Request::Shutdown)) => return 0,
+                // not a parent gone, unless it also died meanwhile.
+                None if inbox.iter().any(|i| matches!(i.request, Request::Shutdown))
+                    && !sys::parent_changed() =>
+                {
+                    return 0
+                }
                 None => return link_ended(&link, None),
             }
         }
@@ -202,6 +206,8 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 }
                 Ok(())
             }
+            // A parent that died right after its `Shutdown` leaves the group to us.
+            Request::Shutdown if sys::parent_changed() => parent_gone(),
             Request::Shutdown => return 0,
             // Taken out of the stream as they arrive (see `take_in`).
             Request::Skip { .. } => Ok(()),
