@@ -218,15 +218,36 @@ impl Supervisor {
                 backlog,
             };
         }
-        let mut worker = match self.start() {
+        let (worker, sent) = self.start(&mut backlog);
+        let mut worker = match worker {
             Ok(worker) => worker,
-            Err(message) => return self.start_failed(failures, message, backlog),
+            Err(message) => {
+                // A job sent to a worker that never started goes back, no attempt
+                // counted.
+                if let Some(job) = sent {
+                    backlog.push_front(job);
+                }
+                return self.start_failed(failures, message, backlog);
+            }
         };
-        if let Some(job) = self.next_job(&mut backlog, false) {
+        let (job, already_sent) = match sent {
+            Some(job) => (Some(job), true),
+            None => (self.next_job(&mut backlog, false), false),
+        };
+        if let Some(job) = job {
             worker.not_ready = Some(NotReady {
                 deadline: Instant::now() + self.shared.config.start_timeout,
                 failures,
             });
+            if already_sent {
+                worker.head_started = Instant::now();
+                let in_flight = VecDeque::from([InFlight::new(job)]);
+                return State::Busy {
+                    worker,
+                    in_flight,
+                    backlog,
+                };
+            }
             return self.dispatch(worker, job, backlog);
         }
         match self.await_ready(&mut worker) {
@@ -747,22 +768,43 @@ impl Supervisor {
     }
 
     /// Starts a worker (or takes one a fork server started with the pool) and sends it
-    /// its `Setup`.
-    fn start(&self) -> Result<Worker, String> {
-        let program = || self.shared.spawner.program();
-        let (link, process) = match self.shared.spawner.take_prestarted() {
-            Some((link, started)) => (link, started.finish()),
+    /// its `Setup`. A worker the server forked at its start is already under way: a
+    /// single task waiting goes into its link at once, before the server's answer
+    /// (which the slot needs for the worker's pid) comes; that job comes back too.
+    fn start(&self, backlog: &mut Backlog) -> (Result<Worker, String>, Option<Job>) {
+        let (link, process, sent) = match self.shared.spawner.take_prestarted() {
+            Some((mut link, started)) => {
+                let mut sent = None;
+                if let Some(job) = self.next_job(backlog, false) {
+                    if job.is_batch() || send_jobs(&mut link, [&job]).is_err() {
+                        // A batch is cut to size first (`fit`), which needs the worker.
+                        backlog.push_front(job);
+                    } else {
+                        sent = Some(job);
+                    }
+                }
+                (link, started.finish(), sent)
+            }
             None => {
-                let (mut link, worker_end) =
-                    ParentEnd::pair().map_err(|e| format!("cannot make a link socket: {e}"))?;
+                let (mut link, worker_end) = match ParentEnd::pair() {
+                    Ok(pair) => pair,
+                    Err(e) => return (Err(format!("cannot make a link socket: {e}")), None),
+                };
                 // Sent before the worker exists, so it is there to read as soon as the
                 // worker starts. (A context larger than the socket's buffer goes out in
                 // part now, the rest while the slot waits for answers.)
-                link.send(&self.shared.config.setup_frame())
-                    .map_err(|e| format!("cannot write to a new link socket: {e}"))?;
-                (link, self.shared.spawner.spawn(worker_end))
+                if let Err(e) = link.send(&self.shared.config.setup_frame()) {
+                    return (Err(format!("cannot write to a new link socket: {e}")), None);
+                }
+                (link, self.shared.spawner.spawn(worker_end), None)
             }
         };
+        (self.adopt(link, process), sent)
+    }
+
+    /// The slot's worker, once its process is known.
+    fn adopt(&self, link: ParentEnd, process: io::Result<WorkerProcess>) -> Result<Worker, String> {
+        let program = || self.shared.spawner.program();
         let process = process.map_err(|e| format!("cannot run {}: {e}", program()))?;
         self.shared.track_readers(process.readers());
         Ok(Worker {
