@@ -42,7 +42,7 @@ fn big_array(c: &mut Criterion) {
     let len = (8 << 20) / 8;
     let data: Vec<f64> = vec![1.5; len];
     let mut group = c.benchmark_group("8 MiB out and back");
-    group.throughput(Throughput::Bytes(2 * 8 << 20));
+    group.throughput(Throughput::Bytes(2 * (8 << 20)));
     group.sample_size(20);
     group.bench_function("SharedSlice, in place", |b| {
         let mut shared = Some(SharedSlice::from_slice(&data).unwrap());
