@@ -68,6 +68,8 @@ fn impostor() {
             "wrong-id" => reply(OUTPUT_FOR_TASK_7),
             // `Response::Output { id, fds: 2 }`, and no descriptor with it.
             "output-without-fds" => reply(&[1, run_id, 2, 3, 0, 0, 0]),
+            // `Response::Output { id, fds: 64 }`: more than any value may carry.
+            "output-too-many-fds" => reply(&[1, run_id, 64, 3, 0, 0, 0]),
             // A shared output of 16 `u64` (128 bytes) whose memory breaks the rules.
             "unsealed-memory" => send_with_memory(&link, &shared_output, 4096, false),
             "short-memory" => send_with_memory(&link, &shared_output, 64, true),
@@ -190,11 +192,16 @@ fn a_batch_answer_with_malformed_records_is_a_protocol_error() {
 }
 
 #[test]
-fn an_output_without_its_descriptors_is_a_protocol_error() {
-    let pool = impostor_pool("output-without-fds").build().unwrap();
-    let error = pool.submit(MakeShared(16)).unwrap().wait().unwrap_err();
-    assert!(error.is_protocol(), "{error:?}");
-    assert!(error.to_string().contains("descriptors"), "{error}");
+fn an_output_naming_descriptors_it_lacks_or_too_many_is_a_protocol_error() {
+    for (mode, words) in [
+        ("output-without-fds", "came without its 2 descriptors"),
+        ("output-too-many-fds", "names 64 descriptors"),
+    ] {
+        let pool = impostor_pool(mode).build().unwrap();
+        let error = pool.submit(MakeShared(16)).unwrap().wait().unwrap_err();
+        assert!(error.is_protocol(), "{mode}: {error:?}");
+        assert!(error.to_string().contains(words), "{mode}: {error}");
+    }
 }
 
 /// Shared memory the parent would map is refused unless its size is sealed (a worker

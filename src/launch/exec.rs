@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fork::ForkServer;
+use super::fork::Prestarted;
 use super::{Launch, Stdio, ENV_LIFELINE, ENV_SERVER};
 use crate::link::ParentEnd;
 use crate::sys::{self, Lifeline};
@@ -146,17 +147,15 @@ impl Spawner {
         }
     }
 
-    /// A worker already started for a slot's first start, with its link: `finish` the
-    /// second to get its process.
-    pub(crate) fn take_prestarted(&self) -> Option<(ParentEnd, PrestartedWorker<'_>)> {
-        let (link, started) = self.fork_server.as_ref()?.take_prestarted()?;
-        Some((
-            link,
-            PrestartedWorker {
-                started,
-                command: &self.command,
-            },
-        ))
+    /// A worker already started for a slot's first start, with its link; its process
+    /// comes from [`finish_prestarted`](Spawner::finish_prestarted).
+    pub(crate) fn take_prestarted(&self) -> Option<(ParentEnd, Prestarted)> {
+        self.fork_server.as_ref()?.take_prestarted()
+    }
+
+    /// Waits for the fork server to report a prestarted worker forked.
+    pub(crate) fn finish_prestarted(&self, started: Prestarted) -> io::Result<WorkerProcess> {
+        started.finish(&self.command)
     }
 
     /// Starts a worker on the link socket `socket` (its end of the pair).
@@ -174,20 +173,6 @@ impl Spawner {
             self.command.stderr(),
             self.command.stdout(),
         ))
-    }
-}
-
-/// A worker from [`Spawner::take_prestarted`].
-#[derive(Debug)]
-pub(crate) struct PrestartedWorker<'a> {
-    started: super::fork::Prestarted,
-    command: &'a CommandSpec,
-}
-
-impl PrestartedWorker<'_> {
-    /// Waits for the fork server to report the worker forked.
-    pub(crate) fn finish(self) -> io::Result<WorkerProcess> {
-        self.started.finish(self.command)
     }
 }
 

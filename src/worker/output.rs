@@ -193,11 +193,6 @@ impl Watched {
         }
     }
 
-    /// At end-of-file.
-    fn finish(self) {
-        drop(self);
-    }
-
     fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.pipe.as_ref().map(AsFd::as_fd)
     }
@@ -259,11 +254,7 @@ impl Poller {
         match started {
             Ok(wake_tx) => poller.wake = Some(wake_tx),
             // No thread: nothing will read these pipes; their readers say so.
-            Err(_) => {
-                for watched in poller.added.drain(..) {
-                    watched.finish();
-                }
-            }
+            Err(_) => poller.added.clear(),
         }
     }
 
@@ -283,9 +274,7 @@ impl Poller {
             }
         };
         drop(wake_rx);
-        for w in ended {
-            w.finish();
-        }
+        drop(ended);
     }
 
     /// The poll loop, until the last pipe ends: returns the pipes that ended last
@@ -330,9 +319,8 @@ impl Poller {
                     return ended;
                 }
             }
-            for w in ended {
-                w.finish();
-            }
+            // Dropped: each closes its pipe and tells its reader.
+            drop(ended);
         }
     }
 }
@@ -392,32 +380,26 @@ impl OutputReader {
     }
 
     fn spawn(&self, pipe: Pipe, sink: Sink) {
-        if !sink.is_capture() {
-            Poller::watch(Watched {
-                pipe: Some(pipe),
-                sink,
-                reader: self.clone(),
-            });
+        let mut watched = Watched {
+            pipe: Some(pipe),
+            sink,
+            reader: self.clone(),
+        };
+        if !watched.sink.is_capture() {
+            Poller::watch(watched);
             return;
         }
-        let reader = self;
-        let thread_reader = reader.clone();
-        let spawned = thread::Builder::new()
+        // If the thread does not start, the closure, and with it `watched`, is dropped,
+        // which tells the reader.
+        let _ = thread::Builder::new()
             .name("procpool-capture".into())
             .stack_size(64 * 1024)
             .spawn(move || {
-                let mut watched = Watched {
-                    pipe: Some(pipe),
-                    sink,
-                    reader: thread_reader,
-                };
                 let mut buf = [0u8; 8192];
                 while watched.read_some(&mut buf) {}
-                watched.finish();
+                // Dropped: closes the pipe and tells the reader.
+                drop(watched);
             });
-        if spawned.is_err() {
-            reader.close();
-        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Tail> {

@@ -230,23 +230,17 @@ impl Supervisor {
                 return self.start_failed(failures, message, backlog);
             }
         };
-        let (job, already_sent) = match sent {
-            Some(job) => (Some(job), true),
-            None => (self.next_job(&mut backlog, false), false),
+        let waiting = match sent {
+            Some(job) => Some((job, true)),
+            None => self.next_job(&mut backlog, false).map(|job| (job, false)),
         };
-        if let Some(job) = job {
+        if let Some((job, already_sent)) = waiting {
             worker.not_ready = Some(NotReady {
                 deadline: Instant::now() + self.shared.config.start_timeout,
                 failures,
             });
             if already_sent {
-                worker.head_started = Instant::now();
-                let in_flight = VecDeque::from([InFlight::new(job)]);
-                return State::Busy {
-                    worker,
-                    in_flight,
-                    backlog,
-                };
+                return busy_with(worker, job, backlog);
             }
             return self.dispatch(worker, job, backlog);
         }
@@ -313,18 +307,11 @@ impl Supervisor {
         if worker.not_ready.is_none() {
             worker.process.clear_stderr_tail();
         }
-        worker.head_started = Instant::now();
-        let sent = send_jobs(&mut worker.link, [&job]);
-        let in_flight = VecDeque::from([InFlight::new(job)]);
-        if sent.is_err() {
+        if send_jobs(&mut worker.link, [&job]).is_err() {
             // Gone already: the crash is noticed (and the job dealt with) in Busy.
             worker.dead = true;
         }
-        State::Busy {
-            worker,
-            in_flight,
-            backlog,
-        }
+        busy_with(worker, job, backlog)
     }
 
     /// The next job to send: the backlog's first, else the queue's (waiting for one if
@@ -783,7 +770,7 @@ impl Supervisor {
                         sent = Some(job);
                     }
                 }
-                (link, started.finish(), sent)
+                (link, self.shared.spawner.finish_prestarted(started), sent)
             }
             None => {
                 let (mut link, worker_end) = match ParentEnd::pair() {
@@ -1039,6 +1026,16 @@ fn describe_status(status: ExitStatus) -> String {
         (Some(signal), _) => format!("was killed by {}", sys::signal_name(signal)),
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "ended".to_owned(),
+    }
+}
+
+/// `job`, just sent to a worker with nothing else in flight, is its head job now.
+fn busy_with(mut worker: Worker, job: Job, backlog: Backlog) -> State {
+    worker.head_started = Instant::now();
+    State::Busy {
+        worker,
+        in_flight: VecDeque::from([InFlight::new(job)]),
+        backlog,
     }
 }
 
