@@ -8,6 +8,7 @@ mod test_entry;
 pub(crate) mod zygote;
 
 pub(crate) use exec::Spawner;
+pub(crate) use fork::Prestarted;
 #[doc(hidden)]
 pub use test_entry::{test_entry, TestEntry};
 

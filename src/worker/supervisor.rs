@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::process::WorkerProcess;
 use crate::error::TaskError;
+use crate::launch::Prestarted;
 use crate::link::{ParentEnd, RecvError};
 use crate::pool::{Encoded, Job, RawOutcome, Segment, Shared};
 use crate::sys;
@@ -755,23 +757,13 @@ impl Supervisor {
     }
 
     /// Starts a worker (or takes one a fork server started with the pool) and sends it
-    /// its `Setup`. A worker the server forked at its start is already under way: a
-    /// single task waiting goes into its link at once, before the server's answer
-    /// (which the slot needs for the worker's pid) comes; that job comes back too.
+    /// its `Setup`. A single task already waiting goes into the link too, before the
+    /// worker's process is known (an exec, or the fork server's answer, takes a while,
+    /// and the worker reads its task as soon as it is ready); that job comes back too.
     fn start(&self, backlog: &mut Backlog) -> (Result<Worker, String>, Option<Job>) {
-        let (link, process, sent) = match self.shared.spawner.take_prestarted() {
-            Some((mut link, started)) => {
-                let mut sent = None;
-                if let Some(job) = self.next_job(backlog, false) {
-                    if job.is_batch() || send_jobs(&mut link, [&job]).is_err() {
-                        // A batch is cut to size first (`fit`), which needs the worker.
-                        backlog.push_front(job);
-                    } else {
-                        sent = Some(job);
-                    }
-                }
-                (link, self.shared.spawner.finish_prestarted(started), sent)
-            }
+        let (mut link, pending) = match self.shared.spawner.take_prestarted() {
+            // Forked by the server at its start, `Setup` written into its link first.
+            Some((link, started)) => (link, Pending::Prestarted(started)),
             None => {
                 let (mut link, worker_end) = match ParentEnd::pair() {
                     Ok(pair) => pair,
@@ -783,8 +775,21 @@ impl Supervisor {
                 if let Err(e) = link.send(&self.shared.config.setup_frame()) {
                     return (Err(format!("cannot write to a new link socket: {e}")), None);
                 }
-                (link, self.shared.spawner.spawn(worker_end), None)
+                (link, Pending::Spawn(worker_end))
             }
+        };
+        let mut sent = None;
+        if let Some(job) = self.next_job(backlog, false) {
+            if job.is_batch() || send_jobs(&mut link, [&job]).is_err() {
+                // A batch is cut to size first (`fit`), which needs the worker.
+                backlog.push_front(job);
+            } else {
+                sent = Some(job);
+            }
+        }
+        let process = match pending {
+            Pending::Prestarted(started) => self.shared.spawner.finish_prestarted(started),
+            Pending::Spawn(worker_end) => self.shared.spawner.spawn(worker_end),
         };
         (self.adopt(link, process), sent)
     }
@@ -1027,6 +1032,13 @@ fn describe_status(status: ExitStatus) -> String {
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "ended".to_owned(),
     }
+}
+
+/// A worker on its way: forked by the fork server at its start, or yet to be started
+/// on the worker end of its link.
+enum Pending {
+    Prestarted(Prestarted),
+    Spawn(OwnedFd),
 }
 
 /// `job`, just sent to a worker with nothing else in flight, is its head job now.
