@@ -114,65 +114,90 @@ fn parent_killed_while_forked_workers_are_idle() {
     common::kill_helper_parent(&args, 4);
 }
 
-/// Run by `a_server_forked_from_a_single_threaded_program` as the parent it kills:
-/// builds its pool while still single-threaded, so the server is forked from this very
-/// process, checks that, then keeps two workers busy.
-fn direct_fork_parent() {
-    let secret = std::env::temp_dir().join(format!("procpool-secret-{}", std::process::id()));
+/// Run by `first_workers_forked_from_a_single_threaded_program` as the parent it
+/// kills: builds its pool while still single-threaded, so its first workers are forked
+/// from this very process, checks them, has one replaced (by a fork server, re-executed
+/// for it), then keeps two workers busy, or with `busy` false leaves them idle.
+fn direct_fork_parent(busy: bool) {
+    let me = std::process::id();
+    let secret = std::env::temp_dir().join(format!("procpool-secret-{me}"));
     let _open = std::fs::File::create(&secret).unwrap();
     let pool = builder().build().unwrap();
-    let server = pool.submit(ParentPid).unwrap().wait().unwrap();
-    let cmdline = std::fs::read(format!("/proc/{server}/cmdline")).unwrap();
-    assert!(
-        String::from_utf8_lossy(&cmdline).contains("direct-fork-parent"),
-        "the server was not forked from this process"
-    );
-    let server_fds = || -> Vec<_> {
-        std::fs::read_dir(format!("/proc/{server}/fd"))
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read_link(e.path()).ok())
-            .collect()
+    let fds_of = |pid: u32| -> Vec<_> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let mut fds = server_fds();
-    assert!(
-        !fds.contains(&secret),
-        "the server kept the program's files: {fds:?}"
-    );
-    // A worker's socket and pipe pass through the server while it forks that worker,
-    // which may still be under way: wait for a moment with no fork in flight.
-    assert!(
-        common::eventually(Duration::from_secs(10), || {
-            fds = server_fds();
-            fds.len() <= 6
-        }),
-        "the server holds more than it needs: {fds:?}"
-    );
+    // Both workers are our children already, copies of this program: no exec, no
+    // server. Settled, each holds its three standard streams and its link only (two
+    // descriptors: one reads, one writes).
+    let first = common::children_of(me);
+    assert_eq!(first.len(), 2, "{first:?}");
+    for &worker in &first {
+        let cmdline = std::fs::read(format!("/proc/{worker}/cmdline")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("direct-fork-parent"),
+            "worker {worker} was not forked from this process"
+        );
+        let mut fds = fds_of(worker);
+        assert!(
+            common::eventually(Duration::from_secs(10), || {
+                fds = fds_of(worker);
+                fds.len() <= 5
+            }),
+            "worker {worker} holds more than it needs: {fds:?}"
+        );
+        assert!(!fds.contains(&secret), "{fds:?}");
+    }
+    assert_eq!(pool.submit(ParentPid).unwrap().wait(), Ok(me));
+    // The replacement comes from a fork server, which holds none of our files either.
     assert!(pool
         .submit(Fault::Segfault)
         .unwrap()
         .wait()
         .unwrap_err()
         .is_signal());
+    let parents: Vec<u32> = (0..2)
+        .map(|_| pool.submit(ParentPid).unwrap())
+        .map(|h| h.wait().unwrap())
+        .collect();
     assert_eq!(pool.submit(Square(4)).unwrap().wait(), Ok(16));
+    let server = common::children_of(me)
+        .into_iter()
+        .find(|pid| !first.contains(pid))
+        .expect("a fork server");
+    assert!(!fds_of(server).contains(&secret));
+    assert!(
+        parents.iter().all(|&p| p == me || p == server),
+        "{parents:?}: neither this process ({me}) nor the server ({server})"
+    );
     pool.submit(Fault::SpawnSleep(600)).unwrap().wait().unwrap();
-    let _busy: Vec<_> = (0..2).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
+    let _busy: Vec<_> = (0..2)
+        .filter(|_| busy)
+        .map(|_| pool.submit(Fault::Hang).unwrap())
+        .collect();
     std::thread::sleep(Duration::from_secs(120));
 }
 
-/// A pool built while the program is single-threaded forks its server from the program
-/// itself (no exec). That server holds none of the program's descriptors, above all not
-/// the lifeline's write end: when the program is SIGKILLed, the server, its busy
-/// workers and a task's background process all go.
-fn a_server_forked_from_a_single_threaded_program() {
-    common::kill_helper_parent(&["direct-fork-parent"], 4);
+/// A pool built while the program is single-threaded forks its first workers from the
+/// program itself (no exec). They hold none of the program's descriptors, above all
+/// not the lifeline's write end: when the program is SIGKILLed, a first worker, the
+/// fork server that replaced the other, its worker and a task's background process all
+/// go, whether the workers are busy or idle.
+fn first_workers_forked_from_a_single_threaded_program() {
+    common::kill_helper_parent(&["direct-fork-parent", "busy"], 4);
+    common::kill_helper_parent(&["direct-fork-parent", "idle"], 4);
 }
 
 fn main() {
     procpool::init();
     procpool_worker::link();
     if std::env::args().nth(1).as_deref() == Some("direct-fork-parent") {
-        direct_fork_parent();
+        direct_fork_parent(std::env::args().nth(2).as_deref() == Some("busy"));
         return;
     }
     let args = Arguments::from_args();
@@ -195,8 +220,8 @@ fn main() {
             parent_killed_while_forked_workers_are_idle,
         ),
         (
-            "a_server_forked_from_a_single_threaded_program",
-            a_server_forked_from_a_single_threaded_program,
+            "first_workers_forked_from_a_single_threaded_program",
+            first_workers_forked_from_a_single_threaded_program,
         ),
     ];
     let mut trials: Vec<Trial> = specific

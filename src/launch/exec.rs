@@ -104,8 +104,9 @@ pub(crate) struct Spawner {
 }
 
 impl Spawner {
-    /// A fork server forked on the spot forks `workers` workers at once, whose links
-    /// start with `setup` (see [`take_prestarted`](Spawner::take_prestarted)).
+    /// With `Launch::ForkServer`, a program still single-threaded forks its first
+    /// `workers` workers itself, whose links start with `setup` (see
+    /// [`take_prestarted`](Spawner::take_prestarted)).
     pub(crate) fn new(
         settings: SpawnSettings,
         start_timeout: Duration,
@@ -131,7 +132,7 @@ impl Spawner {
         };
         let fork_server = fork.then(|| Arc::new(ForkServer::new(command.clone(), start_timeout)));
         if let (Some(server), true) = (&fork_server, fork_here) {
-            server.start_here_if_single_threaded(workers, setup);
+            server.fork_first_workers(workers, setup);
         }
         Ok(Spawner {
             command,
@@ -153,8 +154,8 @@ impl Spawner {
         self.fork_server.as_ref()?.take_prestarted()
     }
 
-    /// Waits for the fork server to report a prestarted worker forked.
-    pub(crate) fn finish_prestarted(&self, started: Prestarted) -> io::Result<WorkerProcess> {
+    /// The process of a worker forked when the pool was built.
+    pub(crate) fn finish_prestarted(&self, started: Prestarted) -> WorkerProcess {
         started.finish(&self.command)
     }
 

@@ -8,6 +8,10 @@
 //! the *thread* that spawned a child ends. If the server dies, its workers die with it
 //! (they hold `PR_SET_PDEATHSIG` on the server) and a new server is started on the next
 //! request.
+//!
+//! The pool's first workers need no server when the program is still single-threaded:
+//! they are forked from the program itself, are its children and are reaped as such
+//! ([`ForkedHere`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -19,10 +23,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::exec::CommandSpec;
-use super::zygote::SpawnFds;
 use super::{Stdio, ENV_ZYGOTE};
 use crate::link::ParentEnd;
-use crate::sys::{self, Lifeline, Signal};
+use crate::sys::{self, Signal};
 use crate::wire::zygote::{self as msg, FromServer, ToServer};
 use crate::worker::output::Pipe;
 use crate::worker::process::{Pipes, Reap, WorkerProcess};
@@ -38,6 +41,8 @@ pub(crate) struct ForkServer {
     command: CommandSpec,
     start_timeout: Duration,
     current: Mutex<Option<Arc<Server>>>,
+    /// Workers forked from this process when the pool was built, until slots claim them.
+    first: Mutex<VecDeque<(ParentEnd, Prestarted)>>,
 }
 
 impl ForkServer {
@@ -46,56 +51,46 @@ impl ForkServer {
             command,
             start_timeout,
             current: Mutex::new(None),
+            first: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// Starts the server now by forking this very process, if it is still
-    /// single-threaded (a pool built first thing in `main`): no exec, no program start.
-    /// Otherwise, or if that fails, the first worker's start re-executes the program as
-    /// the server instead.
+    /// Forks the pool's first `workers` workers from this very process, if it is still
+    /// single-threaded (a pool built first thing in `main`) and small: no exec, no
+    /// program start, and no server to wait for. They are this process's children and
+    /// die with it (`PR_SET_PDEATHSIG`). Their links, with `setup` already written in,
+    /// wait for the slots in [`take_prestarted`](ForkServer::take_prestarted).
     ///
-    /// Such a server forks `workers` workers at once, before any `Spawn`: their links
-    /// (with `setup` already written in) wait for the slots in
-    /// [`take_prestarted`](ForkServer::take_prestarted).
-    pub(crate) fn start_here_if_single_threaded(&self, workers: usize, setup: &[u8]) {
-        if !matches!(sys::thread_count(), Ok(1)) {
+    /// Otherwise, or if a fork fails, workers are started on request, and the first of
+    /// those re-executes the program as the server. So does the first replacement of a
+    /// first worker: a server is never forked from the program, which would hold (and,
+    /// as the program writes to its memory, come to own) a copy of the program's memory
+    /// for the pool's life.
+    pub(crate) fn fork_first_workers(&self, workers: usize, setup: &[u8]) {
+        // Only with a small `Setup` (a small context): a larger one would not go into
+        // the socket whole, and the worker would inherit the rest in our send queue as
+        // dead weight under its memory limit. Only from a small program: each worker
+        // shares the program's memory as it was at the fork, and every page the program
+        // writes to later is copied.
+        if setup.len() > PRESTART_SETUP_BYTES
+            || sys::resident_bytes(std::process::id()).is_none_or(|b| b > PRESTART_RESIDENT)
+            || !matches!(sys::thread_count(), Ok(1))
+        {
             return;
         }
-        // Only with a small `Setup` (a small context): a larger one would not go into
-        // the socket whole, and the server and every worker it forks would inherit the
-        // rest, once per first worker, as dead weight under their memory limits.
-        let workers = if setup.len() <= PRESTART_SETUP_BYTES {
-            workers
-        } else {
-            0
-        };
-        let first = (0..workers)
-            .map(|_| FirstWorker::new(&self.command, setup))
-            .collect::<io::Result<Vec<_>>>();
-        // Without their links, the workers are started on request as usual.
-        let first = first.unwrap_or_default();
-        if let Ok(server) = Server::fork_here(&self.command, self.start_timeout, first) {
-            *lock(&self.current) = Some(Arc::new(server));
+        let mut first = lock(&self.first);
+        for _ in 0..workers {
+            match fork_first_worker(&self.command, setup) {
+                Ok(worker) => first.push_back(worker),
+                Err(_) => break,
+            }
         }
     }
 
-    /// A worker the server forked at its start, with its link, for a slot's first
-    /// start; `None` if there is none left (or its server is gone).
+    /// A worker forked when the pool was built, with its link, for a slot's first start;
+    /// `None` if there is none left.
     pub(crate) fn take_prestarted(&self) -> Option<(ParentEnd, Prestarted)> {
-        let server = lock(&self.current).clone()?;
-        if server.events.is_gone() {
-            return None;
-        }
-        let first = lock(&server.first).pop_front()?;
-        Some((
-            first.link,
-            Prestarted {
-                server,
-                ticket: first.ticket,
-                stderr: first.stderr,
-                stdout: first.stdout,
-            },
-        ))
+        lock(&self.first).pop_front()
     }
 
     /// Forks a worker on the link socket `socket`, starting a server first if there is
@@ -116,63 +111,77 @@ impl ForkServer {
     }
 }
 
-/// The largest `Setup` frame with which a forked server forks the first workers at its
+/// The largest `Setup` frame with which the first workers are forked at the pool's
 /// start: well under what a socket buffer takes at once.
 const PRESTART_SETUP_BYTES: usize = 16 * 1024;
+/// The largest resident size of a program that forks the first workers itself.
+const PRESTART_RESIDENT: u64 = 64 << 20;
 
-/// The parent's side of a worker that a forked server forks at its start: its link and
-/// pipe read ends, made before the server's fork, and its `Spawn` request number.
-#[derive(Debug)]
-struct FirstWorker {
-    link: ParentEnd,
-    ticket: u64,
-    stderr: Pipe,
-    stdout: Option<Pipe>,
-    /// The worker's ends, handed to the server at its fork and closed here after it.
-    theirs: Option<SpawnFds>,
-}
-
-impl FirstWorker {
-    fn new(command: &CommandSpec, setup: &[u8]) -> io::Result<FirstWorker> {
-        let (mut link, socket) = ParentEnd::pair()?;
-        // Sent before the worker exists, as for any start (see `Supervisor::start`).
-        link.send(setup)?;
-        let (stderr, stderr_writer) = io::pipe()?;
-        let stdout = match command.stdout() {
-            Stdio::Capture(_) => Some(io::pipe()?),
-            _ => None,
-        };
-        let (stdout, stdout_writer) = stdout.map(|(r, w)| (r.into(), w.into())).unzip();
-        Ok(FirstWorker {
-            link,
-            ticket: 0,
+/// Forks one of the pool's first workers from this single-threaded process: its link
+/// (with `setup` in it) and pipes are made first, and the child settles and serves.
+fn fork_first_worker(command: &CommandSpec, setup: &[u8]) -> io::Result<(ParentEnd, Prestarted)> {
+    let (mut link, socket) = ParentEnd::pair()?;
+    // Sent before the worker exists, as for any start (see `Supervisor::start`).
+    link.send(setup)?;
+    let (stderr, stderr_writer) = io::pipe()?;
+    let stdout = match command.stdout() {
+        Stdio::Capture(_) => Some(io::pipe()?),
+        _ => None,
+    };
+    let (stdout, stdout_writer): (Option<Pipe>, Option<OwnedFd>) =
+        stdout.map(|(r, w)| (r.into(), w.into())).unzip();
+    let parent = std::process::id();
+    // SAFETY: the caller checked that this process has one thread.
+    let Some(pid) = (unsafe { sys::fork_single_threaded() })? else {
+        // The worker. It never returns into the program it was forked from; what the
+        // program owns is closed by the settling, not dropped.
+        std::mem::forget((link, stderr, stdout));
+        let stdout_null = !matches!(command.stdout(), Stdio::Inherit);
+        let settled = sys::settle_forked_here(
+            parent,
+            stderr_writer.into(),
+            stdout_writer,
+            stdout_null,
+            &[socket.as_raw_fd()],
+        )
+        .and_then(|()| command.apply_env_and_cwd());
+        if let Err(e) = settled {
+            eprintln!("procpool worker: cannot settle after the fork: {e}");
+            std::process::exit(crate::worker::serve::EXIT_START);
+        }
+        // No lifeline watchdog: the parent-death signal comes when this process, whose
+        // only thread forked it, dies.
+        crate::worker::serve::enter_forked(socket, None)
+    };
+    sys::make_group_leader(pid);
+    drop((socket, stderr_writer, stdout_writer));
+    Ok((
+        link,
+        Prestarted {
+            pid,
             stderr: stderr.into(),
             stdout,
-            theirs: Some(SpawnFds {
-                socket,
-                stderr: Some(stderr_writer.into()),
-                stdout: stdout_writer,
-            }),
-        })
-    }
+        },
+    ))
 }
 
-/// A worker forked at its server's start, claimed by a slot: [`finish`] waits for the
-/// server's answer.
-///
-/// [`finish`]: Prestarted::finish
+/// A worker forked from this process at the pool's start, claimed by a slot.
 #[derive(Debug)]
 pub(crate) struct Prestarted {
-    server: Arc<Server>,
-    ticket: u64,
+    pid: u32,
     stderr: Pipe,
     stdout: Option<Pipe>,
 }
 
 impl Prestarted {
-    pub(crate) fn finish(self, command: &CommandSpec) -> io::Result<WorkerProcess> {
-        self.server
-            .adopt(self.ticket, self.stderr, self.stdout, command)
+    pub(crate) fn finish(self, command: &CommandSpec) -> WorkerProcess {
+        let pipes = Pipes {
+            stderr: Some(self.stderr),
+            stdout: self.stdout,
+            stderr_to: Some(command.stderr()),
+            stdout_to: Some(command.stdout()),
+        };
+        WorkerProcess::new(Box::new(ForkedHere(self.pid)), pipes)
     }
 }
 
@@ -185,11 +194,8 @@ struct Server {
     /// The exec'd server process itself; our child.
     process: Mutex<WorkerProcess>,
     /// How many `Spawn` requests were sent. The server answers them in order, so the
-    /// n-th answer belongs to the n-th request; several can be under way at once. The
-    /// workers it forks at its start count as the first requests.
+    /// n-th answer belongs to the n-th request; several can be under way at once.
     spawns_sent: Mutex<u64>,
-    /// Those workers, until slots claim them.
-    first: Mutex<VecDeque<FirstWorker>>,
     reader: Option<JoinHandle<()>>,
     start_timeout: Duration,
 }
@@ -234,94 +240,10 @@ impl Server {
                 command.stdout(),
             )),
             spawns_sent: Mutex::new(0),
-            first: Mutex::new(VecDeque::new()),
             reader: Some(reader),
             start_timeout,
         };
         server.wait_ready()?;
-        Ok(server)
-    }
-
-    /// A server forked from this process, which the caller checked is single-threaded.
-    fn fork_here(
-        command: &CommandSpec,
-        start_timeout: Duration,
-        mut first: Vec<FirstWorker>,
-    ) -> io::Result<Server> {
-        let (ours, theirs) = sys::packet_pair()?;
-        let (stderr, stderr_writer) = io::pipe()?;
-        let lifeline = Lifeline::get()?.read_end()?;
-        let parent = std::process::id();
-        // SAFETY: the caller checked that this process has one thread.
-        let Some(pid) = (unsafe { sys::fork_single_threaded() })? else {
-            // The server. It never returns into the program it was forked from.
-            drop((ours, stderr));
-            let spawns: Vec<SpawnFds> = first.iter_mut().filter_map(|f| f.theirs.take()).collect();
-            // Everything else of the program's is closed, the parents' ends of the
-            // first workers' links and pipes too.
-            let mut keep = vec![theirs.as_raw_fd(), lifeline.as_raw_fd()];
-            for spawn in &spawns {
-                keep.push(spawn.socket.as_raw_fd());
-                keep.extend(
-                    spawn
-                        .stderr
-                        .iter()
-                        .chain(&spawn.stdout)
-                        .map(AsRawFd::as_raw_fd),
-                );
-            }
-            std::mem::forget(first);
-            let stdout_null = !matches!(command.stdout(), Stdio::Inherit);
-            let settled =
-                sys::settle_forked_server(parent, stderr_writer.into(), stdout_null, &keep)
-                    .and_then(|()| command.apply_env_and_cwd());
-            let code = match settled {
-                Ok(()) => super::zygote::run(theirs, Some(lifeline), spawns),
-                Err(e) => {
-                    eprintln!("procpool fork server: cannot settle after the fork: {e}");
-                    crate::worker::serve::EXIT_START
-                }
-            };
-            std::process::exit(code);
-        };
-        drop((theirs, stderr_writer, lifeline));
-        for (ticket, worker) in first.iter_mut().enumerate() {
-            worker.ticket = ticket as u64;
-            drop(worker.theirs.take());
-        }
-        let child = ForkedHere(pid);
-        // The server writes to its stderr only when it fails, and its failures are read
-        // from there (`died`): no reader thread until then.
-        let pipes = Pipes {
-            stderr: Some(stderr.into()),
-            stdout: None,
-            stderr_to: Some(command.stderr()),
-            stdout_to: None,
-            stderr_deferred: true,
-        };
-        let process = WorkerProcess::new(Box::new(child), pipes);
-        let events = Arc::new(Events::default());
-        let reader_sock = ours.try_clone()?;
-        let reader_events = events.clone();
-        let reader = thread::Builder::new()
-            .name("procpool-fork-server".into())
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                reader_events.read_from(&reader_sock);
-                reader_events.set_gone();
-            })?;
-        let server = Server {
-            program: format!("{} (forked fork server)", command.program()),
-            sock: ours,
-            events,
-            process: Mutex::new(process),
-            spawns_sent: Mutex::new(first.len() as u64),
-            first: Mutex::new(first.into()),
-            reader: Some(reader),
-            start_timeout,
-        };
-        // No wait for its `Ready`: it is our own fork, the first `Spawn` can queue up
-        // while it settles, and a server that dies first fails that `Spawn` (`died`).
         Ok(server)
     }
 
@@ -444,7 +366,6 @@ impl Server {
             stdout,
             stderr_to: Some(command.stderr()),
             stdout_to: Some(command.stdout()),
-            stderr_deferred: false,
         };
         Ok(WorkerProcess::new(Box::new(child), pipes))
     }
@@ -548,7 +469,8 @@ impl Events {
     }
 }
 
-/// A fork server forked from this process: our child, without a `std::process::Child`.
+/// A worker forked from this process (one of the first): our child, without a
+/// `std::process::Child`.
 #[derive(Debug)]
 struct ForkedHere(u32);
 

@@ -22,10 +22,7 @@ use crate::worker::serve::{self, EXIT_PROTOCOL, EXIT_START};
 
 /// Runs the fork server on the socket `sock` until the pool lets it go; returns the exit
 /// code. Forked children never return from here: they become workers and exit.
-///
-/// `first` holds the descriptors of workers to fork at once, as if a `Spawn` had come
-/// for each (a server forked from the pool's process gets them at its fork).
-pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>, first: Vec<SpawnFds>) -> i32 {
+pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
     match sys::thread_count() {
         Ok(1) => {}
         Ok(n) => {
@@ -54,26 +51,7 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>, first: Vec<SpawnFds>
     }
     let mut live = HashSet::new();
     let mut buf = vec![0u8; msg::MAX_PACKET];
-    let mut first = first.into_iter();
-    let mut pool_gone = false;
-    while let Some(fds) = first.next() {
-        match fork_worker(&sock, &mut live, fds) {
-            Forked::Child(fds) => {
-                // The other workers' descriptors are theirs alone.
-                drop((first, sock));
-                become_worker(me, fds, signals, lifeline)
-            }
-            Forked::Here => {}
-            Forked::ServerGone => {
-                pool_gone = true;
-                break;
-            }
-        }
-    }
     let code = loop {
-        if pool_gone {
-            break 0;
-        }
         let mut watched = vec![sock.as_fd(), signals.fd()];
         watched.extend(lifeline.as_ref().map(|l| l.as_fd()));
         let ready = match sys::wait_readable(&watched) {
@@ -157,10 +135,10 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>, first: Vec<SpawnFds>
 /// A worker's descriptors: its end of the link, and the write ends of its stderr pipe
 /// and (when captured) stdout pipe.
 #[derive(Debug)]
-pub(crate) struct SpawnFds {
-    pub(crate) socket: OwnedFd,
-    pub(crate) stderr: Option<OwnedFd>,
-    pub(crate) stdout: Option<OwnedFd>,
+struct SpawnFds {
+    socket: OwnedFd,
+    stderr: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
 }
 
 enum Forked {

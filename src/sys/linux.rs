@@ -93,11 +93,6 @@ impl Lifeline {
         }))
     }
 
-    /// A copy of the read end, for a process forked without exec that must watch it.
-    pub(crate) fn read_end(&self) -> io::Result<OwnedFd> {
-        self.read.try_clone()
-    }
-
     /// The descriptor number a child finds the read end under.
     pub(crate) fn child_fd(&self) -> RawFd {
         self.read.as_raw_fd()
@@ -722,15 +717,16 @@ pub(crate) fn settle_forked_worker(
     Ok(())
 }
 
-/// Settles a fork server forked straight from the pool's process (no exec): a process
-/// group of its own, the parent-death signal (checked against the parent having died
-/// already), `stderr` as fd 2, stdout on `/dev/null` if asked, and every other
-/// descriptor but `keep` closed: the program's files and sockets, and the lifeline's
-/// write end above all (or the lifeline would never close), must not live on in the
-/// server and its workers.
-pub(crate) fn settle_forked_server(
+/// Settles a process forked straight from the pool's process (no exec): a fork server,
+/// or one of the first workers. A process group of its own, the parent-death signal
+/// (checked against the parent having died already), `stderr` as fd 2, `stdout` as fd 1
+/// (else `/dev/null` if `stdout_null`), and every other descriptor but `keep` closed:
+/// the program's files and sockets, and the lifeline's write end above all (or the
+/// lifeline would never close), must not live on in the server and its workers.
+pub(crate) fn settle_forked_here(
     parent_pid: u32,
     stderr: OwnedFd,
+    stdout: Option<OwnedFd>,
     stdout_null: bool,
     keep: &[RawFd],
 ) -> io::Result<()> {
@@ -742,19 +738,55 @@ pub(crate) fn settle_forked_server(
     }
     nix::unistd::dup2_stderr(&stderr)?;
     drop(stderr);
-    if stdout_null {
-        let null = fs::OpenOptions::new().write(true).open("/dev/null")?;
-        nix::unistd::dup2_stdout(&null)?;
+    match stdout {
+        Some(stdout) => nix::unistd::dup2_stdout(&stdout)?,
+        None if stdout_null => {
+            let null = fs::OpenOptions::new().write(true).open("/dev/null")?;
+            nix::unistd::dup2_stdout(&null)?;
+        }
+        None => {}
     }
+    close_all_but(keep)
+}
+
+/// Closes every descriptor above 2 but `keep`: `close_range(2)` over the gaps, or, on a
+/// kernel without it (before 5.9), one by one as `/proc/self/fd` lists them.
+///
+/// Only for a fresh single-threaded fork that never returns to the code that owned these
+/// descriptors: closing them cannot pull one out from under a user.
+fn close_all_but(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd > 2).collect();
+    keep.sort_unstable();
+    let mut first: RawFd = 3;
+    let mut ranges = Vec::with_capacity(keep.len() + 1);
+    for &fd in &keep {
+        if fd > first {
+            ranges.push((first as u32, fd as u32 - 1));
+        }
+        first = fd + 1;
+    }
+    ranges.push((first as u32, u32::MAX));
+    for (low, high) in ranges {
+        // SAFETY: close_range takes plain integers and touches no memory of ours.
+        let rc = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, low, high, 0) };
+        match Errno::result(rc) {
+            Ok(_) => {}
+            Err(Errno::ENOSYS) => return close_listed_but(&keep),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// [`close_all_but`] without `close_range(2)`.
+fn close_listed_but(keep: &[RawFd]) -> io::Result<()> {
     let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
     for fd in open {
         if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: this process is a fresh single-threaded fork that will never return
-            // to the code that owned these descriptors; closing them cannot pull one out
-            // from under a user. The directory handle used above is already closed.
+            // SAFETY: see `close_all_but`; the directory handle used above is closed.
             let _ = nix::unistd::close(unsafe { OwnedFd::from_raw_fd(fd) });
         }
     }

@@ -11,7 +11,6 @@
 //! own, so that a slow user function holds up no other worker.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -161,8 +160,6 @@ impl Tail {
 pub(crate) struct OutputReader {
     shared: Arc<(Mutex<Tail>, Condvar)>,
     capturing: bool,
-    /// A pipe whose thread starts only when its words are asked for (see `deferred`).
-    deferred: Arc<Mutex<Deferred>>,
 }
 
 /// A pipe being read, where its bytes go, and the reader that keeps its tail. Dropped
@@ -325,20 +322,6 @@ impl Poller {
     }
 }
 
-/// A pipe not read yet, and where its bytes are to go.
-#[derive(Default)]
-struct Deferred(Option<(Pipe, Sink)>);
-
-impl fmt::Debug for Deferred {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Deferred(pipe)"
-        } else {
-            "Deferred(none)"
-        })
-    }
-}
-
 impl OutputReader {
     /// Starts reading `pipe` (none: nothing to read) into the tail and `sink`.
     pub(crate) fn start(pipe: Option<Pipe>, sink: Sink) -> OutputReader {
@@ -351,32 +334,6 @@ impl OutputReader {
             None => reader.close(),
         }
         reader
-    }
-
-    /// Like `start`, but the thread starts only when the lines are asked for: for a
-    /// process that writes to its stderr only when it fails, such as a fork server,
-    /// whose start is then one thread shorter. Lines wait in the pipe meanwhile (a
-    /// pipe holds 64 KiB).
-    pub(crate) fn deferred(pipe: Pipe, sink: Sink) -> OutputReader {
-        let reader = OutputReader {
-            capturing: sink.is_capture(),
-            ..OutputReader::default()
-        };
-        reader.deferred.lock().unwrap_or_else(|e| e.into_inner()).0 = Some((pipe, sink));
-        reader
-    }
-
-    /// Starts a deferred reader's thread, if it has not started.
-    fn wake(&self) {
-        let pending = self
-            .deferred
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .take();
-        if let Some((pipe, sink)) = pending {
-            self.spawn(pipe, sink);
-        }
     }
 
     fn spawn(&self, pipe: Pipe, sink: Sink) {
@@ -424,34 +381,21 @@ impl OutputReader {
             .0
     }
 
-    /// For a captured stream, waits up to `wait` until every line has been delivered
-    /// (a deferred reader is started for it).
+    /// For a captured stream, waits up to `wait` until every line has been delivered.
     pub(crate) fn drain_capture(&self, wait: Duration) {
         if self.capturing {
-            self.wake();
             drop(self.wait_closed(wait));
         }
     }
 
     /// Waits up to `wait` until the reader has read to end-of-file and closed its pipe.
-    /// A deferred reader never started holds nothing open and is not waited for.
     pub(crate) fn wait_done(&self, wait: Duration) {
-        if !self.is_pending() {
-            drop(self.wait_closed(wait));
-        }
+        drop(self.wait_closed(wait));
     }
 
-    /// Whether the reader has closed its pipe, or never opened it (deferred).
+    /// Whether the reader has closed its pipe.
     pub(crate) fn is_done(&self) -> bool {
-        self.is_pending() || self.lock().closed
-    }
-
-    fn is_pending(&self) -> bool {
-        self.deferred
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .is_some()
+        self.lock().closed
     }
 
     /// Forgets the lines so far: a crash report then shows what the worker wrote while
@@ -473,14 +417,12 @@ impl OutputReader {
     /// The first non-empty line since the last clear, once the pipe has drained
     /// (waiting up to `wait`).
     pub(crate) fn first_line(&self, wait: Duration) -> Option<String> {
-        self.wake();
         self.wait_closed(wait).first.clone()
     }
 
     /// The last lines, waiting up to `wait` for end-of-file so that the dying words are
     /// in.
     pub(crate) fn lines(&self, wait: Duration) -> Vec<String> {
-        self.wake();
         let tail = self.wait_closed(wait);
         let mut lines: Vec<String> = tail.lines.iter().cloned().collect();
         if !tail.partial.is_empty() {
@@ -583,19 +525,6 @@ mod tests {
         assert_eq!(lines.lock().unwrap().len(), 3);
         assert_eq!(reader.first_line(Duration::ZERO).as_deref(), Some("first"));
         assert_eq!(reader.lines(Duration::ZERO), ["first", "second", "third"]);
-    }
-    #[test]
-    fn a_deferred_reader_reads_nothing_until_its_lines_are_asked_for() {
-        let (sink, lines) = capture(OutputStream::Stderr);
-        let reader = OutputReader::deferred(pipe_holding(b"cannot settle\nmore"), sink);
-        reader.clear();
-        assert!(!reader.saw_allocation_failure());
-        assert!(lines.lock().unwrap().is_empty(), "read before it was asked");
-        assert_eq!(
-            reader.first_line(Duration::from_secs(5)).as_deref(),
-            Some("cannot settle")
-        );
-        assert_eq!(lines.lock().unwrap().len(), 2);
     }
 
     #[test]

@@ -70,8 +70,6 @@ pub(crate) struct Pipes<'a> {
     pub(crate) stdout: Option<Pipe>,
     pub(crate) stderr_to: Option<&'a Stdio>,
     pub(crate) stdout_to: Option<&'a Stdio>,
-    /// Read stderr only when its lines are asked for (`OutputReader::deferred`).
-    pub(crate) stderr_deferred: bool,
 }
 
 impl WorkerProcess {
@@ -82,7 +80,6 @@ impl WorkerProcess {
             stdout: child.stdout.take().map(Pipe::from),
             stderr_to: Some(stderr_to),
             stdout_to: Some(stdout_to),
-            stderr_deferred: false,
         };
         WorkerProcess::new(Box::new(child), pipes)
     }
@@ -92,10 +89,7 @@ impl WorkerProcess {
         let pid = child.pid();
         let sink = |to: Option<&Stdio>, stream| Sink::new(to.unwrap_or(&Stdio::Null), pid, stream);
         let stderr_sink = sink(pipes.stderr_to, OutputStream::Stderr);
-        let stderr = match pipes.stderr {
-            Some(pipe) if pipes.stderr_deferred => OutputReader::deferred(pipe, stderr_sink),
-            pipe => OutputReader::start(pipe, stderr_sink),
-        };
+        let stderr = OutputReader::start(pipes.stderr, stderr_sink);
         WorkerProcess {
             status: None,
             stderr,

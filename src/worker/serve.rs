@@ -61,7 +61,7 @@ pub(crate) fn enter_if_worker() {
     };
     let code = match (fork_server, socket) {
         (Some(sock), _) => match sys::adopt_inherited_fd(&sock) {
-            Ok(sock) => crate::launch::zygote::run(sock, lifeline, Vec::new()),
+            Ok(sock) => crate::launch::zygote::run(sock, lifeline),
             Err(e) => {
                 eprintln!("procpool fork server: cannot take its socket {sock:?}: {e}");
                 EXIT_START

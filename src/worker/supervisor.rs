@@ -762,7 +762,7 @@ impl Supervisor {
     /// and the worker reads its task as soon as it is ready); that job comes back too.
     fn start(&self, backlog: &mut Backlog) -> (Result<Worker, String>, Option<Job>) {
         let (mut link, pending) = match self.shared.spawner.take_prestarted() {
-            // Forked by the server at its start, `Setup` written into its link first.
+            // Forked already, `Setup` written into its link before the fork.
             Some((link, started)) => (link, Pending::Prestarted(started)),
             None => {
                 let (mut link, worker_end) = match ParentEnd::pair() {
@@ -788,7 +788,7 @@ impl Supervisor {
             }
         }
         let process = match pending {
-            Pending::Prestarted(started) => self.shared.spawner.finish_prestarted(started),
+            Pending::Prestarted(started) => Ok(self.shared.spawner.finish_prestarted(started)),
             Pending::Spawn(worker_end) => self.shared.spawner.spawn(worker_end),
         };
         (self.adopt(link, process), sent)
@@ -1034,8 +1034,8 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// A worker on its way: forked by the fork server at its start, or yet to be started
-/// on the worker end of its link.
+/// A worker on its way: forked when the pool was built, or yet to be started on the
+/// worker end of its link.
 enum Pending {
     Prestarted(Prestarted),
     Spawn(OwnedFd),
