@@ -17,7 +17,10 @@ bin="$here/target/release/procpool-compare"
 
 # peer workload [size]; python rows run peers.py. Slow peers get fewer items and are
 # compared by rate. procspawn gets 2,000: it opens descriptors per queued task and fails
-# with "Too many open files" at 20,000 (ulimit -n 20000 here).
+# with "Too many open files" at 20,000 (ulimit -n 20000 here). Each peer's start-up
+# takes milliseconds and swings with the VM's noise, so the four start rows run three
+# times per round, interleaved: fifteen samples per peer in five rounds, for every peer
+# alike.
 measurements=(
     "raw rtt"
     "raw memcpy"
@@ -33,6 +36,14 @@ measurements=(
     "rayon cpu"
     "procpool payload"
     "procpool payload_serde"
+    "procpool start"
+    "procpool-fork start"
+    "procspawn start"
+    "python start"
+    "procpool start"
+    "procpool-fork start"
+    "procspawn start"
+    "python start"
     "procpool start"
     "procpool-fork start"
     "procspawn start"

@@ -18,9 +18,9 @@ def main():
                 samples[parts[0]].append(float(parts[1]))
     med = {key: statistics.median(values) for key, values in samples.items()}
 
-    print(f"{'measurement':<42} {'median':>14} {'rounds':>6}")
+    print(f"{'measurement':<42} {'median':>14} {'samples':>7}")
     for key in sorted(med):
-        print(f"{key:<42} {med[key]:>14.4g} {len(samples[key]):>6}")
+        print(f"{key:<42} {med[key]:>14.4g} {len(samples[key]):>7}")
     print()
 
     def get(key):
