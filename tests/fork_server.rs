@@ -119,9 +119,22 @@ fn parent_killed_while_forked_workers_are_idle() {
 /// from this very process, checks them, has one replaced (by a fork server, re-executed
 /// for it), then keeps two workers busy, or with `busy` false leaves them idle.
 fn direct_fork_parent(busy: bool) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let me = std::process::id();
     let secret = std::env::temp_dir().join(format!("procpool-secret-{me}"));
     let _open = std::fs::File::create(&secret).unwrap();
+    // A program that blocks a signal and handles another: its workers must do neither.
+    extern "C" fn ignore_term(_: i32) {}
+    let mut blocked = SigSet::empty();
+    blocked.add(Signal::SIGUSR1);
+    blocked.thread_block().unwrap();
+    let handler = SigAction::new(
+        SigHandler::Handler(ignore_term),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing.
+    unsafe { sigaction(Signal::SIGTERM, &handler) }.unwrap();
     let pool = builder().build().unwrap();
     let fds_of = |pid: u32| -> Vec<_> {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -152,6 +165,22 @@ fn direct_fork_parent(busy: bool) {
             "worker {worker} holds more than it needs: {fds:?}"
         );
         assert!(!fds.contains(&secret), "{fds:?}");
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{worker}/fd/0")).unwrap(),
+            std::path::Path::new("/dev/null")
+        );
+        let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
+        let mask = |field: &str| {
+            let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+            u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
+        };
+        assert_eq!(mask("SigBlk:"), 0, "worker {worker} blocks signals");
+        let term = 1u64 << (Signal::SIGTERM as i32 - 1);
+        assert_eq!(
+            mask("SigCgt:") & term,
+            0,
+            "worker {worker} kept a SIGTERM handler"
+        );
     }
     assert_eq!(pool.submit(ParentPid).unwrap().wait(), Ok(me));
     // The replacement comes from a fork server, which holds none of our files either.
@@ -170,7 +199,13 @@ fn direct_fork_parent(busy: bool) {
         .into_iter()
         .find(|pid| !first.contains(pid))
         .expect("a fork server");
-    assert!(!fds_of(server).contains(&secret));
+    // It may still be between its fork and its exec, holding what we hold.
+    assert!(
+        common::eventually(Duration::from_secs(10), || !fds_of(server)
+            .contains(&secret)),
+        "server {server} holds {:?}",
+        fds_of(server)
+    );
     assert!(
         parents.iter().all(|&p| p == me || p == server),
         "{parents:?}: neither this process ({me}) nor the server ({server})"
@@ -193,6 +228,41 @@ fn first_workers_forked_from_a_single_threaded_program() {
     common::kill_helper_parent(&["direct-fork-parent", "idle"], 4);
 }
 
+/// Run by `first_workers_of_a_pool_dropped_at_once_are_reaped`: builds a pool while
+/// still single-threaded and drops it at once, most likely before its slots claim
+/// their first workers; none of them may be left running or unreaped.
+fn direct_fork_drop() {
+    let me = std::process::id();
+    let pool = builder().build().unwrap();
+    let first = common::children_of(me);
+    assert_eq!(first.len(), 2, "{first:?}");
+    drop(pool);
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            common::children_of(me).is_empty() && common::zombie_children().is_empty()
+        }),
+        "left behind: {:?}, zombies {:?}",
+        common::children_of(me),
+        common::zombie_children()
+    );
+}
+
+/// A pool dropped right after its build reaps the workers it forked from the program,
+/// claimed by a slot or not.
+fn first_workers_of_a_pool_dropped_at_once_are_reaped() {
+    for _ in 0..5 {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("direct-fork-drop")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn main() {
     procpool::init();
     procpool_worker::link();
@@ -200,8 +270,12 @@ fn main() {
         direct_fork_parent(std::env::args().nth(2).as_deref() == Some("busy"));
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("direct-fork-drop") {
+        direct_fork_drop();
+        return;
+    }
     let args = Arguments::from_args();
-    let specific: [(&str, fn()); 6] = [
+    let specific: [(&str, fn()); 7] = [
         (
             "workers_are_forked_by_one_server",
             workers_are_forked_by_one_server,
@@ -222,6 +296,10 @@ fn main() {
         (
             "first_workers_forked_from_a_single_threaded_program",
             first_workers_forked_from_a_single_threaded_program,
+        ),
+        (
+            "first_workers_of_a_pool_dropped_at_once_are_reaped",
+            first_workers_of_a_pool_dropped_at_once_are_reaped,
         ),
     ];
     let mut trials: Vec<Trial> = specific

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fork::ForkServer;
-use super::fork::Prestarted;
+use super::fork::{Asked, Prestarted};
 use super::{Launch, Stdio, ENV_LIFELINE, ENV_SERVER};
 use crate::link::ParentEnd;
 use crate::sys::{self, Lifeline};
@@ -159,22 +159,38 @@ impl Spawner {
         started.finish(&self.command)
     }
 
-    /// Starts a worker on the link socket `socket` (its end of the pair).
-    pub(crate) fn spawn(&self, socket: OwnedFd) -> io::Result<WorkerProcess> {
+    /// Starts a worker on the link socket `socket` (its end of the pair): execs it, or
+    /// asks the fork server for it, whose answer [`finish`](Spawner::finish) waits for.
+    pub(crate) fn start(&self, socket: OwnedFd) -> io::Result<Starting> {
         if let Some(server) = &self.fork_server {
-            return server.spawn(socket);
+            return server.ask(socket).map(Starting::Asked);
         }
         let mut cmd = self.command.command();
         cmd.env(ENV_SERVER, socket.as_raw_fd().to_string());
         sys::inherit_fd(&mut cmd, socket.as_raw_fd());
         let child = spawn_retrying_busy(&mut cmd)?;
         drop(socket);
-        Ok(WorkerProcess::exec(
+        Ok(Starting::Running(WorkerProcess::exec(
             child,
             self.command.stderr(),
             self.command.stdout(),
-        ))
+        )))
     }
+
+    /// The process of a worker [`start`](Spawner::start) started.
+    pub(crate) fn finish(&self, starting: Starting) -> io::Result<WorkerProcess> {
+        match starting {
+            Starting::Running(process) => Ok(process),
+            Starting::Asked(asked) => asked.finish(&self.command),
+        }
+    }
+}
+
+/// A worker on its way: exec'd already, or asked of the fork server.
+#[derive(Debug)]
+pub(crate) enum Starting {
+    Running(WorkerProcess),
+    Asked(Asked),
 }
 
 /// Spawns `cmd`, trying again a few times while its executable is "busy" (`ETXTBSY`).

@@ -78,6 +78,9 @@ impl ForkServer {
         {
             return;
         }
+        // Bytes still in the program's stdout buffer would be copied into each worker
+        // and written again when it exits.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         let mut first = lock(&self.first);
         for _ in 0..workers {
             match fork_first_worker(&self.command, setup) {
@@ -93,9 +96,9 @@ impl ForkServer {
         lock(&self.first).pop_front()
     }
 
-    /// Forks a worker on the link socket `socket`, starting a server first if there is
-    /// none or the last one died.
-    pub(crate) fn spawn(&self, socket: OwnedFd) -> io::Result<WorkerProcess> {
+    /// Asks for a worker on the link socket `socket`, starting a server first if there
+    /// is none or the last one died.
+    pub(crate) fn ask(&self, socket: OwnedFd) -> io::Result<Asked> {
         let server = {
             let mut current = lock(&self.current);
             match &*current {
@@ -107,7 +110,20 @@ impl ForkServer {
                 }
             }
         };
-        server.spawn(socket, &self.command)
+        server.ask(socket, &self.command)
+    }
+}
+
+impl Drop for ForkServer {
+    /// First workers that no slot claimed (the pool ended before its slots started) are
+    /// killed and reaped here: no zombie, no orphan.
+    fn drop(&mut self) {
+        for (link, started) in lock(&self.first).drain(..) {
+            drop(link);
+            let mut child = ForkedHere(started.pid);
+            child.signal_group(sys::KILL);
+            child.reap();
+        }
     }
 }
 
@@ -137,18 +153,21 @@ fn fork_first_worker(command: &CommandSpec, setup: &[u8]) -> io::Result<(ParentE
         // program owns is closed by the settling, not dropped.
         std::mem::forget((link, stderr, stdout));
         let stdout_null = !matches!(command.stdout(), Stdio::Inherit);
-        let settled = sys::settle_forked_here(
+        let settled = sys::settle_first_worker(
             parent,
             stderr_writer.into(),
             stdout_writer,
             stdout_null,
-            &[socket.as_raw_fd()],
+            socket,
         )
-        .and_then(|()| command.apply_env_and_cwd());
-        if let Err(e) = settled {
-            eprintln!("procpool worker: cannot settle after the fork: {e}");
-            std::process::exit(crate::worker::serve::EXIT_START);
-        }
+        .and_then(|socket| command.apply_env_and_cwd().map(|()| socket));
+        let socket = match settled {
+            Ok(socket) => socket,
+            Err(e) => {
+                eprintln!("procpool worker: cannot settle after the fork: {e}");
+                std::process::exit(crate::worker::serve::EXIT_START);
+            }
+        };
         // No lifeline watchdog: the parent-death signal comes when this process, whose
         // only thread forked it, dies.
         crate::worker::serve::enter_forked(socket, None)
@@ -182,6 +201,39 @@ impl Prestarted {
             stdout_to: Some(command.stdout()),
         };
         WorkerProcess::new(Box::new(ForkedHere(self.pid)), pipes)
+    }
+}
+
+/// A worker asked of the fork server: its `Spawn` request number and pipes.
+#[derive(Debug)]
+pub(crate) struct Asked {
+    server: Arc<Server>,
+    ticket: u64,
+    stderr: Pipe,
+    stdout: Option<Pipe>,
+}
+
+impl Asked {
+    /// The worker, once the server answers its request.
+    pub(crate) fn finish(self, command: &CommandSpec) -> io::Result<WorkerProcess> {
+        let ticket = self.ticket;
+        let answer = self
+            .server
+            .wait_for("the fork server did not fork", |state| {
+                state.answers.remove(&ticket)
+            })?;
+        let pid = answer.map_err(io::Error::other)?;
+        let child = Forked {
+            pid,
+            server: self.server,
+        };
+        let pipes = Pipes {
+            stderr: Some(self.stderr),
+            stdout: self.stdout,
+            stderr_to: Some(command.stderr()),
+            stdout_to: Some(command.stdout()),
+        };
+        Ok(WorkerProcess::new(Box::new(child), pipes))
     }
 }
 
@@ -298,8 +350,6 @@ impl Server {
     fn died(&self, ready: bool) -> io::Error {
         let mut process = lock(&self.process);
         let status = process.wait_or_kill(TAIL_WAIT);
-        // Read (and, per the pool's stderr setting, passed on) here if not before: a
-        // deferred reader starts now.
         let said = process.first_stderr_line(TAIL_WAIT);
         io::Error::other(format!(
             "fork server {} ended ({}){}{}",
@@ -311,11 +361,9 @@ impl Server {
         ))
     }
 
-    fn spawn(
-        self: &Arc<Server>,
-        socket: OwnedFd,
-        command: &CommandSpec,
-    ) -> io::Result<WorkerProcess> {
+    /// Sends a `Spawn` for a worker on `socket`; the answer comes in
+    /// [`Asked::finish`].
+    fn ask(self: &Arc<Server>, socket: OwnedFd, command: &CommandSpec) -> io::Result<Asked> {
         let (stderr, stderr_writer) = io::pipe()?;
         let stdout = match command.stdout() {
             Stdio::Capture(_) => Some(io::pipe()?),
@@ -341,33 +389,12 @@ impl Server {
             }
         };
         drop((socket, stderr_writer));
-        let stdout = stdout.map(|(reader, _writer)| Pipe::from(reader));
-        self.adopt(ticket, stderr.into(), stdout, command)
-    }
-
-    /// The worker of `Spawn` request number `ticket`, once the server answers it.
-    fn adopt(
-        self: &Arc<Server>,
-        ticket: u64,
-        stderr: Pipe,
-        stdout: Option<Pipe>,
-        command: &CommandSpec,
-    ) -> io::Result<WorkerProcess> {
-        let answer = self.wait_for("the fork server did not fork", |state| {
-            state.answers.remove(&ticket)
-        })?;
-        let pid = answer.map_err(io::Error::other)?;
-        let child = Forked {
-            pid,
+        Ok(Asked {
             server: self.clone(),
-        };
-        let pipes = Pipes {
-            stderr: Some(stderr),
-            stdout,
-            stderr_to: Some(command.stderr()),
-            stdout_to: Some(command.stdout()),
-        };
-        Ok(WorkerProcess::new(Box::new(child), pipes))
+            ticket,
+            stderr: stderr.into(),
+            stdout: stdout.map(|(reader, _writer)| Pipe::from(reader)),
+        })
     }
 
     fn send(&self, message: &ToServer, fds: &[std::os::fd::RawFd]) -> io::Result<()> {

@@ -7,7 +7,7 @@ mod fork;
 mod test_entry;
 pub(crate) mod zygote;
 
-pub(crate) use exec::Spawner;
+pub(crate) use exec::{Spawner, Starting};
 pub(crate) use fork::Prestarted;
 #[doc(hidden)]
 pub use test_entry::{test_entry, TestEntry};
@@ -40,14 +40,16 @@ pub enum Launch {
     /// Fork every worker from a *fork server*: a respawn costs a `fork`, not an `exec`
     /// and a program start.
     ///
-    /// If the pool is built while the program is single-threaded (first thing in
-    /// `main`), the server is forked from the program then and there: workers start
-    /// from its memory as it was at that moment, with none of its open descriptors.
-    /// Otherwise, and whenever a server has to be replaced, the program is re-executed
-    /// as the server, which is the program stopped inside
-    /// [`procpool::init()`](crate::init); that must run first in `main`, while the
-    /// program is single-threaded. A process with more than one thread is never forked,
-    /// and a server that finds itself with several threads refuses to start
+    /// The server is the program re-executed and stopped inside
+    /// [`procpool::init()`](crate::init), which must therefore run first in `main`,
+    /// while the program is single-threaded. It starts with the first worker it is
+    /// asked for, and again if it has to be replaced. If the pool is built while the
+    /// program is single-threaded and small (first thing in `main`), the first workers
+    /// are forked from the program then and there instead, with none of its open
+    /// descriptors (stdin is `/dev/null`, as for every worker), no blocked signals and
+    /// none of its signal handlers; the server then starts with the first replacement.
+    /// A process with more than one thread is never forked, and a server that finds
+    /// itself with several threads refuses to start
     /// ([`TaskError::WorkerStart`](crate::TaskError) says so).
     /// A test harness runs tests on threads, so a test binary needs `harness = false`
     /// and its own `main` that calls `init()` first.

@@ -14,3 +14,5 @@ pub use map::{Map, MapUnordered};
 
 pub(crate) use self::core::Shared;
 pub(crate) use job::{Encoded, Job, RawOutcome, Segment};
+#[cfg(test)]
+pub(crate) use job::{Ticket, Work};

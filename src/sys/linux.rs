@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 
 use nix::errno::Errno;
@@ -80,17 +80,26 @@ pub(crate) struct Lifeline {
 }
 
 impl Lifeline {
-    /// The process-wide lifeline, created on first use.
+    /// The process-wide lifeline, created on first use. A process forked from the one
+    /// that made it without exec (a first worker, whose settling closed its
+    /// descriptors) gets one of its own.
     pub(crate) fn get() -> io::Result<&'static Lifeline> {
-        static LIFELINE: OnceLock<Lifeline> = OnceLock::new();
-        if let Some(l) = LIFELINE.get() {
-            return Ok(l);
+        static LIFELINE: Mutex<Option<(u32, &'static Lifeline)>> = Mutex::new(None);
+        let mut current = LIFELINE.lock().unwrap_or_else(|e| e.into_inner());
+        let me = std::process::id();
+        match *current {
+            Some((owner, lifeline)) if owner == me => Ok(lifeline),
+            _ => {
+                let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+                // One per process, for the process's life.
+                let lifeline: &'static Lifeline = Box::leak(Box::new(Lifeline {
+                    read,
+                    _write: write,
+                }));
+                *current = Some((me, lifeline));
+                Ok(lifeline)
+            }
         }
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        Ok(LIFELINE.get_or_init(|| Lifeline {
-            read,
-            _write: write,
-        }))
     }
 
     /// The descriptor number a child finds the read end under.
@@ -717,36 +726,92 @@ pub(crate) fn settle_forked_worker(
     Ok(())
 }
 
-/// Settles a process forked straight from the pool's process (no exec): a fork server,
-/// or one of the first workers. A process group of its own, the parent-death signal
-/// (checked against the parent having died already), `stderr` as fd 2, `stdout` as fd 1
-/// (else `/dev/null` if `stdout_null`), and every other descriptor but `keep` closed:
-/// the program's files and sockets, and the lifeline's write end above all (or the
-/// lifeline would never close), must not live on in the server and its workers.
-pub(crate) fn settle_forked_here(
+/// Settles one of the pool's first workers, forked straight from the pool's process
+/// (no exec), to start as an exec'd worker would: a process group of its own, the
+/// parent-death signal (checked against the parent having died already), no blocked
+/// signals and no handlers of the program's (but the Rust runtime's own for `SIGSEGV`
+/// and `SIGBUS`, which every worker has), stdin on `/dev/null`, `stderr` as fd 2,
+/// `stdout` as fd 1 (else `/dev/null` if `stdout_null`), and every other descriptor
+/// but its link `socket` closed: the program's files and sockets, the other workers'
+/// ends, and the lifeline's write end above all (or the lifeline would never close).
+/// Returns the socket, under a number above 2.
+pub(crate) fn settle_first_worker(
     parent_pid: u32,
     stderr: OwnedFd,
     stdout: Option<OwnedFd>,
     stdout_null: bool,
-    keep: &[RawFd],
-) -> io::Result<()> {
+    socket: OwnedFd,
+) -> io::Result<OwnedFd> {
     let me = Pid::from_raw(0);
     nix::unistd::setpgid(me, me)?;
     set_parent_death_signal()?;
     if nix::unistd::getppid().as_raw() as u32 != parent_pid {
         return Err(io::Error::other("the pool's process died while forking"));
     }
+    reset_signals()?;
+    // A program that closed its own standard streams may have had these made there.
+    let socket = above_standard(socket)?;
+    let stderr = above_standard(stderr)?;
+    let stdout = stdout.map(above_standard).transpose()?;
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null)?;
     nix::unistd::dup2_stderr(&stderr)?;
-    drop(stderr);
     match stdout {
         Some(stdout) => nix::unistd::dup2_stdout(&stdout)?,
-        None if stdout_null => {
-            let null = fs::OpenOptions::new().write(true).open("/dev/null")?;
-            nix::unistd::dup2_stdout(&null)?;
-        }
+        None if stdout_null => nix::unistd::dup2_stdout(&null)?,
         None => {}
     }
-    close_all_but(keep)
+    close_all_but(&[socket.as_raw_fd()])?;
+    // Closed with the rest; only the numbers are forgotten here.
+    std::mem::forget((null, stderr));
+    Ok(socket)
+}
+
+/// `fd`, or a copy of it above the standard streams' numbers if it is one of them.
+fn above_standard(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let moved = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
+
+/// Unblocks every signal and puts back the default action of every standard signal
+/// that has a handler, as an exec would, except the Rust runtime's stack-overflow
+/// handlers for `SIGSEGV` and `SIGBUS`. Ignored signals stay ignored, as across exec.
+fn reset_signals() -> io::Result<()> {
+    use nix::sys::signal::{sigprocmask, SigmaskHow};
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    for signal in 1..32 {
+        if [
+            nix::libc::SIGKILL,
+            nix::libc::SIGSTOP,
+            nix::libc::SIGSEGV,
+            nix::libc::SIGBUS,
+        ]
+        .contains(&signal)
+        {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is a valid "default action, no flags, empty mask"
+        // value; the first call only reads the current action, the second sets the
+        // default.
+        unsafe {
+            let mut old: nix::libc::sigaction = std::mem::zeroed();
+            if nix::libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.sa_sigaction != nix::libc::SIG_DFL && old.sa_sigaction != nix::libc::SIG_IGN {
+                let default: nix::libc::sigaction = std::mem::zeroed();
+                Errno::result(nix::libc::sigaction(signal, &default, std::ptr::null_mut()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Closes every descriptor above 2 but `keep`: `close_range(2)` over the gaps, or, on a
@@ -771,7 +836,8 @@ fn close_all_but(keep: &[RawFd]) -> io::Result<()> {
         let rc = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, low, high, 0) };
         match Errno::result(rc) {
             Ok(_) => {}
-            Err(Errno::ENOSYS) => return close_listed_but(&keep),
+            // Older kernels lack it; older seccomp filters refuse it.
+            Err(Errno::ENOSYS | Errno::EPERM) => return close_listed_but(&keep),
             Err(e) => return Err(e.into()),
         }
     }

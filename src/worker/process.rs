@@ -1,8 +1,9 @@
 //! One worker process as the parent sees it: its pid and process group, the readers of
 //! its output pipes, and how it is stopped and reaped.
 //!
-//! How a child is signalled and reaped depends on who its parent is: an exec'd worker is
-//! our own child, a forked one is the fork server's. [`Reap`] is that small contract;
+//! How a child is signalled and reaped depends on who its parent is: an exec'd worker,
+//! or one of the first workers forked from the pool's program, is our own child; one
+//! forked by the fork server is the server's. [`Reap`] is that small contract;
 //! [`WorkerProcess`] keeps the rules on top of it (group kill only before the reap, one
 //! reap, never a zombie) and is tested against a mock.
 

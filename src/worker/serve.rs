@@ -239,8 +239,7 @@ fn link_ended(link: &WorkerEnd, send_error: Option<&std::io::Error>) -> i32 {
 /// The parent closed the link without `Shutdown`: it died, or gave up on this worker.
 /// The worker ends with its whole process group. An idle worker sees the closed link
 /// before its parent-death signal or lifeline watchdog act; had it just exited, no one
-/// would be left to kill what its tasks started in the background (a forked server
-/// that died of its own parent-death signal cannot).
+/// would be left to kill what its tasks started in the background.
 fn parent_gone() -> ! {
     sys::end_own_group()
 }

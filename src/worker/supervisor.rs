@@ -19,7 +19,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::process::WorkerProcess;
 use crate::error::TaskError;
-use crate::launch::Prestarted;
+use crate::launch::{Prestarted, Starting};
 use crate::link::{ParentEnd, RecvError};
 use crate::pool::{Encoded, Job, RawOutcome, Segment, Shared};
 use crate::sys;
@@ -220,7 +219,7 @@ impl Supervisor {
                 backlog,
             };
         }
-        let (worker, sent) = self.start(&mut backlog);
+        let (worker, sent) = self.start(failures, &mut backlog);
         let mut worker = match worker {
             Ok(worker) => worker,
             Err(message) => {
@@ -756,11 +755,13 @@ impl Supervisor {
         }
     }
 
-    /// Starts a worker (or takes one a fork server started with the pool) and sends it
-    /// its `Setup`. A single task already waiting goes into the link too, before the
-    /// worker's process is known (an exec, or the fork server's answer, takes a while,
-    /// and the worker reads its task as soon as it is ready); that job comes back too.
-    fn start(&self, backlog: &mut Backlog) -> (Result<Worker, String>, Option<Job>) {
+    /// Starts a worker (or takes one forked when the pool was built) and sends it its
+    /// `Setup`. After a start that did not fail, a single task already waiting goes
+    /// into the link too, before the worker's process is known (the fork server's
+    /// answer takes a while, and the worker reads its task as soon as it is ready);
+    /// that job comes back too.
+    fn start(&self, failures: u32, backlog: &mut Backlog) -> (Result<Worker, String>, Option<Job>) {
+        let program = || self.shared.spawner.program();
         let (mut link, pending) = match self.shared.spawner.take_prestarted() {
             // Forked already, `Setup` written into its link before the fork.
             Some((link, started)) => (link, Pending::Prestarted(started)),
@@ -775,31 +776,42 @@ impl Supervisor {
                 if let Err(e) = link.send(&self.shared.config.setup_frame()) {
                     return (Err(format!("cannot write to a new link socket: {e}")), None);
                 }
-                (link, Pending::Spawn(worker_end))
+                match self.shared.spawner.start(worker_end) {
+                    Ok(starting) => (link, Pending::Starting(starting)),
+                    Err(e) => return (Err(format!("cannot run {}: {e}", program())), None),
+                }
             }
         };
+        // A slot whose starts fail takes no job from the others until one succeeds.
         let mut sent = None;
-        if let Some(job) = self.next_job(backlog, false) {
-            if job.is_batch() || send_jobs(&mut link, [&job]).is_err() {
-                // A batch is cut to size first (`fit`), which needs the worker.
-                backlog.push_front(job);
-            } else {
-                sent = Some(job);
+        if failures == 0 {
+            if let Some(job) = self.next_job(backlog, false) {
+                if job.is_batch() || send_jobs(&mut link, [&job]).is_err() {
+                    // A batch is cut to size first (`fit`), which needs the worker.
+                    backlog.push_front(job);
+                } else {
+                    sent = Some(job);
+                }
             }
         }
         let process = match pending {
             Pending::Prestarted(started) => Ok(self.shared.spawner.finish_prestarted(started)),
-            Pending::Spawn(worker_end) => self.shared.spawner.spawn(worker_end),
+            Pending::Starting(starting) => self.shared.spawner.finish(starting),
         };
-        (self.adopt(link, process), sent)
+        match process {
+            Ok(process) => (Ok(self.adopt(link, process)), sent),
+            Err(e) => {
+                let message = format!("cannot run {}: {e}", program());
+                let sent = sent.and_then(|job| recall(&mut link, job, &message));
+                (Err(message), sent)
+            }
+        }
     }
 
     /// The slot's worker, once its process is known.
-    fn adopt(&self, link: ParentEnd, process: io::Result<WorkerProcess>) -> Result<Worker, String> {
-        let program = || self.shared.spawner.program();
-        let process = process.map_err(|e| format!("cannot run {}: {e}", program()))?;
+    fn adopt(&self, link: ParentEnd, process: WorkerProcess) -> Worker {
         self.shared.track_readers(process.readers());
-        Ok(Worker {
+        Worker {
             process,
             link,
             tasks: 0,
@@ -808,7 +820,7 @@ impl Supervisor {
             dead: false,
             journal: None,
             not_ready: None,
-        })
+        }
     }
 
     /// Waits, with the start deadline, for a just-started worker's `Ready`.
@@ -1034,11 +1046,31 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// A worker on its way: forked when the pool was built, or yet to be started on the
-/// worker end of its link.
+/// A worker on its way: forked when the pool was built, or started by the spawner.
 enum Pending {
     Prestarted(Prestarted),
-    Spawn(OwnedFd),
+    Starting(Starting),
+}
+
+/// Takes back `job`, sent into the link of a worker whose start then failed (`why`):
+/// the fork server's answer did not come, so the worker may exist. A `Skip` goes after
+/// the job, and a worker reads every frame that has come before it starts a task: if
+/// the link holds no `Ready`, the worker had not started the task and now never will,
+/// and the job comes back to run elsewhere, no attempt counted. After a `Ready` the
+/// task may have started, and the job ends in `WorkerStart` rather than run twice.
+fn recall(link: &mut ParentEnd, job: Job, why: &str) -> Option<Job> {
+    let _ = link.send(&frame::header_only(&Request::Skip { id: job.id }));
+    while let Ok(frame) = link.recv_timeout(Duration::ZERO) {
+        if matches!(frame::decode(&frame), Ok((Response::Ready, _))) {
+            job.fail(TaskError::WorkerStart {
+                message: format!(
+                    "{why}; its worker had said it was ready, so the task may have started"
+                ),
+            });
+            return None;
+        }
+    }
+    Some(job)
 }
 
 /// `job`, just sent to a worker with nothing else in flight, is its head job now.
@@ -1071,4 +1103,71 @@ fn send_jobs<'a>(link: &mut ParentEnd, jobs: impl IntoIterator<Item = &'a Job>) 
         return Ok(());
     }
     link.send_many(&plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::WorkerEnd;
+    use crate::pool::{Encoded, Ticket, Work};
+
+    fn job() -> (Job, Arc<Ticket>) {
+        let ticket = Arc::new(Ticket::new(None));
+        assert!(ticket.start());
+        let job = Job {
+            id: 7,
+            attempts: 0,
+            ticket: ticket.clone(),
+            work: Work::One(Encoded::default()),
+        };
+        (job, ticket)
+    }
+
+    /// The frames a worker end has received, as requests.
+    fn requests(worker: &mut WorkerEnd) -> Vec<Request> {
+        let mut found = Vec::new();
+        while let Some(Some(frame)) = worker.try_recv() {
+            found.push(frame::decode::<Request>(&frame).unwrap().0);
+        }
+        found
+    }
+
+    #[test]
+    fn a_recalled_job_whose_worker_never_said_ready_comes_back_and_is_skipped() {
+        let (mut link, end) = ParentEnd::pair().unwrap();
+        let mut worker = WorkerEnd::new(end).unwrap();
+        let (job, ticket) = job();
+        let back = recall(&mut link, job, "the fork server did not answer");
+        assert_eq!(back.map(|j| j.id), Some(7));
+        assert!(!ticket.is_done());
+        assert!(matches!(
+            requests(&mut worker)[..],
+            [Request::Skip { id: 7 }]
+        ));
+    }
+
+    #[test]
+    fn a_recalled_job_whose_worker_is_gone_comes_back() {
+        let (mut link, end) = ParentEnd::pair().unwrap();
+        drop(end);
+        let (job, ticket) = job();
+        assert!(recall(&mut link, job, "the fork server died").is_some());
+        assert!(!ticket.is_done());
+    }
+
+    #[test]
+    fn a_recalled_job_whose_worker_said_ready_ends_in_worker_start() {
+        let (mut link, end) = ParentEnd::pair().unwrap();
+        let mut worker = WorkerEnd::new(end).unwrap();
+        worker.send(&frame::header_only(&Response::Ready)).unwrap();
+        let (job, ticket) = job();
+        assert!(recall(&mut link, job, "the fork server died").is_none());
+        match ticket.wait() {
+            Err(TaskError::WorkerStart { message }) => {
+                assert!(message.starts_with("the fork server died"), "{message}");
+                assert!(message.contains("may have started"), "{message}");
+            }
+            other => panic!("expected WorkerStart, got {other:?}"),
+        }
+    }
 }
