@@ -142,7 +142,7 @@ impl ParentEnd {
     }
 
     /// Whether everything sent so far has gone into the socket.
-    fn is_flushed(&self) -> bool {
+    pub(crate) fn is_flushed(&self) -> bool {
         self.unsent_at == self.unsent.len()
     }
 

@@ -47,7 +47,9 @@ pub enum Launch {
     /// program is single-threaded and small (first thing in `main`), the first workers
     /// are forked from the program then and there instead, with none of its open
     /// descriptors (stdin is `/dev/null`, as for every worker), no blocked signals and
-    /// none of its signal handlers; the server then starts with the first replacement.
+    /// none of its signal handlers but for `SIGSEGV` and `SIGBUS` (where the Rust
+    /// runtime reports stack overflows); the server then starts with the first
+    /// replacement.
     /// A process with more than one thread is never forked, and a server that finds
     /// itself with several threads refuses to start
     /// ([`TaskError::WorkerStart`](crate::TaskError) says so).

@@ -753,10 +753,13 @@ pub(crate) fn settle_first_worker(
     let socket = above_standard(socket)?;
     let stderr = above_standard(stderr)?;
     let stdout = stdout.map(above_standard).transpose()?;
-    let null = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
+    let null = above_standard(
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?
+            .into(),
+    )?;
     nix::unistd::dup2_stdin(&null)?;
     nix::unistd::dup2_stderr(&stderr)?;
     match stdout {
@@ -780,13 +783,16 @@ fn above_standard(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
-/// Unblocks every signal and puts back the default action of every standard signal
-/// that has a handler, as an exec would, except the Rust runtime's stack-overflow
-/// handlers for `SIGSEGV` and `SIGBUS`. Ignored signals stay ignored, as across exec.
+/// Unblocks every signal and puts back the default action of every signal that has a
+/// handler, as an exec would, except `SIGSEGV` and `SIGBUS`: there the Rust runtime
+/// keeps its stack-overflow report, which every worker has (a handler the program put
+/// there itself stays too). Ignored signals stay ignored, as across exec.
 fn reset_signals() -> io::Result<()> {
     use nix::sys::signal::{sigprocmask, SigmaskHow};
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-    for signal in 1..32 {
+    // Numbers the C library keeps for itself (32 and 33 with glibc) are refused and
+    // skipped.
+    for signal in 1..=nix::libc::SIGRTMAX() {
         if [
             nix::libc::SIGKILL,
             nix::libc::SIGSTOP,

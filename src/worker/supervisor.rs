@@ -802,10 +802,28 @@ impl Supervisor {
             Ok(process) => (Ok(self.adopt(link, process)), sent),
             Err(e) => {
                 let message = format!("cannot run {}: {e}", program());
-                let sent = sent.and_then(|job| recall(&mut link, job, &message));
+                let sent = sent.and_then(|job| match recall(&mut link, job) {
+                    Recalled::NotStarted(job) => Some(job),
+                    Recalled::MayHaveStarted(job) => self.lost_after_ready(job, &message),
+                });
                 (Err(message), sent)
             }
         }
+    }
+
+    /// A job whose worker may have started it and was lost before the slot knew its
+    /// process: a lost run, retried while `retries` allows, else `WorkerStart`.
+    fn lost_after_ready(&self, mut job: Job, why: &str) -> Option<Job> {
+        if job.attempts < self.shared.config.retries {
+            job.attempts += 1;
+            return Some(job);
+        }
+        job.fail(TaskError::WorkerStart {
+            message: format!(
+                "{why}; its worker had said it was ready, so the task may have started"
+            ),
+        });
+        None
     }
 
     /// The slot's worker, once its process is known.
@@ -1052,25 +1070,42 @@ enum Pending {
     Starting(Starting),
 }
 
-/// Takes back `job`, sent into the link of a worker whose start then failed (`why`):
-/// the fork server's answer did not come, so the worker may exist. A `Skip` goes after
-/// the job, and a worker reads every frame that has come before it starts a task: if
-/// the link holds no `Ready`, the worker had not started the task and now never will,
-/// and the job comes back to run elsewhere, no attempt counted. After a `Ready` the
-/// task may have started, and the job ends in `WorkerStart` rather than run twice.
-fn recall(link: &mut ParentEnd, job: Job, why: &str) -> Option<Job> {
-    let _ = link.send(&frame::header_only(&Request::Skip { id: job.id }));
+/// What became of a job sent into the link of a worker whose start then failed.
+enum Recalled {
+    /// The worker never ran it and never will.
+    NotStarted(Job),
+    /// It may have run.
+    MayHaveStarted(Job),
+}
+
+/// Takes back `job`, sent into the link of a worker whose start then failed (the fork
+/// server's answer did not come, so the worker may exist). A `Run` frame not yet all in
+/// the socket cannot have been read whole. Otherwise a `Skip` goes after it: a worker
+/// reads every frame that has come before it starts a task, and answers `Ready` before
+/// it reads any, so if the `Skip` went in whole and the link holds no `Ready` (or holds
+/// the `Skipped` answer), the worker had not started the task and now never will.
+fn recall(link: &mut ParentEnd, job: Job) -> Recalled {
+    if !link.is_flushed() {
+        return Recalled::NotStarted(job);
+    }
+    // An error means the worker's end is closed: nobody is left to read anything.
+    let skip_arrives = match link.send(&frame::header_only(&Request::Skip { id: job.id })) {
+        Ok(()) => link.is_flushed(),
+        Err(_) => true,
+    };
+    let mut ready = false;
     while let Ok(frame) = link.recv_timeout(Duration::ZERO) {
-        if matches!(frame::decode(&frame), Ok((Response::Ready, _))) {
-            job.fail(TaskError::WorkerStart {
-                message: format!(
-                    "{why}; its worker had said it was ready, so the task may have started"
-                ),
-            });
-            return None;
+        match frame::decode(&frame) {
+            Ok((Response::Skipped { id }, _)) if id == job.id => return Recalled::NotStarted(job),
+            Ok((Response::Ready, _)) => ready = true,
+            _ => {}
         }
     }
-    Some(job)
+    if ready || !skip_arrives {
+        Recalled::MayHaveStarted(job)
+    } else {
+        Recalled::NotStarted(job)
+    }
 }
 
 /// `job`, just sent to a worker with nothing else in flight, is its head job now.
@@ -1132,13 +1167,16 @@ mod tests {
         found
     }
 
+    fn not_started(recalled: Recalled) -> bool {
+        matches!(recalled, Recalled::NotStarted(back) if back.id == 7)
+    }
+
     #[test]
-    fn a_recalled_job_whose_worker_never_said_ready_comes_back_and_is_skipped() {
+    fn a_recalled_job_whose_worker_never_said_ready_did_not_start_and_is_skipped() {
         let (mut link, end) = ParentEnd::pair().unwrap();
         let mut worker = WorkerEnd::new(end).unwrap();
         let (job, ticket) = job();
-        let back = recall(&mut link, job, "the fork server did not answer");
-        assert_eq!(back.map(|j| j.id), Some(7));
+        assert!(not_started(recall(&mut link, job)));
         assert!(!ticket.is_done());
         assert!(matches!(
             requests(&mut worker)[..],
@@ -1147,27 +1185,51 @@ mod tests {
     }
 
     #[test]
-    fn a_recalled_job_whose_worker_is_gone_comes_back() {
+    fn a_recalled_job_whose_worker_is_gone_without_ready_did_not_start() {
         let (mut link, end) = ParentEnd::pair().unwrap();
         drop(end);
-        let (job, ticket) = job();
-        assert!(recall(&mut link, job, "the fork server died").is_some());
-        assert!(!ticket.is_done());
+        let (job, _) = job();
+        assert!(not_started(recall(&mut link, job)));
+    }
+
+    /// A link whose worker has answered its `Setup`.
+    fn link_after_ready() -> (ParentEnd, WorkerEnd) {
+        let (link, end) = ParentEnd::pair().unwrap();
+        let mut worker = WorkerEnd::new(end).unwrap();
+        worker.send(&frame::header_only(&Response::Ready)).unwrap();
+        (link, worker)
     }
 
     #[test]
-    fn a_recalled_job_whose_worker_said_ready_ends_in_worker_start() {
-        let (mut link, end) = ParentEnd::pair().unwrap();
-        let mut worker = WorkerEnd::new(end).unwrap();
-        worker.send(&frame::header_only(&Response::Ready)).unwrap();
-        let (job, ticket) = job();
-        assert!(recall(&mut link, job, "the fork server died").is_none());
-        match ticket.wait() {
-            Err(TaskError::WorkerStart { message }) => {
-                assert!(message.starts_with("the fork server died"), "{message}");
-                assert!(message.contains("may have started"), "{message}");
-            }
-            other => panic!("expected WorkerStart, got {other:?}"),
-        }
+    fn a_recalled_job_whose_worker_said_ready_may_have_started() {
+        let (mut link, _worker) = link_after_ready();
+        let (sent, _) = job();
+        let recalled = recall(&mut link, sent);
+        assert!(matches!(recalled, Recalled::MayHaveStarted(_)));
+        // Also once the worker is gone: its Ready is still there to read.
+        let (mut link, worker) = link_after_ready();
+        drop(worker);
+        let (sent, _) = job();
+        let recalled = recall(&mut link, sent);
+        assert!(matches!(recalled, Recalled::MayHaveStarted(_)));
+    }
+
+    #[test]
+    fn a_recalled_job_that_its_worker_skipped_did_not_start() {
+        let (mut link, mut worker) = link_after_ready();
+        let skipped = frame::header_only(&Response::Skipped { id: 7 });
+        worker.send(&skipped).unwrap();
+        let (job, _) = job();
+        assert!(not_started(recall(&mut link, job)));
+    }
+
+    #[test]
+    fn a_recalled_job_not_all_in_the_socket_did_not_start() {
+        let (mut link, _worker) = link_after_ready();
+        // More than a socket buffer takes at once: the rest waits in the link.
+        link.send(&vec![0u8; 8 << 20]).unwrap();
+        assert!(!link.is_flushed());
+        let (job, _) = job();
+        assert!(not_started(recall(&mut link, job)));
     }
 }
