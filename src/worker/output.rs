@@ -11,6 +11,7 @@
 //! own, so that a slow user function holds up no other worker.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
@@ -160,6 +161,22 @@ impl Tail {
 pub(crate) struct OutputReader {
     shared: Arc<(Mutex<Tail>, Condvar)>,
     capturing: bool,
+    /// A pipe not read yet (see [`later`](OutputReader::later)).
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+/// A pipe not read yet, and where its bytes are to go.
+#[derive(Default)]
+struct Waiting(Option<(Pipe, Sink)>);
+
+impl fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Waiting(pipe)"
+        } else {
+            "Waiting(none)"
+        })
+    }
 }
 
 /// A pipe being read, where its bytes go, and the reader that keeps its tail. Dropped
@@ -323,17 +340,40 @@ impl Poller {
 }
 
 impl OutputReader {
-    /// Starts reading `pipe` (none: nothing to read) into the tail and `sink`.
+    /// Starts reading `pipe` (none: nothing to read) into the tail and `sink` now.
+    #[cfg(test)]
     pub(crate) fn start(pipe: Option<Pipe>, sink: Sink) -> OutputReader {
+        let reader = OutputReader::later(pipe, sink);
+        reader.begin();
+        reader
+    }
+
+    /// A reader of `pipe` (none: nothing to read) into the tail and `sink`, which
+    /// starts reading with [`begin`](OutputReader::begin), or when the tail or the lines
+    /// are asked for: a new worker's start then wakes no
+    /// reading thread while the pool starts (the pipe holds 64 KiB meanwhile).
+    pub(crate) fn later(pipe: Option<Pipe>, sink: Sink) -> OutputReader {
         let reader = OutputReader {
             capturing: sink.is_capture(),
             ..OutputReader::default()
         };
         match pipe {
-            Some(pipe) => reader.spawn(pipe, sink),
+            Some(pipe) => *reader.waiting() = Waiting(Some((pipe, sink))),
             None => reader.close(),
         }
         reader
+    }
+
+    /// Starts reading a pipe that waits (see [`later`](OutputReader::later)).
+    pub(crate) fn begin(&self) {
+        let waiting = self.waiting().0.take();
+        if let Some((pipe, sink)) = waiting {
+            self.spawn(pipe, sink);
+        }
+    }
+
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn spawn(&self, pipe: Pipe, sink: Sink) {
@@ -384,18 +424,20 @@ impl OutputReader {
     /// For a captured stream, waits up to `wait` until every line has been delivered.
     pub(crate) fn drain_capture(&self, wait: Duration) {
         if self.capturing {
+            self.begin();
             drop(self.wait_closed(wait));
         }
     }
 
     /// Waits up to `wait` until the reader has read to end-of-file and closed its pipe.
     pub(crate) fn wait_done(&self, wait: Duration) {
+        self.begin();
         drop(self.wait_closed(wait));
     }
 
     /// Whether the reader has closed its pipe.
     pub(crate) fn is_done(&self) -> bool {
-        self.lock().closed
+        self.waiting().0.is_none() && self.lock().closed
     }
 
     /// Forgets the lines so far: a crash report then shows what the worker wrote while
@@ -411,18 +453,21 @@ impl OutputReader {
     /// Whether a line since the last clear said that an allocation failed (the Rust
     /// runtime's "memory allocation of N bytes failed"), however much followed it.
     pub(crate) fn saw_allocation_failure(&self) -> bool {
+        self.begin();
         self.lock().allocation_failed
     }
 
     /// The first non-empty line since the last clear, once the pipe has drained
     /// (waiting up to `wait`).
     pub(crate) fn first_line(&self, wait: Duration) -> Option<String> {
+        self.begin();
         self.wait_closed(wait).first.clone()
     }
 
     /// The last lines, waiting up to `wait` for end-of-file so that the dying words are
     /// in.
     pub(crate) fn lines(&self, wait: Duration) -> Vec<String> {
+        self.begin();
         let tail = self.wait_closed(wait);
         let mut lines: Vec<String> = tail.lines.iter().cloned().collect();
         if !tail.partial.is_empty() {
@@ -441,6 +486,30 @@ mod tests {
         let (reader, mut writer) = io::pipe().unwrap();
         writer.write_all(bytes).unwrap();
         reader.into()
+    }
+
+    /// A reader made with `later` reads nothing until it begins, or until its lines
+    /// are asked for.
+    #[test]
+    fn a_later_reader_reads_from_begin_or_when_its_lines_are_asked_for() {
+        let (sink, lines) = capture(OutputStream::Stderr);
+        let reader = OutputReader::later(Some(pipe_holding(b"one\ntwo")), sink);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(lines.lock().unwrap().is_empty(), "read before it began");
+        assert!(!reader.is_done());
+        assert_eq!(
+            reader.first_line(Duration::from_secs(5)).as_deref(),
+            Some("one")
+        );
+        assert_eq!(lines.lock().unwrap().len(), 2);
+        assert!(reader.is_done());
+
+        let (sink, lines) = capture(OutputStream::Stdout);
+        let reader = OutputReader::later(Some(pipe_holding(b"three\n")), sink);
+        reader.begin();
+        reader.drain_capture(Duration::from_secs(5));
+        assert_eq!(lines.lock().unwrap().len(), 1);
+        assert!(reader.is_done());
     }
 
     /// Uncaptured pipes are read by the process's one poll thread, several at once, each

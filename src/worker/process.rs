@@ -85,22 +85,32 @@ impl WorkerProcess {
         WorkerProcess::new(Box::new(child), pipes)
     }
 
-    /// Any child, with the read ends of its pipes.
+    /// Any child, with the read ends of its pipes, which are read from
+    /// [`start_output`](WorkerProcess::start_output) on (or when their lines are asked
+    /// for, or the process is dropped).
     pub(crate) fn new(child: Box<dyn Reap>, pipes: Pipes<'_>) -> WorkerProcess {
         let pid = child.pid();
         let sink = |to: Option<&Stdio>, stream| Sink::new(to.unwrap_or(&Stdio::Null), pid, stream);
         let stderr_sink = sink(pipes.stderr_to, OutputStream::Stderr);
-        let stderr = OutputReader::start(pipes.stderr, stderr_sink);
+        let stderr = OutputReader::later(pipes.stderr, stderr_sink);
         WorkerProcess {
             status: None,
             stderr,
-            stdout: OutputReader::start(pipes.stdout, sink(pipes.stdout_to, OutputStream::Stdout)),
+            stdout: OutputReader::later(pipes.stdout, sink(pipes.stdout_to, OutputStream::Stdout)),
             child,
         }
     }
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// Starts reading its output pipes, if not yet started. A new worker's pipes wait
+    /// until its slot has a moment (its first tick, or going idle), so that its start
+    /// wakes no reading thread on the way to the first result.
+    pub(crate) fn start_output(&self) {
+        self.stderr.begin();
+        self.stdout.begin();
     }
 
     /// Its output readers, for the pool to wait on when it joins.
@@ -180,6 +190,8 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
+        // What it wrote and nobody read yet still goes where the pool's settings say.
+        self.start_output();
         self.stdout.drain_capture(CAPTURE_DRAIN);
         self.stderr.drain_capture(CAPTURE_DRAIN);
     }

@@ -273,6 +273,7 @@ impl Supervisor {
     /// Waits for the next job (the backlog's first, else one from the queue) and sends
     /// it.
     fn idle(&self, worker: Worker, mut backlog: Backlog) -> State {
+        worker.process.start_output();
         if self.shared.is_terminating() {
             return State::Terminating {
                 worker: Some(worker),
@@ -664,6 +665,8 @@ impl Supervisor {
             worker.process.kill();
             return Some(TaskError::PoolClosed);
         }
+        // A new worker's output is read from its first tick on.
+        worker.process.start_output();
         if let Some(not_ready) = worker.not_ready {
             if Instant::now() >= not_ready.deadline {
                 worker.process.kill();
