@@ -295,6 +295,8 @@ impl Server {
             reader: Some(reader),
             start_timeout,
         };
+        // It writes only when something is wrong, but a full pipe would stop it.
+        lock(&server.process).start_output();
         server.wait_ready()?;
         Ok(server)
     }

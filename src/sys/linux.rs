@@ -656,6 +656,15 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// How many bytes wait unread in the pipe `fd` (`FIONREAD`).
+pub(crate) fn bytes_unread(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut count: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at `count`.
+    let rc = unsafe { nix::libc::ioctl(fd.as_raw_fd(), nix::libc::FIONREAD, &mut count) };
+    Errno::result(rc)?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
 /// Waits until at least one of `fds` is readable or closed; says which.
 pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};

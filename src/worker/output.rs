@@ -127,11 +127,16 @@ struct Tail {
     partial: Vec<u8>,
     closed: bool,
     allocation_failed: bool,
+    /// Bytes still to come that were written before the last clear: they go to the
+    /// sink, not into the tail (see [`OutputReader::clear`]).
+    written_before_clear: usize,
 }
 
 impl Tail {
     fn push(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        let old = bytes.len().min(self.written_before_clear);
+        self.written_before_clear -= old;
+        for &b in &bytes[old..] {
             if b == b'\n' {
                 self.finish_line();
             } else if self.partial.len() < TAIL_LINE_BYTES {
@@ -442,8 +447,19 @@ impl OutputReader {
 
     /// Forgets the lines so far: a crash report then shows what the worker wrote while
     /// running the task that crashed, not the words of earlier tasks.
+    ///
+    /// Bytes not read yet are still in the pipe; those written before the clear will
+    /// go where the stream goes, but not into the tail.
     pub(crate) fn clear(&self) {
+        let waiting = self.waiting();
+        let unread = waiting
+            .0
+            .as_ref()
+            .and_then(|(pipe, _)| crate::sys::bytes_unread(pipe.as_fd()).ok())
+            .unwrap_or(0);
         let mut tail = self.lock();
+        drop(waiting);
+        tail.written_before_clear = unread;
         tail.lines.clear();
         tail.first = None;
         tail.partial.clear();
@@ -510,6 +526,27 @@ mod tests {
         reader.drain_capture(Duration::from_secs(5));
         assert_eq!(lines.lock().unwrap().len(), 1);
         assert!(reader.is_done());
+    }
+
+    /// What a worker wrote before a clear, still unread in the pipe, reaches the sink
+    /// but not the tail: a crash report quotes only the task that crashed.
+    #[test]
+    fn a_clear_before_the_reader_begins_keeps_earlier_bytes_out_of_the_tail() {
+        let (sink, lines) = capture(OutputStream::Stderr);
+        let (pipe, mut writer) = io::pipe().unwrap();
+        let reader = OutputReader::later(Some(pipe.into()), sink);
+        writer.write_all(b"earlier task\nalloc").unwrap();
+        reader.clear();
+        writer.write_all(b"ation\nthis task\n").unwrap();
+        drop(writer);
+        assert_eq!(reader.lines(Duration::from_secs(5)), ["ation", "this task"]);
+        let delivered: Vec<String> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.text.clone())
+            .collect();
+        assert_eq!(delivered, ["earlier task", "allocation", "this task"]);
     }
 
     /// Uncaptured pipes are read by the process's one poll thread, several at once, each

@@ -807,26 +807,23 @@ impl Supervisor {
                 let message = format!("cannot run {}: {e}", program());
                 let sent = sent.and_then(|job| match recall(&mut link, job) {
                     Recalled::NotStarted(job) => Some(job),
-                    Recalled::MayHaveStarted(job) => self.lost_after_ready(job, &message),
+                    Recalled::MayHaveStarted(job) => {
+                        self.lost_after_ready(job, &message);
+                        None
+                    }
                 });
                 (Err(message), sent)
             }
         }
     }
 
-    /// A job whose worker may have started it and was lost before the slot knew its
-    /// process: a lost run, retried while `retries` allows, else `WorkerStart`.
-    fn lost_after_ready(&self, mut job: Job, why: &str) -> Option<Job> {
-        if job.attempts < self.shared.config.retries {
-            job.attempts += 1;
-            return Some(job);
-        }
+    /// A job whose worker may have started it, lost before the slot knew its process:
+    /// `WorkerStart`, and no retry, since that worker cannot be stopped (its pid is not
+    /// known) and may still be running the task.
+    fn lost_after_ready(&self, job: Job, why: &str) {
         job.fail(TaskError::WorkerStart {
-            message: format!(
-                "{why}; its worker had said it was ready, so the task may have started"
-            ),
+            message: format!("{why}; its worker may have started the task"),
         });
-        None
     }
 
     /// The slot's worker, once its process is known.
@@ -855,7 +852,8 @@ impl Supervisor {
                 Ok(_) => return Err("worker answered its set-up with a malformed frame".into()),
                 Err(RecvError::Closed) => return Err(self.died_starting(worker)),
                 Err(RecvError::Broken(message)) => return Err(message),
-                Err(RecvError::Timeout) => {}
+                // Its output is read from the first tick on, as in Busy.
+                Err(RecvError::Timeout) => worker.process.start_output(),
             }
             if self.shared.is_terminating() {
                 return Err("pool terminated during start-up".to_owned());
@@ -1021,6 +1019,8 @@ impl Supervisor {
 
     /// Asks a worker to exit and leaves it to the reaper, which makes sure it does.
     fn retire(&self, mut w: Worker) {
+        // What it writes on its way out is read as it writes it.
+        w.process.start_output();
         let _ = w.link.send(&frame::header_only(&Request::Shutdown));
         let grace = self.shared.config.kill_grace;
         self.shared.reaper.retire(w.process, grace);
@@ -1091,10 +1091,13 @@ fn recall(link: &mut ParentEnd, job: Job) -> Recalled {
     if !link.is_flushed() {
         return Recalled::NotStarted(job);
     }
-    // An error means the worker's end is closed: nobody is left to read anything.
     let skip_arrives = match link.send(&frame::header_only(&Request::Skip { id: job.id })) {
         Ok(()) => link.is_flushed(),
-        Err(_) => true,
+        // The worker's end is closed: nobody is left to read anything.
+        Err(e) => matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
     };
     let mut ready = false;
     while let Ok(frame) = link.recv_timeout(Duration::ZERO) {
