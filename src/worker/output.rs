@@ -127,16 +127,11 @@ struct Tail {
     partial: Vec<u8>,
     closed: bool,
     allocation_failed: bool,
-    /// Bytes still to come that were written before the last clear: they go to the
-    /// sink, not into the tail (see [`OutputReader::clear`]).
-    written_before_clear: usize,
 }
 
 impl Tail {
     fn push(&mut self, bytes: &[u8]) {
-        let old = bytes.len().min(self.written_before_clear);
-        self.written_before_clear -= old;
-        for &b in &bytes[old..] {
+        for &b in bytes {
             if b == b'\n' {
                 self.finish_line();
             } else if self.partial.len() < TAIL_LINE_BYTES {
@@ -448,22 +443,26 @@ impl OutputReader {
     /// Forgets the lines so far: a crash report then shows what the worker wrote while
     /// running the task that crashed, not the words of earlier tasks.
     ///
-    /// Bytes not read yet are still in the pipe; those written before the clear will
-    /// go where the stream goes, but not into the tail.
+    /// A reader that has not begun and whose pipe is empty has nothing to forget and
+    /// stays waiting. If its pipe holds bytes, it begins now: which task wrote them
+    /// cannot be told (the worker may have gone on to the next task before this
+    /// clear), so they stay, and a crash report may quote a little of the task before
+    /// rather than lose the words of the task that crashed.
     pub(crate) fn clear(&self) {
-        let waiting = self.waiting();
-        let unread = waiting
-            .0
-            .as_ref()
-            .and_then(|(pipe, _)| crate::sys::bytes_unread(pipe.as_fd()).ok())
-            .unwrap_or(0);
-        let mut tail = self.lock();
-        drop(waiting);
-        tail.written_before_clear = unread;
-        tail.lines.clear();
-        tail.first = None;
-        tail.partial.clear();
-        tail.allocation_failed = false;
+        let holds_bytes = self.waiting().0.as_ref().is_some_and(|(pipe, _)| {
+            crate::sys::bytes_unread(pipe.as_fd()).map_or(true, |n| n > 0)
+        });
+        {
+            let mut tail = self.lock();
+            tail.lines.clear();
+            tail.first = None;
+            tail.partial.clear();
+            tail.allocation_failed = false;
+        }
+        // After the clear, so that none of those bytes is read before it.
+        if holds_bytes {
+            self.begin();
+        }
     }
 
     /// Whether a line since the last clear said that an allocation failed (the Rust
@@ -528,25 +527,22 @@ mod tests {
         assert!(reader.is_done());
     }
 
-    /// What a worker wrote before a clear, still unread in the pipe, reaches the sink
-    /// but not the tail: a crash report quotes only the task that crashed.
+    /// A clear before the reader begins: with an empty pipe it keeps the reader
+    /// waiting; with bytes in the pipe it begins reading and keeps them, since they may
+    /// be the next task's.
     #[test]
-    fn a_clear_before_the_reader_begins_keeps_earlier_bytes_out_of_the_tail() {
+    fn a_clear_before_the_reader_begins_loses_no_words() {
         let (sink, lines) = capture(OutputStream::Stderr);
         let (pipe, mut writer) = io::pipe().unwrap();
         let reader = OutputReader::later(Some(pipe.into()), sink);
-        writer.write_all(b"earlier task\nalloc").unwrap();
         reader.clear();
-        writer.write_all(b"ation\nthis task\n").unwrap();
+        assert!(!reader.is_done(), "an empty pipe keeps it waiting");
+        writer.write_all(b"written after\n").unwrap();
+        reader.clear();
+        assert!(reader.waiting().0.is_none(), "bytes in the pipe: it began");
         drop(writer);
-        assert_eq!(reader.lines(Duration::from_secs(5)), ["ation", "this task"]);
-        let delivered: Vec<String> = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|l| l.text.clone())
-            .collect();
-        assert_eq!(delivered, ["earlier task", "allocation", "this task"]);
+        assert_eq!(reader.lines(Duration::from_secs(5)), ["written after"]);
+        assert_eq!(lines.lock().unwrap().len(), 1);
     }
 
     /// Uncaptured pipes are read by the process's one poll thread, several at once, each
