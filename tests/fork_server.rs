@@ -195,10 +195,19 @@ fn direct_fork_parent(busy: bool) {
         .map(|h| h.wait().unwrap())
         .collect();
     assert_eq!(pool.submit(Square(4)).unwrap().wait(), Ok(16));
-    let server = common::children_of(me)
-        .into_iter()
-        .find(|pid| !first.contains(pid))
-        .expect("a fork server");
+    // The crashed worker's slot may still be starting the server that replaces it.
+    let mut server = None;
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            server = common::children_of(me)
+                .into_iter()
+                .find(|pid| !first.contains(pid));
+            server.is_some()
+        }),
+        "no fork server among {:?}",
+        common::children_of(me)
+    );
+    let server = server.expect("found above");
     // It may still be between its fork and its exec, holding what we hold.
     assert!(
         common::eventually(Duration::from_secs(10), || !fds_of(server)
