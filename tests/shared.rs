@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use procpool::{Direction, Pool, PoolBuilder, SharedSlice, Side, TaskError};
 use procpool_worker::{DoubleShared, MakeShared, MarkThenCrash, SumShared};
@@ -130,9 +131,14 @@ fn in_a_map_a_shared_array_is_a_codec_error() {
 fn round_trips_leave_no_descriptor_open() {
     let _alone = alone();
     let pool = builder().build().unwrap();
-    // Warm up first: worker links and pipes are open for the pool's life.
+    // Warm up first: worker links and pipes are open for the pool's life, and so is the
+    // thread that reads the pipes, with its wake-up pipe. It starts when a slot first
+    // has a moment (its first tick, or going idle): wait for it.
     let warm = SharedSlice::from_slice(&[1.0]).unwrap();
     pool.submit(DoubleShared(warm)).unwrap().wait().unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || {
+        common::has_thread("procpool-output")
+    }));
     let before = common::open_fds();
     for round in 0..300 {
         let shared = SharedSlice::from_slice(&[f64::from(round); 1000]).unwrap();

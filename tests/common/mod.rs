@@ -50,6 +50,17 @@ pub(crate) fn script(name: &str, body: &str) -> std::path::PathBuf {
 }
 
 /// Open descriptors of this process.
+/// Whether this process has a thread named `name`.
+pub(crate) fn has_thread(name: &str) -> bool {
+    fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks.flatten().any(|t| {
+                fs::read_to_string(t.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+            })
+        })
+        .unwrap_or(false)
+}
+
 pub(crate) fn open_fds() -> usize {
     fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
