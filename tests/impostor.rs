@@ -191,14 +191,19 @@ fn a_batch_answer_with_malformed_records_is_a_protocol_error() {
     );
 }
 
+/// The error of a task whose output, with shared arrays, the impostor in `mode` sends.
+fn shared_output_error(mode: &str) -> TaskError {
+    let pool = impostor_pool(mode).build().unwrap();
+    pool.submit(MakeShared(16)).unwrap().wait().unwrap_err()
+}
+
 #[test]
 fn an_output_naming_descriptors_it_lacks_or_too_many_is_a_protocol_error() {
     for (mode, words) in [
         ("output-without-fds", "came without its 2 descriptors"),
         ("output-too-many-fds", "names 64 descriptors"),
     ] {
-        let pool = impostor_pool(mode).build().unwrap();
-        let error = pool.submit(MakeShared(16)).unwrap().wait().unwrap_err();
+        let error = shared_output_error(mode);
         assert!(error.is_protocol(), "{mode}: {error:?}");
         assert!(error.to_string().contains(words), "{mode}: {error}");
     }
@@ -213,8 +218,7 @@ fn shared_memory_that_breaks_the_rules_is_refused() {
         ("unsealed-memory", "not sealed"),
         ("short-memory", "64 bytes of memory for 128"),
     ] {
-        let pool = impostor_pool(mode).build().unwrap();
-        let error = pool.submit(MakeShared(16)).unwrap().wait().unwrap_err();
+        let error = shared_output_error(mode);
         assert!(error.is_codec(), "{mode}: {error:?}");
         assert!(error.to_string().contains(words), "{mode}: {error}");
     }

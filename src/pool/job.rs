@@ -130,12 +130,18 @@ impl Job {
         }
     }
 
+    /// Records the outcome of a single task. Its frame, and the descriptors that went
+    /// with it, are dropped first: a caller woken by the outcome finds them closed.
+    pub(crate) fn complete(self, outcome: RawOutcome) {
+        let Job { ticket, work, .. } = self;
+        drop(work);
+        ticket.complete(outcome);
+    }
+
     /// Gives every task of the job that has no outcome yet the outcome `error`.
     pub(crate) fn fail(mut self, error: TaskError) {
         match &mut self.work {
-            Work::One(_) => {
-                self.ticket.complete(Err(error));
-            }
+            Work::One(_) => self.complete(Err(error)),
             Work::Batch(batch) => {
                 let count = batch.count;
                 if count > 0 {

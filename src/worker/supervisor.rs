@@ -484,7 +484,7 @@ impl Supervisor {
             }
             Answer::Outcome(outcome) => {
                 let done = in_flight.pop_front().expect("a head");
-                done.job.ticket.complete(outcome);
+                done.job.complete(outcome);
                 worker.finished(1);
             }
             Answer::Batch { count, last: true } => {
@@ -805,25 +805,10 @@ impl Supervisor {
             Ok(process) => (Ok(self.adopt(link, process)), sent),
             Err(e) => {
                 let message = format!("cannot run {}: {e}", program());
-                let sent = sent.and_then(|job| match recall(&mut link, job) {
-                    Recalled::NotStarted(job) => Some(job),
-                    Recalled::MayHaveStarted(job) => {
-                        self.lost_after_ready(job, &message);
-                        None
-                    }
-                });
+                let sent = sent.and_then(|job| recall(&mut link, job, &message));
                 (Err(message), sent)
             }
         }
-    }
-
-    /// A job whose worker may have started it, lost before the slot knew its process:
-    /// `WorkerStart`, and no retry, since that worker cannot be stopped (its pid is not
-    /// known) and may still be running the task.
-    fn lost_after_ready(&self, job: Job, why: &str) {
-        job.fail(TaskError::WorkerStart {
-            message: format!("{why}; its worker may have started the task"),
-        });
     }
 
     /// The slot's worker, once its process is known.
@@ -1073,23 +1058,18 @@ enum Pending {
     Starting(Starting),
 }
 
-/// What became of a job sent into the link of a worker whose start then failed.
-enum Recalled {
-    /// The worker never ran it and never will.
-    NotStarted(Job),
-    /// It may have run.
-    MayHaveStarted(Job),
-}
-
 /// Takes back `job`, sent into the link of a worker whose start then failed (the fork
 /// server's answer did not come, so the worker may exist). A `Run` frame not yet all in
 /// the socket cannot have been read whole. Otherwise a `Skip` goes after it: a worker
 /// reads every frame that has come before it starts a task, and answers `Ready` before
 /// it reads any, so if the `Skip` went in whole and the link holds no `Ready` (or holds
-/// the `Skipped` answer), the worker had not started the task and now never will.
-fn recall(link: &mut ParentEnd, job: Job) -> Recalled {
+/// the `Skipped` answer), the worker had not started the task and now never will, and
+/// the job comes back. Otherwise it may have run: it ends in `WorkerStart` (why: `why`)
+/// with no retry, since that worker cannot be stopped (its pid is not known) and may
+/// still be running it.
+fn recall(link: &mut ParentEnd, job: Job, why: &str) -> Option<Job> {
     if !link.is_flushed() {
-        return Recalled::NotStarted(job);
+        return Some(job);
     }
     let skip_arrives = match link.send(&frame::header_only(&Request::Skip { id: job.id })) {
         Ok(()) => link.is_flushed(),
@@ -1102,16 +1082,18 @@ fn recall(link: &mut ParentEnd, job: Job) -> Recalled {
     let mut ready = false;
     while let Ok(frame) = link.recv_timeout(Duration::ZERO) {
         match frame::decode(&frame) {
-            Ok((Response::Skipped { id }, _)) if id == job.id => return Recalled::NotStarted(job),
+            Ok((Response::Skipped { id }, _)) if id == job.id => return Some(job),
             Ok((Response::Ready, _)) => ready = true,
             _ => {}
         }
     }
     if ready || !skip_arrives {
-        Recalled::MayHaveStarted(job)
-    } else {
-        Recalled::NotStarted(job)
+        job.fail(TaskError::WorkerStart {
+            message: format!("{why}; its worker may have started the task"),
+        });
+        return None;
     }
+    Some(job)
 }
 
 /// `job`, just sent to a worker with nothing else in flight, is its head job now.
@@ -1173,8 +1155,15 @@ mod tests {
         found
     }
 
-    fn not_started(recalled: Recalled) -> bool {
-        matches!(recalled, Recalled::NotStarted(back) if back.id == 7)
+    fn not_started(back: Option<Job>) -> bool {
+        back.is_some_and(|job| job.id == 7)
+    }
+
+    /// Recalled, `job` may have run: it ends in `WorkerStart`, saying why.
+    fn may_have_started(back: Option<Job>, ticket: &Ticket) -> bool {
+        back.is_none()
+            && matches!(ticket.wait(), Err(TaskError::WorkerStart { message })
+                if message == "the server died; its worker may have started the task")
     }
 
     #[test]
@@ -1182,7 +1171,7 @@ mod tests {
         let (mut link, end) = ParentEnd::pair().unwrap();
         let mut worker = WorkerEnd::new(end).unwrap();
         let (job, ticket) = job();
-        assert!(not_started(recall(&mut link, job)));
+        assert!(not_started(recall(&mut link, job, "the server died")));
         assert!(!ticket.is_done());
         assert!(matches!(
             requests(&mut worker)[..],
@@ -1195,7 +1184,7 @@ mod tests {
         let (mut link, end) = ParentEnd::pair().unwrap();
         drop(end);
         let (job, _) = job();
-        assert!(not_started(recall(&mut link, job)));
+        assert!(not_started(recall(&mut link, job, "the server died")));
     }
 
     /// A link whose worker has answered its `Setup`.
@@ -1209,15 +1198,15 @@ mod tests {
     #[test]
     fn a_recalled_job_whose_worker_said_ready_may_have_started() {
         let (mut link, _worker) = link_after_ready();
-        let (sent, _) = job();
-        let recalled = recall(&mut link, sent);
-        assert!(matches!(recalled, Recalled::MayHaveStarted(_)));
+        let (sent, ticket) = job();
+        let back = recall(&mut link, sent, "the server died");
+        assert!(may_have_started(back, &ticket));
         // Also once the worker is gone: its Ready is still there to read.
         let (mut link, worker) = link_after_ready();
         drop(worker);
-        let (sent, _) = job();
-        let recalled = recall(&mut link, sent);
-        assert!(matches!(recalled, Recalled::MayHaveStarted(_)));
+        let (sent, ticket) = job();
+        let back = recall(&mut link, sent, "the server died");
+        assert!(may_have_started(back, &ticket));
     }
 
     #[test]
@@ -1226,7 +1215,7 @@ mod tests {
         let skipped = frame::header_only(&Response::Skipped { id: 7 });
         worker.send(&skipped).unwrap();
         let (job, _) = job();
-        assert!(not_started(recall(&mut link, job)));
+        assert!(not_started(recall(&mut link, job, "the server died")));
     }
 
     #[test]
@@ -1236,6 +1225,6 @@ mod tests {
         link.send(&vec![0u8; 8 << 20]).unwrap();
         assert!(!link.is_flushed());
         let (job, _) = job();
-        assert!(not_started(recall(&mut link, job)));
+        assert!(not_started(recall(&mut link, job, "the server died")));
     }
 }
