@@ -28,6 +28,9 @@ const TAIL_LINE_BYTES: usize = 1000;
 /// Longest captured line handed over in one piece.
 const CAPTURED_LINE_BYTES: usize = 64 * 1024;
 
+/// What a pipe holds before its writer blocks (Linux's default).
+const PIPE_BYTES: usize = 64 * 1024;
+
 /// The read end of a worker's pipe.
 pub(crate) type Pipe = OwnedFd;
 
@@ -192,24 +195,40 @@ impl Watched {
     /// One read: `false` at end-of-file (or an error other than an interruption or
     /// an empty non-blocking pipe).
     fn read_some(&mut self, buf: &mut [u8]) -> bool {
+        self.read_once(buf) != Read::Ended
+    }
+
+    fn read_once(&mut self, buf: &mut [u8]) -> Read {
         let Some(pipe) = &self.pipe else {
-            return false;
+            return Read::Ended;
         };
         match nix::unistd::read(pipe, buf) {
-            Ok(0) => false,
+            Ok(0) => Read::Ended,
             Ok(n) => {
                 self.sink.write(&buf[..n]);
                 self.reader.lock().push(&buf[..n]);
-                true
+                Read::Bytes
             }
-            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => true,
-            Err(_) => false,
+            Err(nix::errno::Errno::EINTR) => Read::Bytes,
+            Err(nix::errno::Errno::EAGAIN) => Read::Empty,
+            Err(_) => Read::Ended,
         }
     }
 
     fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.pipe.as_ref().map(AsFd::as_fd)
     }
+}
+
+/// What one read of a pipe found.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// Bytes (or an interruption): read again.
+    Bytes,
+    /// Nothing yet: the pipe is empty and still open for writing.
+    Empty,
+    /// End-of-file, or an error that ends the pipe.
+    Ended,
 }
 
 impl Drop for Watched {
@@ -372,6 +391,48 @@ impl OutputReader {
         }
     }
 
+    /// Whether the reader has not begun and its pipe holds bytes.
+    pub(crate) fn holds_bytes(&self) -> bool {
+        self.waiting()
+            .0
+            .as_ref()
+            .is_some_and(|(pipe, _)| crate::sys::bytes_unread(pipe.as_fd()).map_or(true, |n| n > 0))
+    }
+
+    /// Once its worker has been reaped: a reader that has not begun reads its pipe
+    /// here and now, to end-of-file, which the pipe has reached if nothing the worker
+    /// started still holds it open. Only a pipe still held (or a captured one, whose
+    /// lines go to the user's function on a thread of their own) goes to a reading
+    /// thread, as with [`begin`](OutputReader::begin). A worker that lived and ended
+    /// between two of its slot's ticks then wakes no reading thread at all.
+    pub(crate) fn finish_ended(&self) {
+        let waiting = self.waiting().0.take();
+        let Some((pipe, sink)) = waiting else {
+            return;
+        };
+        if sink.is_capture() || crate::sys::set_nonblocking(pipe.as_fd()).is_err() {
+            self.spawn(pipe, sink);
+            return;
+        }
+        let mut watched = Watched {
+            pipe: Some(pipe),
+            sink,
+            reader: self.clone(),
+        };
+        let mut buf = [0u8; 8192];
+        // A full pipe's worth, and as much again: a writer that escaped the worker's
+        // group and goes on writing is left to the poll thread.
+        for _ in 0..2 * PIPE_BYTES / buf.len() {
+            match watched.read_once(&mut buf) {
+                Read::Bytes => {}
+                // Dropped: closes the pipe and tells the reader.
+                Read::Ended => return,
+                Read::Empty => break,
+            }
+        }
+        Poller::watch(watched);
+    }
+
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -449,9 +510,7 @@ impl OutputReader {
     /// clear), so they stay, and a crash report may quote a little of the task before
     /// rather than lose the words of the task that crashed.
     pub(crate) fn clear(&self) {
-        let holds_bytes = self.waiting().0.as_ref().is_some_and(|(pipe, _)| {
-            crate::sys::bytes_unread(pipe.as_fd()).map_or(true, |n| n > 0)
-        });
+        let holds_bytes = self.holds_bytes();
         {
             let mut tail = self.lock();
             tail.lines.clear();
@@ -543,6 +602,42 @@ mod tests {
         drop(writer);
         assert_eq!(reader.lines(Duration::from_secs(5)), ["written after"]);
         assert_eq!(lines.lock().unwrap().len(), 1);
+    }
+
+    /// An ended worker's pipe is read where `finish_ended` is called, to its end,
+    /// with no thread; one still held open goes to the poll thread, which reads the
+    /// rest; a captured one goes to a thread of its own.
+    #[test]
+    fn a_finished_reader_reads_an_ended_pipe_itself_and_hands_on_an_open_one() {
+        // Longer than one read, so that the loop goes round.
+        let long = "x".repeat(20_000);
+        let reader = OutputReader::later(
+            Some(pipe_holding(format!("{long}\nlast").as_bytes())),
+            Sink::Discard,
+        );
+        reader.finish_ended();
+        assert!(reader.is_done(), "read to its end in the call");
+        assert_eq!(
+            reader.lines(Duration::ZERO),
+            [long[..TAIL_LINE_BYTES].to_owned(), "last".to_owned()]
+        );
+
+        let (pipe, mut writer) = io::pipe().unwrap();
+        writer.write_all(b"before\n").unwrap();
+        let reader = OutputReader::later(Some(pipe.into()), Sink::Discard);
+        reader.finish_ended();
+        assert!(!reader.is_done(), "a writer still holds the pipe");
+        writer.write_all(b"after\n").unwrap();
+        drop(writer);
+        assert_eq!(reader.lines(Duration::from_secs(5)), ["before", "after"]);
+        assert!(reader.is_done());
+
+        let (sink, lines) = capture(OutputStream::Stderr);
+        let reader = OutputReader::later(Some(pipe_holding(b"captured\n")), sink);
+        reader.finish_ended();
+        reader.drain_capture(Duration::from_secs(5));
+        assert_eq!(lines.lock().unwrap().len(), 1);
+        assert!(reader.is_done());
     }
 
     /// Uncaptured pipes are read by the process's one poll thread, several at once, each

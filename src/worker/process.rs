@@ -113,6 +113,17 @@ impl WorkerProcess {
         self.stdout.begin();
     }
 
+    /// Starts reading the output pipes that hold bytes: a retired worker's last
+    /// words are read while it exits (its reaper calls this as it waits), and a
+    /// worker that says nothing on its way out wakes no reading thread.
+    pub(crate) fn start_output_written(&self) {
+        for reader in [&self.stderr, &self.stdout] {
+            if reader.holds_bytes() {
+                reader.begin();
+            }
+        }
+    }
+
     /// Its output readers, for the pool to wait on when it joins.
     pub(crate) fn readers(&self) -> [OutputReader; 2] {
         [self.stderr.clone(), self.stdout.clone()]
@@ -191,7 +202,8 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
         // What it wrote and nobody read yet still goes where the pool's settings say.
-        self.start_output();
+        self.stderr.finish_ended();
+        self.stdout.finish_ended();
         self.stdout.drain_capture(CAPTURE_DRAIN);
         self.stderr.drain_capture(CAPTURE_DRAIN);
     }

@@ -84,6 +84,7 @@ impl Reaper {
         };
         // After `finish` (or if the thread is gone), reap here.
         if let Some(mut retiree) = refused {
+            retiree.process.start_output();
             retiree.process.wait_or_kill(grace);
         }
     }
@@ -121,6 +122,7 @@ fn reap(intake: &Receiver<Retiree>, hurry: &AtomicBool) {
             if r.process.try_wait().is_some() {
                 return false;
             }
+            r.process.start_output_written();
             if hurry || now >= r.deadline {
                 r.process.kill();
                 return false;

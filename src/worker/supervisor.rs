@@ -1004,8 +1004,8 @@ impl Supervisor {
 
     /// Asks a worker to exit and leaves it to the reaper, which makes sure it does.
     fn retire(&self, mut w: Worker) {
-        // What it writes on its way out is read as it writes it.
-        w.process.start_output();
+        // What it writes on its way out is read by the reaper, as it writes it or
+        // once it has ended.
         let _ = w.link.send(&frame::header_only(&Request::Shutdown));
         let grace = self.shared.config.kill_grace;
         self.shared.reaper.retire(w.process, grace);
