@@ -38,6 +38,7 @@ use crate::worker::journal::Journal;
 
 /// How often a busy supervisor looks at cancellation, deadline, memory and liveness.
 const TICK: Duration = Duration::from_millis(10);
+
 /// How long a crash report waits for the dead worker's stderr to drain.
 const TAIL_WAIT: Duration = Duration::from_millis(250);
 /// How much work, in time, is sent ahead of the running task: enough to hide the round
@@ -48,6 +49,14 @@ const PIPELINE_AHEAD: Duration = Duration::from_micros(500);
 const MAX_PIPELINE: usize = 64;
 /// Longest pause between two start attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long [`Supervisor::next_job_waiting`] waits for the queue.
+#[derive(Clone, Copy)]
+enum Wait {
+    Not,
+    For(Duration),
+    Forever,
+}
 
 /// A started worker: its process and its link.
 #[derive(Debug)]
@@ -273,14 +282,19 @@ impl Supervisor {
     /// Waits for the next job (the backlog's first, else one from the queue) and sends
     /// it.
     fn idle(&self, worker: Worker, mut backlog: Backlog) -> State {
-        worker.process.start_output();
         if self.shared.is_terminating() {
             return State::Terminating {
                 worker: Some(worker),
                 backlog,
             };
         }
-        let job = match self.next_job(&mut backlog, true) {
+        // Its output is read from the first tick on, as in Busy: a slot that goes idle
+        // while the pool starts wakes no reading thread before the first tasks come.
+        let first_tick = self.next_job_waiting(&mut backlog, Wait::For(TICK));
+        let job = match first_tick.or_else(|| {
+            worker.process.start_output();
+            self.next_job(&mut backlog, true)
+        }) {
             Some(job) => job,
             None if !backlog.is_empty() => return State::Idle { worker, backlog },
             None => {
@@ -321,6 +335,12 @@ impl Supervisor {
     /// `None` with an empty backlog means the queue is closed and drained (or, without
     /// `block`, empty).
     fn next_job(&self, backlog: &mut Backlog, block: bool) -> Option<Job> {
+        self.next_job_waiting(backlog, if block { Wait::Forever } else { Wait::Not })
+    }
+
+    /// [`next_job`](Self::next_job), waiting for the queue as `wait` says; `None` also
+    /// when a wait `For` a while runs out.
+    fn next_job_waiting(&self, backlog: &mut Backlog, wait: Wait) -> Option<Job> {
         loop {
             let job = match backlog.pop_front() {
                 // Already Running; only a cancel may have come since.
@@ -329,8 +349,11 @@ impl Supervisor {
                     continue;
                 }
                 Some(job) => return Some(job),
-                None if block => self.shared.queue.recv().ok()?,
-                None => self.shared.queue.try_recv().ok()?,
+                None => match wait {
+                    Wait::Not => self.shared.queue.try_recv().ok()?,
+                    Wait::For(time) => self.shared.queue.recv_timeout(time).ok()?,
+                    Wait::Forever => self.shared.queue.recv().ok()?,
+                },
             };
             // A job cancelled while queued has its outcome already.
             if job.ticket.start() {
