@@ -594,13 +594,18 @@ impl Supervisor {
     /// Cuts a batch down to what this worker may take: at most `room` tasks, and one
     /// at a time if it has no journal (none could be made). The rest waits in the
     /// backlog.
-    fn fit(&self, worker: &mut Worker, mut job: Job, room: usize, backlog: &mut Backlog) -> Job {
-        let tasks = job.tasks();
-        let mut take = tasks.min(room.max(1));
+    fn fit(&self, worker: &mut Worker, job: Job, room: usize, backlog: &mut Backlog) -> Job {
+        let mut take = job.tasks().min(room.max(1));
         if take > 1 && !self.ensure_journal(worker) {
             take = 1;
         }
-        if take < tasks {
+        self.first_tasks(job, take, backlog)
+    }
+
+    /// The first `take` tasks of a batch as a job of their own, the rest back at the
+    /// front of the backlog; a job of `take` tasks or fewer as it is.
+    fn first_tasks(&self, mut job: Job, take: usize, backlog: &mut Backlog) -> Job {
+        if take < job.tasks() {
             if let Some(front) = job.split_front(take, self.shared.new_id()) {
                 backlog.push_front(job);
                 return front;
@@ -782,10 +787,10 @@ impl Supervisor {
     }
 
     /// Starts a worker (or takes one forked when the pool was built) and sends it its
-    /// `Setup`. After a start that did not fail, a single task already waiting goes
-    /// into the link too, before the worker's process is known (the fork server's
-    /// answer takes a while, and the worker reads its task as soon as it is ready);
-    /// that job comes back too.
+    /// `Setup`. After a start that did not fail, a single task already waiting (of a
+    /// batch, its first) goes into the link too, before the worker's process is known
+    /// (the fork server's answer takes a while, and the worker reads its task as soon
+    /// as it is ready); that job comes back too.
     fn start(&self, failures: u32, backlog: &mut Backlog) -> (Result<Worker, String>, Option<Job>) {
         let program = || self.shared.spawner.program();
         let (mut link, pending) = match self.shared.spawner.take_prestarted() {
@@ -812,8 +817,10 @@ impl Supervisor {
         let mut sent = None;
         if failures == 0 {
             if let Some(job) = self.next_job(backlog, false) {
-                if job.is_batch() || send_jobs(&mut link, [&job]).is_err() {
-                    // A batch is cut to size first (`fit`), which needs the worker.
+                // Of a batch, the first task only: a worker takes more at once only
+                // with a batch journal (see `fit`), which comes once it is adopted.
+                let job = self.first_tasks(job, 1, backlog);
+                if send_jobs(&mut link, [&job]).is_err() {
                     backlog.push_front(job);
                 } else {
                     sent = Some(job);
