@@ -87,6 +87,47 @@ pub(crate) fn a_crash_mid_batch_after_a_partial_answer(b: PoolBuilder) {
     crash_mid_batch(b, 400, 300, 150 << 10);
 }
 
+/// A fresh process per task, in a `map`: each new worker gets the first task of a
+/// batch before it is ready. A crash fails that task alone; every other task runs
+/// once, in a process of its own, and the outputs come in order.
+pub(crate) fn a_crash_in_a_fresh_process_map_fails_that_task_alone(b: PoolBuilder) {
+    let pool = b
+        .workers(2)
+        .max_tasks_per_worker(1)
+        .core_dumps(false)
+        .build()
+        .unwrap();
+    let log = std::env::temp_dir().join(format!(
+        "procpool-fresh-tally-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&log);
+    let (tasks, crash_at) = (60, 25);
+    let inputs = (0..tasks).map(|n| Tally {
+        log: log.clone(),
+        n,
+        pad: 0,
+        crash: n == crash_at,
+    });
+    let outs: Vec<_> = pool.map(inputs).collect();
+    let runs = read_tally(&log);
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(outs.len() as u64, tasks);
+    let mut pids = std::collections::HashSet::new();
+    for (n, out) in (0..).zip(&outs) {
+        match out {
+            Err(e) if n == crash_at => assert_eq!(e.signal(), Some(11), "{e:?}"),
+            Ok((m, pid, _)) if n != crash_at => {
+                assert_eq!(*m, n);
+                assert!(pids.insert(*pid), "task {n} shared process {pid}");
+            }
+            other => panic!("task {n}: {other:?}"),
+        }
+        assert_eq!(runs.get(&n).map(|r| r.0), Some(1), "task {n} runs");
+    }
+}
+
 pub(crate) fn panic_is_reported_with_message_and_location(b: PoolBuilder) {
     let e = fault_then_healthy(b, Fault::Panic("bad input 7".into()));
     let TaskError::Panicked { message, location } = &e else {
@@ -304,6 +345,7 @@ macro_rules! fault_matrix {
             squares_in_order,
             a_crash_mid_batch_fails_that_task_alone,
             a_crash_mid_batch_after_a_partial_answer,
+            a_crash_in_a_fresh_process_map_fails_that_task_alone,
             panic_is_reported_with_message_and_location,
             failure_keeps_its_cause_chain,
             segfault_names_the_signal,
