@@ -20,7 +20,9 @@ bin="$here/target/release/procpool-compare"
 # with "Too many open files" at 20,000 (ulimit -n 20000 here). Each peer's start-up
 # takes milliseconds and swings with the VM's noise, so the four start rows run three
 # times per round, interleaved: fifteen samples per peer in five rounds, for every peer
-# alike.
+# alike. So do the CPU rows (a VM that loses a CPU for a moment slows whichever
+# parallel run it meets) and the fresh-process rows (each task is a fork and an exit,
+# which wait on the host's scheduler).
 measurements=(
     "raw rtt"
     "raw memcpy"
@@ -32,6 +34,10 @@ measurements=(
     "procpool submit"
     "procspawn submit 2000"
     "python submit"
+    "procpool cpu"
+    "rayon cpu"
+    "procpool cpu"
+    "rayon cpu"
     "procpool cpu"
     "rayon cpu"
     "procpool payload"
@@ -48,6 +54,10 @@ measurements=(
     "procpool-fork start"
     "procspawn start"
     "python start"
+    "procpool-fork fresh"
+    "python fresh"
+    "procpool-fork fresh"
+    "python fresh"
     "procpool-fork fresh"
     "python fresh"
     "procpool crash"
