@@ -8,7 +8,9 @@
 //! Pipes whose bytes go to the parent's stderr or nowhere are all read by one thread
 //! of the process, `procpool-output`, which polls them (see [`Poller`]): a worker's
 //! start then starts no thread for its output. A captured pipe gets a thread of its
-//! own, so that a slow user function holds up no other worker.
+//! own, so that a slow user function holds up no other worker. A pipe whose reading
+//! has not begun when its worker is reaped is read to its end by the thread that
+//! drops the worker ([`OutputReader::finish_ended`]).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -159,7 +161,8 @@ impl Tail {
     }
 }
 
-/// Reads one of a worker's pipes on a thread until end-of-file.
+/// Reads one of a worker's pipes until end-of-file: on a thread, or, once the worker
+/// has been reaped, in place.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OutputReader {
     shared: Arc<(Mutex<Tail>, Condvar)>,
@@ -389,6 +392,11 @@ impl OutputReader {
         if let Some((pipe, sink)) = waiting {
             self.spawn(pipe, sink);
         }
+    }
+
+    /// Whether its bytes go to the user's function (a thread of its own reads them).
+    pub(crate) fn is_capturing(&self) -> bool {
+        self.capturing
     }
 
     /// Whether the reader has not begun and its pipe holds bytes.

@@ -106,7 +106,7 @@ impl WorkerProcess {
     }
 
     /// Starts reading its output pipes, if not yet started. A new worker's pipes wait
-    /// until its slot has a moment (its first tick, or going idle), so that its start
+    /// until its slot has a moment (its first tick, busy or idle), so that its start
     /// wakes no reading thread on the way to the first result.
     pub(crate) fn start_output(&self) {
         self.stderr.begin();
@@ -115,10 +115,23 @@ impl WorkerProcess {
 
     /// Starts reading the output pipes that hold bytes: a retired worker's last
     /// words are read while it exits (its reaper calls this as it waits), and a
-    /// worker that says nothing on its way out wakes no reading thread.
-    pub(crate) fn start_output_written(&self) {
+    /// worker that says nothing on its way out wakes no reading thread. `true` if it
+    /// started one.
+    pub(crate) fn start_output_written(&self) -> bool {
+        let mut started = false;
         for reader in [&self.stderr, &self.stdout] {
             if reader.holds_bytes() {
+                reader.begin();
+                started = true;
+            }
+        }
+        started
+    }
+
+    /// Starts reading its captured streams, which have threads of their own.
+    pub(crate) fn start_captured_output(&self) {
+        for reader in [&self.stderr, &self.stdout] {
+            if reader.is_capturing() {
                 reader.begin();
             }
         }

@@ -122,8 +122,9 @@ fn reap(intake: &Receiver<Retiree>, hurry: &AtomicBool) {
             if r.process.try_wait().is_some() {
                 return false;
             }
-            r.process.start_output_written();
-            if hurry || now >= r.deadline {
+            // A worker held up by a full pipe until now gets a round more.
+            let unblocked = r.process.start_output_written();
+            if hurry || (now >= r.deadline && !unblocked) {
                 r.process.kill();
                 return false;
             }

@@ -58,6 +58,15 @@ enum Wait {
     Forever,
 }
 
+/// Why [`Supervisor::next_job_waiting`] found no job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoJob {
+    /// None came in time.
+    Empty,
+    /// The queue is closed and drained.
+    Closed,
+}
+
 /// A started worker: its process and its link.
 #[derive(Debug)]
 struct Worker {
@@ -289,12 +298,17 @@ impl Supervisor {
             };
         }
         // Its output is read from the first tick on, as in Busy: a slot that goes idle
-        // while the pool starts wakes no reading thread before the first tasks come.
-        let first_tick = self.next_job_waiting(&mut backlog, Wait::For(TICK));
-        let job = match first_tick.or_else(|| {
-            worker.process.start_output();
-            self.next_job(&mut backlog, true)
-        }) {
+        // while the pool starts wakes no reading thread before the first tasks come,
+        // nor one whose queue closes (its worker is retired next).
+        let job = match self.next_job_waiting(&mut backlog, Wait::For(TICK)) {
+            Ok(job) => Some(job),
+            Err(NoJob::Closed) => None,
+            Err(NoJob::Empty) => {
+                worker.process.start_output();
+                self.next_job(&mut backlog, true)
+            }
+        };
+        let job = match job {
             Some(job) => job,
             None if !backlog.is_empty() => return State::Idle { worker, backlog },
             None => {
@@ -336,11 +350,13 @@ impl Supervisor {
     /// `block`, empty).
     fn next_job(&self, backlog: &mut Backlog, block: bool) -> Option<Job> {
         self.next_job_waiting(backlog, if block { Wait::Forever } else { Wait::Not })
+            .ok()
     }
 
-    /// [`next_job`](Self::next_job), waiting for the queue as `wait` says; `None` also
-    /// when a wait `For` a while runs out.
-    fn next_job_waiting(&self, backlog: &mut Backlog, wait: Wait) -> Option<Job> {
+    /// [`next_job`](Self::next_job), waiting for the queue as `wait` says, and saying
+    /// why there is none: the queue is empty (a wait `For` a while ran out) or closed.
+    fn next_job_waiting(&self, backlog: &mut Backlog, wait: Wait) -> Result<Job, NoJob> {
+        use crossbeam_channel::{RecvTimeoutError, TryRecvError};
         loop {
             let job = match backlog.pop_front() {
                 // Already Running; only a cancel may have come since.
@@ -348,16 +364,24 @@ impl Supervisor {
                     job.fail(TaskError::Cancelled);
                     continue;
                 }
-                Some(job) => return Some(job),
+                Some(job) => return Ok(job),
                 None => match wait {
-                    Wait::Not => self.shared.queue.try_recv().ok()?,
-                    Wait::For(time) => self.shared.queue.recv_timeout(time).ok()?,
-                    Wait::Forever => self.shared.queue.recv().ok()?,
+                    Wait::Not => self.shared.queue.try_recv().map_err(|e| match e {
+                        TryRecvError::Empty => NoJob::Empty,
+                        TryRecvError::Disconnected => NoJob::Closed,
+                    })?,
+                    Wait::For(time) => {
+                        self.shared.queue.recv_timeout(time).map_err(|e| match e {
+                            RecvTimeoutError::Timeout => NoJob::Empty,
+                            RecvTimeoutError::Disconnected => NoJob::Closed,
+                        })?
+                    }
+                    Wait::Forever => self.shared.queue.recv().map_err(|_| NoJob::Closed)?,
                 },
             };
             // A job cancelled while queued has its outcome already.
             if job.ticket.start() {
-                return Some(job);
+                return Ok(job);
             }
         }
     }
@@ -1035,7 +1059,9 @@ impl Supervisor {
     /// Asks a worker to exit and leaves it to the reaper, which makes sure it does.
     fn retire(&self, mut w: Worker) {
         // What it writes on its way out is read by the reaper, as it writes it or
-        // once it has ended.
+        // once it has ended; a captured stream, which has a thread of its own, from
+        // now on (the user's function may be slow, and the reaper must not be).
+        w.process.start_captured_output();
         let _ = w.link.send(&frame::header_only(&Request::Shutdown));
         let grace = self.shared.config.kill_grace;
         self.shared.reaper.retire(w.process, grace);

@@ -91,19 +91,29 @@ pub(crate) fn a_crash_mid_batch_after_a_partial_answer(b: PoolBuilder) {
 /// batch before it is ready. A crash fails that task alone; every other task runs
 /// once, in a process of its own, and the outputs come in order.
 pub(crate) fn a_crash_in_a_fresh_process_map_fails_that_task_alone(b: PoolBuilder) {
+    crash_in_a_recycling_map(b, 1);
+}
+
+/// The same with four tasks per worker: a new worker's early task is split off the
+/// front of a batch of several, whose rest waits for the worker's journal.
+pub(crate) fn a_crash_in_a_recycling_map_fails_that_task_alone(b: PoolBuilder) {
+    crash_in_a_recycling_map(b, 4);
+}
+
+fn crash_in_a_recycling_map(b: PoolBuilder, per_worker: u64) {
     let pool = b
         .workers(2)
-        .max_tasks_per_worker(1)
+        .max_tasks_per_worker(per_worker)
         .core_dumps(false)
         .build()
         .unwrap();
     let log = std::env::temp_dir().join(format!(
-        "procpool-fresh-tally-{}-{}",
+        "procpool-recycling-tally-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let _ = std::fs::remove_file(&log);
-    let (tasks, crash_at) = (60, 25);
+    let (tasks, crash_at) = (120, 45);
     let inputs = (0..tasks).map(|n| Tally {
         log: log.clone(),
         n,
@@ -114,18 +124,19 @@ pub(crate) fn a_crash_in_a_fresh_process_map_fails_that_task_alone(b: PoolBuilde
     let runs = read_tally(&log);
     let _ = std::fs::remove_file(&log);
     assert_eq!(outs.len() as u64, tasks);
-    let mut pids = std::collections::HashSet::new();
+    let mut per_pid = std::collections::HashMap::new();
     for (n, out) in (0..).zip(&outs) {
         match out {
             Err(e) if n == crash_at => assert_eq!(e.signal(), Some(11), "{e:?}"),
             Ok((m, pid, _)) if n != crash_at => {
                 assert_eq!(*m, n);
-                assert!(pids.insert(*pid), "task {n} shared process {pid}");
+                *per_pid.entry(*pid).or_insert(0) += 1;
             }
             other => panic!("task {n}: {other:?}"),
         }
         assert_eq!(runs.get(&n).map(|r| r.0), Some(1), "task {n} runs");
     }
+    assert!(per_pid.values().all(|&k| k <= per_worker), "{per_pid:?}");
 }
 
 pub(crate) fn panic_is_reported_with_message_and_location(b: PoolBuilder) {
@@ -346,6 +357,7 @@ macro_rules! fault_matrix {
             a_crash_mid_batch_fails_that_task_alone,
             a_crash_mid_batch_after_a_partial_answer,
             a_crash_in_a_fresh_process_map_fails_that_task_alone,
+            a_crash_in_a_recycling_map_fails_that_task_alone,
             panic_is_reported_with_message_and_location,
             failure_keeps_its_cause_chain,
             segfault_names_the_signal,
