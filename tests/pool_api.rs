@@ -490,3 +490,13 @@ fn a_fork_server_in_a_test_harness_refuses_to_fork() {
     assert!(message.contains("threads"), "{message}");
     assert!(message.contains("harness = false"), "{message}");
 }
+
+/// Without `workers`, a pool has one worker per CPU; with it, that many.
+#[test]
+fn workers_default_to_the_cpu_count() {
+    procpool_worker::link();
+    let pool = Pool::builder().build().unwrap();
+    assert_eq!(pool.workers(), num_cpus::get());
+    assert_eq!(pool.submit(Square(3)).unwrap().wait(), Ok(9));
+    assert_eq!(builder().workers(3).build().unwrap().workers(), 3);
+}

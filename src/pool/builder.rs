@@ -66,6 +66,9 @@ impl Config {
 #[must_use = "a builder does nothing until .build()"]
 pub struct PoolBuilder {
     config: Config,
+    /// Set by [`workers`](Self::workers); the CPUs are counted at `build` only
+    /// without it (counting reads several files under `/proc` and `/sys`).
+    workers: Option<usize>,
     spawn: SpawnSettings,
     context_error: Option<String>,
 }
@@ -74,7 +77,8 @@ impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder {
             config: Config {
-                workers: num_cpus::get(),
+                // Counted at `build`, unless set.
+                workers: 0,
                 timeout: None,
                 max_tasks_per_worker: None,
                 max_memory: None,
@@ -87,6 +91,7 @@ impl Default for PoolBuilder {
                 max_start_failures: 3,
             },
             spawn: SpawnSettings::default(),
+            workers: None,
             context_error: None,
         }
     }
@@ -101,7 +106,7 @@ impl PoolBuilder {
 
     /// Number of worker processes (default: the number of CPUs).
     pub fn workers(mut self, n: usize) -> Self {
-        self.config.workers = n;
+        self.workers = Some(n);
         self
     }
 
@@ -233,7 +238,8 @@ impl PoolBuilder {
     /// [`BuildError::MissingInit`] in a re-executed worker whose `main` skipped
     /// [`procpool::init()`](crate::init); [`BuildError::Io`] when a thread, pipe or the
     /// current executable's path cannot be had.
-    pub fn build(self) -> Result<Pool, BuildError> {
+    pub fn build(mut self) -> Result<Pool, BuildError> {
+        self.config.workers = self.workers.unwrap_or_else(num_cpus::get);
         let config = &self.config;
         if config.workers == 0 {
             return Err(BuildError::Config("workers must be at least 1".into()));
