@@ -256,19 +256,76 @@ fn direct_fork_drop() {
     );
 }
 
+/// Where `exit_handler_helper`'s handler writes: a file per process that runs it.
+static EXIT_MARKS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+extern "C" fn mark_exit() {
+    if let Some(dir) = EXIT_MARKS.get() {
+        let _ = std::fs::write(dir.join(std::process::id().to_string()), b"");
+    }
+}
+
+/// Run by `forked_workers_run_no_exit_handlers_of_the_program`: registers a C exit
+/// handler, then (still single-threaded) builds a pool, whose first workers are
+/// forked from this process, and runs tasks one per worker, so that first workers
+/// and fork-server workers both end. Prints the pids of the workers.
+fn exit_handler_helper(dir: &str) {
+    EXIT_MARKS.set(dir.into()).unwrap();
+    // SAFETY: registers a plain `extern "C"` function with no arguments.
+    assert_eq!(unsafe { nix::libc::atexit(mark_exit) }, 0);
+    let pool = builder().max_tasks_per_worker(1).build().unwrap();
+    let pids: Vec<u32> = pool
+        .map((0..6).map(|_| WorkerPid))
+        .map(Result::unwrap)
+        .collect();
+    pool.join();
+    println!("{pids:?}");
+}
+
+/// A forked worker ends with `_exit`: the C exit handlers of the program it was forked
+/// from run once, in the program, and in none of its workers.
+fn forked_workers_run_no_exit_handlers_of_the_program() {
+    let dir = std::env::temp_dir().join(format!("procpool-exit-marks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (helper, out) = run_helper(&["exit-handler-helper", dir.to_str().unwrap()]);
+    let marks: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    let pids = String::from_utf8_lossy(&out.stdout);
+    assert!(pids.matches(',').count() == 5, "six workers' pids: {pids}");
+    assert_eq!(
+        marks,
+        [helper.to_string()],
+        "workers {pids} ran the handler"
+    );
+}
+
+/// Runs this binary with `args` as a helper, which must succeed: its pid and output.
+fn run_helper(args: &[&str]) -> (u32, std::process::Output) {
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (pid, out)
+}
+
 /// A pool dropped right after its build reaps the workers it forked from the program,
 /// claimed by a slot or not.
 fn first_workers_of_a_pool_dropped_at_once_are_reaped() {
     for _ in 0..5 {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg("direct-fork-drop")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_helper(&["direct-fork-drop"]);
     }
 }
 
@@ -279,12 +336,16 @@ fn main() {
         direct_fork_parent(std::env::args().nth(2).as_deref() == Some("busy"));
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("exit-handler-helper") {
+        exit_handler_helper(&std::env::args().nth(2).unwrap());
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("direct-fork-drop") {
         direct_fork_drop();
         return;
     }
     let args = Arguments::from_args();
-    let specific: [(&str, fn()); 7] = [
+    let specific: [(&str, fn()); 8] = [
         (
             "workers_are_forked_by_one_server",
             workers_are_forked_by_one_server,
@@ -309,6 +370,10 @@ fn main() {
         (
             "first_workers_of_a_pool_dropped_at_once_are_reaped",
             first_workers_of_a_pool_dropped_at_once_are_reaped,
+        ),
+        (
+            "forked_workers_run_no_exit_handlers_of_the_program",
+            forked_workers_run_no_exit_handlers_of_the_program,
         ),
     ];
     let mut trials: Vec<Trial> = specific

@@ -55,6 +55,12 @@ pub enum Launch {
     /// ([`TaskError::WorkerStart`](crate::TaskError) says so).
     /// A test harness runs tests on threads, so a test binary needs `harness = false`
     /// and its own `main` that calls `init()` first.
+    ///
+    /// A forked worker ends as a forked child should: it flushes Rust's stdout and
+    /// every C stdio stream, then calls `_exit`. No C `atexit` handler or library
+    /// destructor runs in it: neither the program's (which would otherwise run once
+    /// in each worker) nor one a task registered. Tasks that rely on those need
+    /// [`CurrentExe`](Self::CurrentExe).
     ForkServer,
     /// Like [`ForkServer`](Self::ForkServer), with a separate worker executable as the
     /// fork server.

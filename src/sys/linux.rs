@@ -474,6 +474,17 @@ pub(crate) fn parent_changed() -> bool {
     nix::unistd::getppid().as_raw() != PARENT_AT_START.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Flushes every C stdio stream and ends the process with `code` at once (`_exit`):
+/// no `atexit` handlers, no C library destructors.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: fflush(NULL) flushes every open output stream and touches no memory of
+    // ours; _exit ends the process and never returns.
+    unsafe {
+        nix::libc::fflush(std::ptr::null_mut());
+        nix::libc::_exit(code)
+    }
+}
+
 /// Ends the calling worker and everything in its process group (what its tasks left
 /// running in the background) at once. For a worker whose parent is gone: nobody else
 /// is left to kill the group.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use procpool::{Direction, OutputStream, PoolBuilder, Side, Stdio, TaskError};
 use procpool_worker::{
-    read_tally, BadOutput, Fault, Reverse, Square, Tally, Undecodable, Unregistered, WorkerPid,
+    read_tally, BadOutput, CStdioPrint, Fault, Reverse, Square, Tally, Undecodable, Unregistered,
+    WorkerPid,
 };
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
@@ -337,6 +338,26 @@ pub(crate) fn captured_output_arrives_line_by_line(b: PoolBuilder) {
     assert_eq!(count(OutputStream::Stderr), 5, "{lines:?}");
 }
 
+/// What a task wrote to the C library's buffered stdout, without a flush, reaches
+/// the pool when its worker ends (recycled after that one task).
+pub(crate) fn c_stdio_output_is_flushed_when_a_worker_ends(b: PoolBuilder) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let out = lines.clone();
+    let pool = b
+        .workers(1)
+        .max_tasks_per_worker(1)
+        .stdout(Stdio::capture(move |l| out.lock().unwrap().push(l)))
+        .build()
+        .unwrap();
+    let text = "written with printf, never flushed";
+    let task = CStdioPrint(text.into());
+    assert_eq!(pool.submit(task).unwrap().wait(), Ok(text.len() as u64));
+    pool.shutdown();
+    pool.join();
+    let lines = lines.lock().unwrap();
+    assert!(lines.iter().any(|l| l.text == text), "{lines:?}");
+}
+
 pub(crate) fn submit_after_shutdown_hands_the_task_back(b: PoolBuilder) {
     let pool = b.build().unwrap();
     pool.shutdown();
@@ -378,6 +399,7 @@ macro_rules! fault_matrix {
             output_that_fails_to_decode_in_the_parent,
             submit_after_shutdown_hands_the_task_back,
             captured_output_arrives_line_by_line,
+            c_stdio_output_is_flushed_when_a_worker_ends,
         }
     };
     (@tests [$builder:expr] $($name:ident),+ $(,)?) => {

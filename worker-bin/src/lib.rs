@@ -503,6 +503,22 @@ impl Task for MarkCleanExit {
     }
 }
 
+/// Writes its text to the C library's buffered stdout (`printf`, no newline, no
+/// flush): it reaches the pool only if the worker flushes C stdio before it ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CStdioPrint(pub String);
+
+impl Task for CStdioPrint {
+    const NAME: &'static str = "procpool_worker::CStdioPrint";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        let text = std::ffi::CString::new(self.0)?;
+        // SAFETY: a "%s" format with one valid C string.
+        let n = unsafe { nix::libc::printf(c"%s".as_ptr(), text.as_ptr()) };
+        Ok(u64::try_from(n)?)
+    }
+}
+
 /// A task no worker knows: deliberately left out of `register!`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unregistered;
@@ -534,4 +550,5 @@ procpool::register!(
     SumShared,
     MarkThenCrash,
     MarkCleanExit,
+    CStdioPrint,
 );
