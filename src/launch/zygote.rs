@@ -13,7 +13,6 @@
 //!                                                          reap, exit
 //! ```
 
-use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::sys::{self, ChildSignals, Signal};
@@ -46,15 +45,24 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
         }
     };
     let me = std::process::id();
-    if send(&sock, &FromServer::Ready { pid: me }).is_err() {
+    // Between forks the loop allocates nothing: while children share the server's
+    // memory, each page it writes to is copied, and every allocation writes to the
+    // allocator's pages as well as its own. What it needs is made here, with room.
+    let mut out = Out(Vec::with_capacity(msg::MAX_PACKET));
+    if out.send(&sock, &FromServer::Ready { pid: me }).is_err() {
         return 0;
     }
-    let mut live = HashSet::new();
+    let mut live: Vec<u32> = Vec::with_capacity(64);
     let mut buf = vec![0u8; msg::MAX_PACKET];
+    let mut fds: Vec<OwnedFd> = Vec::with_capacity(16);
     let code = loop {
-        let mut watched = vec![sock.as_fd(), signals.fd()];
-        watched.extend(lifeline.as_ref().map(|l| l.as_fd()));
-        let ready = match sys::wait_readable(&watched) {
+        let watched = [
+            sock.as_fd(),
+            signals.fd(),
+            lifeline.as_ref().map_or(sock.as_fd(), |l| l.as_fd()),
+        ];
+        let ready = match sys::wait_readable_in_place(watched, 2 + usize::from(lifeline.is_some()))
+        {
             Ok(ready) => ready,
             Err(e) => {
                 eprintln!("procpool fork server: poll failed: {e}");
@@ -64,19 +72,20 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
         let mut parent_died = false;
         if ready[1] {
             parent_died = signals.drain();
-            if reap_ended(&sock, &mut live).is_err() {
+            if reap_ended(&sock, &mut out, &mut live).is_err() {
                 break 0;
             }
         }
-        if parent_died || ready.get(2) == Some(&true) {
+        if parent_died || ready[2] {
             // The pool's process is gone: so are we, and our workers.
             break 0;
         }
         if !ready[0] {
             continue;
         }
-        let (len, mut fds) = match sys::recv_packet(sock.as_fd(), &mut buf) {
-            Ok(Some(packet)) => packet,
+        fds.clear();
+        let len = match sys::recv_packet_in_place(sock.as_fd(), &mut buf, &mut fds) {
+            Ok(Some(len)) => len,
             Ok(None) => break 0,
             Err(e) => {
                 eprintln!("procpool fork server: unreadable request: {e}");
@@ -93,7 +102,7 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     stderr,
                     stdout,
                 };
-                match fork_worker(&sock, &mut live, spawn) {
+                match fork_worker(&sock, &mut out, &mut live, spawn) {
                     Forked::Child(fds) => {
                         drop(sock);
                         become_worker(me, fds, signals, lifeline)
@@ -151,14 +160,14 @@ enum Forked {
 }
 
 /// Forks a worker on `fds` and reports `Spawned` or `SpawnFailed`.
-fn fork_worker(sock: &OwnedFd, live: &mut HashSet<u32>, fds: SpawnFds) -> Forked {
+fn fork_worker(sock: &OwnedFd, out: &mut Out, live: &mut Vec<u32>, fds: SpawnFds) -> Forked {
     // SAFETY: `run` checked that this process has exactly one thread, and the server
     // never starts another.
     let answer = match unsafe { sys::fork_single_threaded() } {
         Ok(None) => return Forked::Child(fds),
         Ok(Some(pid)) => {
             sys::make_group_leader(pid);
-            live.insert(pid);
+            live.push(pid);
             drop(fds);
             FromServer::Spawned { pid }
         }
@@ -166,27 +175,36 @@ fn fork_worker(sock: &OwnedFd, live: &mut HashSet<u32>, fds: SpawnFds) -> Forked
             message: format!("fork failed: {e}"),
         },
     };
-    match send(sock, &answer) {
+    match out.send(sock, &answer) {
         Ok(()) => Forked::Here,
         Err(_) => Forked::ServerGone,
     }
 }
 
 /// Kills the group of every child that has ended, reaps it and reports it.
-fn reap_ended(sock: &OwnedFd, live: &mut HashSet<u32>) -> std::io::Result<()> {
+fn reap_ended(sock: &OwnedFd, out: &mut Out, live: &mut Vec<u32>) -> std::io::Result<()> {
     while let Some(pid) = sys::ended_child() {
         // Still unreaped, so the group id is still this worker's: safe to kill what the
         // task left behind.
         let _ = sys::signal_group(pid, sys::KILL);
         let status = sys::reap(pid)?;
-        live.remove(&pid);
-        send(sock, &FromServer::Ended { pid, status })?;
+        if let Some(at) = live.iter().position(|&p| p == pid) {
+            live.swap_remove(at);
+        }
+        out.send(sock, &FromServer::Ended { pid, status })?;
     }
     Ok(())
 }
 
-fn send(sock: &OwnedFd, message: &FromServer) -> std::io::Result<()> {
-    sys::send_packet(sock.as_fd(), &msg::encode(message), &[])
+/// The buffer the server encodes its messages into, kept from one to the next.
+struct Out(Vec<u8>);
+
+impl Out {
+    fn send(&mut self, sock: &OwnedFd, message: &FromServer) -> std::io::Result<()> {
+        self.0.clear();
+        msg::encode_into(message, &mut self.0);
+        sys::send_packet(sock.as_fd(), &self.0, &[])
+    }
 }
 
 /// The forked child's path from the server's loop into the worker's.

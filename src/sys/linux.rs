@@ -593,6 +593,96 @@ pub(crate) fn recv_packet(
     Ok(Some((n, fds)))
 }
 
+/// [`recv_packet`] for the fork server's loop, which allocates nothing between forks:
+/// each page the server writes to while children share its memory is copied, and the
+/// allocator's bookkeeping is spread over several pages. The control data goes
+/// through a buffer on the stack, and the descriptors into `fds`, which the caller
+/// keeps (with room for them). `Ok(None)` once the other end is closed.
+///
+/// # Errors
+/// As [`recv_packet`].
+pub(crate) fn recv_packet_in_place(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<Option<usize>> {
+    use nix::libc;
+    /// Room for the control message of 12 descriptors (a `Spawn` brings three), aligned
+    /// as `cmsghdr` must be.
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid (no name, no vectors, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len() as _;
+    let n = loop {
+        // SAFETY: `msg` points at `iov` (over `buf`) and `control`, all alive and
+        // writable for the call.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        match Errno::result(n) {
+            Ok(n) => break n as usize,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // SAFETY: CMSG_FIRSTHDR and CMSG_NXTHDR walk the control messages the kernel wrote
+    // into `control` within `msg.msg_controllen`; SCM_RIGHTS data is an array of
+    // descriptors just installed in this process for this message, owned by nobody.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "packet or its descriptors truncated",
+        ));
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(n))
+}
+
+/// [`wait_readable`] for the fork server's loop, without allocating (see
+/// [`recv_packet_in_place`]): waits on the first `count` of `fds` (at most three).
+pub(crate) fn wait_readable_in_place(
+    fds: [BorrowedFd<'_>; 3],
+    count: usize,
+) -> io::Result<[bool; 3]> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut polls = fds.map(|fd| PollFd::new(fd, PollFlags::POLLIN));
+    let polls = &mut polls[..count.min(3)];
+    loop {
+        match poll(polls, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => break,
+        }
+    }
+    let mut ready = [false; 3];
+    for (r, p) in ready.iter_mut().zip(polls.iter()) {
+        *r = p.revents().is_some_and(|r| !r.is_empty());
+    }
+    Ok(ready)
+}
+
 /// Shuts a socket down both ways: a reader blocked on it, here or at the other end,
 /// sees end-of-file.
 pub(crate) fn shutdown(sock: BorrowedFd<'_>) -> io::Result<()> {
@@ -911,5 +1001,60 @@ pub(crate) fn reap(pid: u32) -> io::Result<i32> {
             // Stops and continues are not exits; keep waiting.
             Ok(_) => continue,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packets come whole, with their descriptors, into the caller's buffers; one
+    /// longer than the buffer, or with more descriptors than the control buffer
+    /// holds, is an error; a closed peer is `None`.
+    #[test]
+    fn a_packet_is_received_in_place_with_its_descriptors() {
+        let (ours, theirs) = packet_pair().unwrap();
+        let (pipe_r, pipe_w) = std::io::pipe().unwrap();
+        let mut buf = [0u8; 16];
+        let mut fds = Vec::with_capacity(4);
+        send_packet(
+            theirs.as_fd(),
+            b"spawn",
+            &[pipe_r.as_raw_fd(), pipe_w.as_raw_fd()],
+        )
+        .unwrap();
+        let n = recv_packet_in_place(ours.as_fd(), &mut buf, &mut fds).unwrap();
+        assert_eq!((n, &buf[..5], fds.len()), (Some(5), &b"spawn"[..], 2));
+        // The descriptors are new ones, open in this process.
+        assert!(fds.iter().all(|fd| fd.as_raw_fd() != pipe_r.as_raw_fd()));
+        assert!(fcntl(&fds[0], FcntlArg::F_GETFD).is_ok());
+
+        fds.clear();
+        send_packet(theirs.as_fd(), &[7; 17], &[]).unwrap();
+        assert!(recv_packet_in_place(ours.as_fd(), &mut buf, &mut fds).is_err());
+
+        let many = [pipe_r.as_raw_fd(); 13];
+        send_packet(theirs.as_fd(), b"x", &many).unwrap();
+        fds.clear();
+        assert!(recv_packet_in_place(ours.as_fd(), &mut buf, &mut fds).is_err());
+
+        drop(theirs);
+        fds.clear();
+        let closed = recv_packet_in_place(ours.as_fd(), &mut buf, &mut fds).unwrap();
+        assert_eq!(closed, None);
+    }
+
+    /// Only the first `count` descriptors are waited on.
+    #[test]
+    fn waiting_in_place_looks_at_the_first_count_only() {
+        let (quiet, _keep) = std::io::pipe().unwrap();
+        let (loud, mut loud_w) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut loud_w, b"x").unwrap();
+        let fds = [loud.as_fd(), quiet.as_fd(), loud.as_fd()];
+        assert_eq!(
+            wait_readable_in_place(fds, 2).unwrap(),
+            [true, false, false]
+        );
+        assert_eq!(wait_readable_in_place(fds, 3).unwrap(), [true, false, true]);
     }
 }

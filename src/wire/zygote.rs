@@ -38,8 +38,13 @@ pub(crate) enum FromServer {
 /// Encodes a message into one packet.
 pub(crate) fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64);
-    codec::encode_into(message, &mut buf).expect("fork-server messages always encode");
+    encode_into(message, &mut buf);
     buf
+}
+
+/// Encodes a message into `buf` (cleared first by the caller), as one packet.
+pub(crate) fn encode_into<T: Serialize>(message: &T, buf: &mut Vec<u8>) {
+    codec::encode_into(message, buf).expect("fork-server messages always encode");
 }
 
 /// Decodes a whole packet.
