@@ -268,22 +268,29 @@ extern "C" fn mark_exit() {
 /// Run by `forked_workers_run_no_exit_handlers_of_the_program`: registers a C exit
 /// handler, then (still single-threaded) builds a pool, whose first workers are
 /// forked from this process, and runs tasks one per worker, so that first workers
-/// and fork-server workers both end. Prints the pids of the workers.
+/// and fork-server workers both end. Prints the parent pid of each task's worker.
 fn exit_handler_helper(dir: &str) {
     EXIT_MARKS.set(dir.into()).unwrap();
     // SAFETY: registers a plain `extern "C"` function with no arguments.
     assert_eq!(unsafe { nix::libc::atexit(mark_exit) }, 0);
+    // Buffered by the C library (stdout is a pipe): flushed before the forks, it is
+    // written once, not once more by each first worker as it ends.
+    // SAFETY: a format without conversions.
+    unsafe { nix::libc::printf(c"buffered before the pool\n".as_ptr()) };
     let pool = builder().max_tasks_per_worker(1).build().unwrap();
-    let pids: Vec<u32> = pool
-        .map((0..6).map(|_| WorkerPid))
+    let parents: Vec<u32> = pool
+        .map((0..6).map(|_| ParentPid))
         .map(Result::unwrap)
         .collect();
     pool.join();
-    println!("{pids:?}");
+    for parent in parents {
+        println!("{parent}");
+    }
 }
 
 /// A forked worker ends with `_exit`: the C exit handlers of the program it was forked
-/// from run once, in the program, and in none of its workers.
+/// from run once, in the program, and in none of its workers; and what the program had
+/// buffered in C stdio before the forks is written once.
 fn forked_workers_run_no_exit_handlers_of_the_program() {
     let dir = std::env::temp_dir().join(format!("procpool-exit-marks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -294,13 +301,25 @@ fn forked_workers_run_no_exit_handlers_of_the_program() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
-    let pids = String::from_utf8_lossy(&out.stdout);
-    assert!(pids.matches(',').count() == 5, "six workers' pids: {pids}");
+    let parents: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l != "buffered before the pool")
+        .map(str::to_owned)
+        .collect();
+    let before = String::from_utf8_lossy(&out.stdout)
+        .matches("buffered before the pool")
+        .count();
     assert_eq!(
-        marks,
-        [helper.to_string()],
-        "workers {pids} ran the handler"
+        before, 1,
+        "C stdio bytes of the program written {before} times"
     );
+    // First workers (children of the helper) ran tasks, and so did the fork server's.
+    assert!(parents.contains(&helper.to_string()), "{parents:?}");
+    assert!(
+        parents.iter().any(|p| *p != helper.to_string()),
+        "{parents:?}"
+    );
+    assert_eq!(marks, [helper.to_string()], "a worker ran the handler");
 }
 
 /// Runs this binary with `args` as a helper, which must succeed: its pid and output.

@@ -78,9 +78,10 @@ impl ForkServer {
         {
             return;
         }
-        // Bytes still in the program's stdout buffer would be copied into each worker
-        // and written again when it exits.
+        // Bytes still in the program's stdout buffers (Rust's and the C library's)
+        // would be copied into each worker and written again when it exits.
         let _ = std::io::Write::flush(&mut std::io::stdout());
+        sys::flush_c_stdio();
         let mut first = lock(&self.first);
         for _ in 0..workers {
             match fork_first_worker(&self.command, setup) {
@@ -165,7 +166,7 @@ fn fork_first_worker(command: &CommandSpec, setup: &[u8]) -> io::Result<(ParentE
             Ok(socket) => socket,
             Err(e) => {
                 eprintln!("procpool worker: cannot settle after the fork: {e}");
-                std::process::exit(crate::worker::serve::EXIT_START);
+                sys::exit_now(crate::worker::serve::EXIT_START);
             }
         };
         // No lifeline watchdog: the parent-death signal comes when this process, whose

@@ -56,11 +56,14 @@ pub enum Launch {
     /// A test harness runs tests on threads, so a test binary needs `harness = false`
     /// and its own `main` that calls `init()` first.
     ///
-    /// A forked worker ends as a forked child should: it flushes Rust's stdout and
-    /// every C stdio stream, then calls `_exit`. No C `atexit` handler or library
-    /// destructor runs in it: neither the program's (which would otherwise run once
-    /// in each worker) nor one a task registered. Tasks that rely on those need
-    /// [`CurrentExe`](Self::CurrentExe).
+    /// A forked worker ends as a forked child should: it flushes its stdout (Rust's,
+    /// and the C library's if no thread a task left behind holds its lock), then
+    /// calls `_exit`. No C `atexit` handler or library destructor runs in it: neither
+    /// the program's (which would otherwise run once in each worker) nor one a task
+    /// registered, and other C streams a task left open are not flushed (nor is
+    /// coverage or profiling data written at exit). A task that calls
+    /// `std::process::exit` itself still runs them. Tasks that rely on exit handlers
+    /// need [`CurrentExe`](Self::CurrentExe).
     ForkServer,
     /// Like [`ForkServer`](Self::ForkServer), with a separate worker executable as the
     /// fork server.

@@ -223,7 +223,7 @@ fn become_worker(
         .and_then(|()| sys::settle_forked_worker(server, stderr, stdout));
     if let Err(e) = settled {
         eprintln!("procpool worker: cannot settle after the fork: {e}");
-        std::process::exit(EXIT_START);
+        sys::exit_now(EXIT_START);
     }
     // No lifeline watchdog thread of its own: this server watches the lifeline and
     // kills every worker's group when it closes, and a worker whose server dies gets

@@ -474,14 +474,42 @@ pub(crate) fn parent_changed() -> bool {
     nix::unistd::getppid().as_raw() != PARENT_AT_START.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-/// Flushes every C stdio stream and ends the process with `code` at once (`_exit`):
-/// no `atexit` handlers, no C library destructors.
+/// Flushes the C library's stdout and ends the process with `code` at once
+/// (`_exit`): no `atexit` handlers, no C library destructors, and no flush of other C
+/// streams (a task's `fopen`ed file it never closed keeps what it had buffered).
+///
+/// The flush takes stdout's lock only if it is free: a thread a task left behind may
+/// hold it, blocked in a read or a write, and the worker must not wait for it. (So
+/// does `fflush(NULL)`, which locks every stream, read-only ones too.)
 pub(crate) fn exit_now(code: i32) -> ! {
-    // SAFETY: fflush(NULL) flushes every open output stream and touches no memory of
-    // ours; _exit ends the process and never returns.
+    use nix::libc;
+    // POSIX, in glibc and musl; the libc crate does not declare them.
+    extern "C" {
+        static mut stdout: *mut libc::FILE;
+        fn ftrylockfile(stream: *mut libc::FILE) -> libc::c_int;
+        fn funlockfile(stream: *mut libc::FILE);
+    }
+    // SAFETY: `stdout` is the C library's own stream, valid for the process's life;
+    // it is read, not written. A stream whose lock we hold may be flushed and then
+    // unlocked; _exit ends the process and never returns.
+    unsafe {
+        let out = std::ptr::addr_of!(stdout).read();
+        if !out.is_null() && ftrylockfile(out) == 0 {
+            libc::fflush(out);
+            funlockfile(out);
+        }
+        libc::_exit(code)
+    }
+}
+
+/// Flushes every C stdio stream. For a program about to fork while it is the only
+/// thread (no other thread can hold a stream's lock): what it had buffered is then
+/// not copied into each child, to be written again there.
+pub(crate) fn flush_c_stdio() {
+    // SAFETY: fflush(NULL) flushes every open output stream; it takes their locks,
+    // which no other thread holds in a single-threaded process.
     unsafe {
         nix::libc::fflush(std::ptr::null_mut());
-        nix::libc::_exit(code)
     }
 }
 

@@ -83,7 +83,10 @@ pub(crate) fn enter_if_worker() {
 /// program when the pool was built); never returns.
 pub(crate) fn enter_forked(socket: OwnedFd, lifeline: Option<OwnedFd>) -> ! {
     IN_WORKER.store(true, Ordering::SeqCst);
-    exit_forked(serve(socket, lifeline))
+    // A panic of the worker loop itself (not a task's: those are caught and
+    // reported) must not unwind into the frames of the program it was forked from.
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(socket, lifeline)));
+    exit_forked(served.unwrap_or(EXIT_PROTOCOL))
 }
 
 fn exit(code: i32) -> ! {
@@ -91,11 +94,11 @@ fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// How a forked worker leaves: its output flushed (Rust's stdout, and every C stdio
-/// stream), then `_exit`, as a forked child should. `exit` would run the `atexit`
-/// handlers and C library destructors of the process it was forked from, once in
-/// each worker (a program's handler that removes a file or prints a summary, say),
-/// and costs a forked worker's short life a few more page faults.
+/// How a forked worker leaves: its stdout flushed (Rust's, and the C library's; see
+/// [`sys::exit_now`]), then `_exit`, as a forked child should. `exit` would run the
+/// `atexit` handlers and C library destructors of the process it was forked from,
+/// once in each worker (a program's handler that removes a file or prints a summary,
+/// say), and costs a forked worker's short life more page faults.
 fn exit_forked(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     sys::exit_now(code)

@@ -519,6 +519,33 @@ impl Task for CStdioPrint {
     }
 }
 
+/// Leaves a thread behind that holds the C library's stdout lock for a minute (as a
+/// thread blocked in a C stdio call would): a worker that waits for that lock to
+/// exit hangs until it is killed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HoldCStdoutLock;
+
+impl Task for HoldCStdoutLock {
+    const NAME: &'static str = "procpool_worker::HoldCStdoutLock";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        // POSIX; the libc crate does not declare them.
+        extern "C" {
+            static mut stdout: *mut nix::libc::FILE;
+            fn flockfile(stream: *mut nix::libc::FILE);
+        }
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // SAFETY: the C library's own stdout stream, locked and never unlocked.
+            unsafe { flockfile(std::ptr::addr_of!(stdout).read()) };
+            let _ = locked_tx.send(());
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        });
+        locked.recv()?;
+        Ok(u64::from(std::process::id()))
+    }
+}
+
 /// A task no worker knows: deliberately left out of `register!`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unregistered;
@@ -551,4 +578,5 @@ procpool::register!(
     MarkThenCrash,
     MarkCleanExit,
     CStdioPrint,
+    HoldCStdoutLock,
 );
