@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Trial};
 use procpool::{Launch, Pool, PoolBuilder, TaskError};
-use procpool_worker::{Fault, ParentPid, Square, WorkerPid};
+use procpool_worker::{Fault, HoldCStdoutLock, ParentPid, Square, WorkerPid};
 
 fn builder() -> PoolBuilder {
     Pool::builder().workers(2).launch(Launch::ForkServer)
@@ -256,6 +256,29 @@ fn direct_fork_drop() {
     );
 }
 
+/// A forked worker whose task left a thread holding the C library's stdout lock still
+/// exits when it is let go: it does not wait for that lock (here for a minute, against
+/// a grace of a minute before the kill). Only for forked workers: an exec'd worker
+/// leaves through the C library's `exit`, and whether its flush waits for stream
+/// locks differs between C libraries and versions (glibc 2.36 here does not).
+fn a_held_c_stdout_lock_does_not_hold_up_a_worker_s_exit() {
+    let pool = builder()
+        .workers(1)
+        .max_tasks_per_worker(1)
+        .kill_grace(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let pid = pool.submit(HoldCStdoutLock).unwrap().wait().unwrap();
+    pool.join();
+    // Generous: an exit that waited for the lock would take the whole minute.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "worker {pid} took {:?} to exit",
+        started.elapsed()
+    );
+}
+
 /// Where `exit_handler_helper`'s handler writes: a file per process that runs it.
 static EXIT_MARKS: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
@@ -364,7 +387,7 @@ fn main() {
         return;
     }
     let args = Arguments::from_args();
-    let specific: [(&str, fn()); 8] = [
+    let specific: [(&str, fn()); 9] = [
         (
             "workers_are_forked_by_one_server",
             workers_are_forked_by_one_server,
@@ -393,6 +416,10 @@ fn main() {
         (
             "forked_workers_run_no_exit_handlers_of_the_program",
             forked_workers_run_no_exit_handlers_of_the_program,
+        ),
+        (
+            "a_held_c_stdout_lock_does_not_hold_up_a_worker_s_exit",
+            a_held_c_stdout_lock_does_not_hold_up_a_worker_s_exit,
         ),
     ];
     let mut trials: Vec<Trial> = specific

@@ -26,6 +26,9 @@ use crate::worker::{context, panics};
 pub(crate) const EXIT_START: i32 = 70;
 /// Exit code of a worker that received a frame it could not read.
 pub(crate) const EXIT_PROTOCOL: i32 = 76;
+/// Exit code of a forked worker whose loop panicked: the Rust runtime's for a panic
+/// that ends `main`.
+const EXIT_PANIC: i32 = 101;
 
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
@@ -83,10 +86,13 @@ pub(crate) fn enter_if_worker() {
 /// program when the pool was built); never returns.
 pub(crate) fn enter_forked(socket: OwnedFd, lifeline: Option<OwnedFd>) -> ! {
     IN_WORKER.store(true, Ordering::SeqCst);
-    // A panic of the worker loop itself (not a task's: those are caught and
-    // reported) must not unwind into the frames of the program it was forked from.
+    // A panic that escapes the worker loop (a task's own panics are caught and
+    // reported; one in decoding its input or dropping its output may not be) must not
+    // unwind into the frames of the program it was forked from. It ends the worker
+    // with the code the Rust runtime gives a panic that ends `main`, as it would in
+    // an exec'd worker.
     let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(socket, lifeline)));
-    exit_forked(served.unwrap_or(EXIT_PROTOCOL))
+    exit_forked(served.unwrap_or(EXIT_PANIC))
 }
 
 fn exit(code: i32) -> ! {

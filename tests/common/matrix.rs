@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use procpool::{Direction, OutputStream, PoolBuilder, Side, Stdio, TaskError};
 use procpool_worker::{
-    read_tally, BadOutput, CStdioPrint, Fault, HoldCStdoutLock, Reverse, Square, Tally,
-    Undecodable, Unregistered, WorkerPid,
+    read_tally, BadOutput, CStdioPrint, Fault, Reverse, Square, Tally, Undecodable, Unregistered,
+    WorkerPid,
 };
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
@@ -358,27 +358,6 @@ pub(crate) fn c_stdio_output_is_flushed_when_a_worker_ends(b: PoolBuilder) {
     assert!(lines.iter().any(|l| l.text == text), "{lines:?}");
 }
 
-/// A worker whose task left a thread holding the C library's stdout lock still exits
-/// when it is let go: it does not wait for that lock (here for a minute, against a
-/// grace of a minute before the kill).
-pub(crate) fn a_held_c_stdout_lock_does_not_hold_up_a_worker_s_exit(b: PoolBuilder) {
-    let pool = b
-        .workers(1)
-        .max_tasks_per_worker(1)
-        .kill_grace(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let started = Instant::now();
-    let pid = pool.submit(HoldCStdoutLock).unwrap().wait().unwrap();
-    pool.join();
-    // Generous: an exit that waited for the lock would take the whole minute.
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "worker {pid} took {:?} to exit",
-        started.elapsed()
-    );
-}
-
 pub(crate) fn submit_after_shutdown_hands_the_task_back(b: PoolBuilder) {
     let pool = b.build().unwrap();
     pool.shutdown();
@@ -421,7 +400,6 @@ macro_rules! fault_matrix {
             submit_after_shutdown_hands_the_task_back,
             captured_output_arrives_line_by_line,
             c_stdio_output_is_flushed_when_a_worker_ends,
-            a_held_c_stdout_lock_does_not_hold_up_a_worker_s_exit,
         }
     };
     (@tests [$builder:expr] $($name:ident),+ $(,)?) => {
