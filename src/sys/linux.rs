@@ -479,8 +479,9 @@ pub(crate) fn parent_changed() -> bool {
 /// streams (a task's `fopen`ed file it never closed keeps what it had buffered).
 ///
 /// The flush takes stdout's lock only if it is free: a thread a task left behind may
-/// hold it, blocked in a read or a write, and the worker must not wait for it. (So
-/// does `fflush(NULL)`, which locks every stream, read-only ones too.)
+/// hold it, blocked in a read or a write, and the worker must not wait for it.
+/// (`fflush(NULL)` would take every stream's lock, read-only ones too, waiting for
+/// each.)
 pub(crate) fn exit_now(code: i32) -> ! {
     use nix::libc;
     // POSIX, in glibc and musl; the libc crate does not declare them.

@@ -38,7 +38,6 @@ use crate::worker::journal::Journal;
 
 /// How often a busy supervisor looks at cancellation, deadline, memory and liveness.
 const TICK: Duration = Duration::from_millis(10);
-
 /// How long a crash report waits for the dead worker's stderr to drain.
 const TAIL_WAIT: Duration = Duration::from_millis(250);
 /// How much work, in time, is sent ahead of the running task: enough to hide the round
@@ -842,7 +841,8 @@ impl Supervisor {
         if failures == 0 {
             if let Some(job) = self.next_job(backlog, false) {
                 // Of a batch, the first task only: a worker takes more at once only
-                // with a batch journal (see `fit`), which comes once it is adopted.
+                // with a batch journal (see `fit`); the rest goes out, cut to its
+                // room, once that task is answered.
                 let job = self.first_tasks(job, 1, backlog);
                 if send_jobs(&mut link, [&job]).is_err() {
                     backlog.push_front(job);
