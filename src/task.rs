@@ -159,10 +159,14 @@ fn run_erased<T: Task>(
     out: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, Failure> {
     let shares = fds.is_some();
-    let decoded = match fds {
+    // The task's own types run user code at every step (`Deserialize`, `run`,
+    // `Display`, `Serialize`, `Drop`): a panic in any of them is caught here and
+    // becomes this task's failure, and the worker goes on.
+    let decoded = panic::catch_unwind(AssertUnwindSafe(|| match fds {
         Some(fds) => codec::decode_with_fds(input, fds),
         None => codec::decode(input),
-    };
+    }))
+    .unwrap_or_else(|payload| Err(panicked_while("decoding", payload)));
     let task: T = decoded.map_err(|message| Failure::Codec {
         direction: Direction::ToWorker,
         message,
@@ -170,9 +174,15 @@ fn run_erased<T: Task>(
     let output = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
         Ok(Ok(output)) => output,
         Ok(Err(error)) => {
-            return Err(Failure::Failed {
-                chain: chain(&*error),
-            })
+            // Described and dropped under the catch too.
+            let described = panic::catch_unwind(AssertUnwindSafe(move || chain(&*error)));
+            return Err(match described {
+                Ok(chain) => Failure::Failed { chain },
+                Err(payload) => {
+                    let (message, location) = panics::describe(payload);
+                    Failure::Panicked { message, location }
+                }
+            });
         }
         Err(payload) => {
             let (message, location) = panics::describe(payload);
@@ -180,11 +190,19 @@ fn run_erased<T: Task>(
         }
     };
     let start = out.len();
-    let encode = |out: &mut Vec<u8>| match shares {
+    let encoded = panic::catch_unwind(AssertUnwindSafe(|| match shares {
         true => codec::encode_with_fds(&output, out),
         false => codec::encode_into(&output, out).map(|()| Vec::new()),
-    };
-    match panic::catch_unwind(AssertUnwindSafe(|| encode(out))) {
+    }));
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(output))) {
+        out.truncate(start);
+        let (message, location) = panics::describe(payload);
+        return Err(Failure::Panicked {
+            message: format!("while dropping the output: {message}"),
+            location,
+        });
+    }
+    match encoded {
         Ok(Ok(fds)) => Ok(fds),
         Ok(Err(message)) => {
             out.truncate(start);
@@ -195,14 +213,19 @@ fn run_erased<T: Task>(
         }
         Err(payload) => {
             out.truncate(start);
-            let (message, location) = panics::describe(payload);
-            let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
             Err(Failure::Codec {
                 direction: Direction::ToParent,
-                message: format!("panicked while encoding{at}: {message}"),
+                message: panicked_while("encoding", payload),
             })
         }
     }
+}
+
+/// "panicked while `doing` at <location>: <message>", for a panic payload.
+fn panicked_while(doing: &str, payload: Box<dyn std::any::Any + Send>) -> String {
+    let (message, location) = panics::describe(payload);
+    let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
+    format!("panicked while {doing}{at}: {message}")
 }
 
 fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {

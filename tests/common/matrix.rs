@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use procpool::{Direction, OutputStream, PoolBuilder, Side, Stdio, TaskError};
 use procpool_worker::{
-    read_tally, BadOutput, CStdioPrint, Fault, Reverse, Square, Tally, Undecodable, Unregistered,
-    WorkerPid,
+    read_tally, BadOutput, CStdioPrint, Fault, PanickyError, PanicsOnDecode, Reverse, Square,
+    Tally, Undecodable, Unregistered, WorkerPid,
 };
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
@@ -281,6 +281,48 @@ pub(crate) fn task_that_fails_to_decode_in_the_worker(b: PoolBuilder) {
     );
 }
 
+/// A panic in a task's `Deserialize`, in the worker, is a codec error of that task
+/// alone: the same worker runs the next one.
+pub(crate) fn a_panic_while_decoding_the_input_is_a_codec_error(b: PoolBuilder) {
+    let pool = b.workers(1).build().unwrap();
+    let before = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let e = pool.submit(PanicsOnDecode).unwrap().wait().unwrap_err();
+    assert!(
+        matches!(&e, TaskError::Codec { side: Side::Worker, direction: Direction::ToWorker, message }
+            if message.contains("panicked while decoding") && message.contains("refuses to decode")),
+        "{e:?}"
+    );
+    assert_eq!(pool.submit(WorkerPid).unwrap().wait(), Ok(before));
+}
+
+/// A panic in the `Drop` of a task's output, in the worker, is that task's panic: the
+/// same worker runs the next one.
+pub(crate) fn a_panic_while_dropping_the_output_is_a_panic(b: PoolBuilder) {
+    let pool = b.workers(1).build().unwrap();
+    let before = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let e = pool
+        .submit(BadOutput::PanicOnDrop)
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(&e, TaskError::Panicked { message, .. }
+            if message.contains("while dropping the output") && message.contains("refuses to be dropped")),
+        "{e:?}"
+    );
+    assert_eq!(pool.submit(WorkerPid).unwrap().wait(), Ok(before));
+}
+
+/// A panic in the `Display` of the error a task returned, in the worker, is that
+/// task's panic.
+pub(crate) fn a_panic_while_describing_the_error_is_a_panic(b: PoolBuilder) {
+    let e = one(b, PanickyError).unwrap_err();
+    assert!(
+        matches!(&e, TaskError::Panicked { message, .. } if message.contains("refuses to be printed")),
+        "{e:?}"
+    );
+}
+
 pub(crate) fn panic_while_encoding_the_output(b: PoolBuilder) {
     let e = one(b, BadOutput::PanicOnEncode).unwrap_err();
     assert!(
@@ -396,6 +438,9 @@ macro_rules! fault_matrix {
             unknown_task_is_named,
             task_that_fails_to_decode_in_the_worker,
             panic_while_encoding_the_output,
+            a_panic_while_decoding_the_input_is_a_codec_error,
+            a_panic_while_dropping_the_output_is_a_panic,
+            a_panic_while_describing_the_error_is_a_panic,
             output_that_fails_to_decode_in_the_parent,
             submit_after_shutdown_hands_the_task_back,
             captured_output_arrives_line_by_line,

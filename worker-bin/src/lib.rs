@@ -288,13 +288,64 @@ impl Task for Undecodable {
     }
 }
 
-/// An output whose encoding panics, or one the parent cannot decode.
+/// A task that fails with an error whose `Display` panics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PanickyError;
+
+/// The error of [`PanickyError`].
+#[derive(Debug)]
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("Unprintable refuses to be printed")
+    }
+}
+
+impl std::error::Error for Unprintable {}
+
+impl Task for PanickyError {
+    const NAME: &'static str = "procpool_worker::PanickyError";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Err(Box::new(Unprintable))
+    }
+}
+
+/// A task whose `Deserialize` panics in the worker.
+#[derive(Debug, Clone)]
+pub struct PanicsOnDecode;
+
+impl Serialize for PanicsOnDecode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PanicsOnDecode {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("PanicsOnDecode refuses to decode")
+    }
+}
+
+impl Task for PanicsOnDecode {
+    const NAME: &'static str = "procpool_worker::PanicsOnDecode";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Ok(0)
+    }
+}
+
+/// An output whose encoding panics, one the parent cannot decode, or one whose `Drop`
+/// panics in the worker.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub enum BadOutput {
     /// The output's `Serialize` panics in the worker.
     PanicOnEncode,
     /// The output encodes, but its `Deserialize` fails in the parent.
     FailOnDecode,
+    /// The output encodes, then its `Drop` panics in the worker.
+    PanicOnDrop,
 }
 
 /// The output of [`BadOutput`].
@@ -305,7 +356,7 @@ impl Serialize for Troublesome {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             BadOutput::PanicOnEncode => panic!("Troublesome refuses to encode"),
-            BadOutput::FailOnDecode => s.serialize_u8(1),
+            BadOutput::FailOnDecode | BadOutput::PanicOnDrop => s.serialize_u8(1),
         }
     }
 }
@@ -313,6 +364,14 @@ impl Serialize for Troublesome {
 impl<'de> Deserialize<'de> for Troublesome {
     fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
         Err(serde::de::Error::custom("Troublesome never decodes"))
+    }
+}
+
+impl Drop for Troublesome {
+    fn drop(&mut self) {
+        if matches!(self.0, BadOutput::PanicOnDrop) && !std::thread::panicking() {
+            panic!("Troublesome refuses to be dropped");
+        }
     }
 }
 
@@ -579,4 +638,6 @@ procpool::register!(
     MarkCleanExit,
     CStdioPrint,
     HoldCStdoutLock,
+    PanicsOnDecode,
+    PanickyError,
 );
