@@ -161,28 +161,31 @@ fn run_erased<T: Task>(
     let shares = fds.is_some();
     // The task's own types run user code at every step (`Deserialize`, `run`,
     // `Display`, `Serialize`, `Drop`): a panic in any of them is caught here and
-    // becomes this task's failure, and the worker goes on.
-    let decoded = panic::catch_unwind(AssertUnwindSafe(|| match fds {
-        Some(fds) => codec::decode_with_fds(input, fds),
-        None => codec::decode(input),
-    }))
-    .unwrap_or_else(|payload| Err(panicked_while("decoding", payload)));
-    let task: T = decoded.map_err(|message| Failure::Codec {
-        direction: Direction::ToWorker,
-        message,
-    })?;
-    let output = match panic::catch_unwind(AssertUnwindSafe(|| task.run())) {
-        Ok(Ok(output)) => output,
-        Ok(Err(error)) => {
-            // Described and dropped under the catch too.
-            let described = panic::catch_unwind(AssertUnwindSafe(move || chain(&*error)));
-            return Err(match described {
-                Ok(chain) => Failure::Failed { chain },
-                Err(payload) => {
-                    let (message, location) = panics::describe(payload);
-                    Failure::Panicked { message, location }
-                }
-            });
+    // becomes this task's failure, and the worker goes on. Two catches, each with a
+    // mark of how far it got, so that a task costs no more than two.
+    let mut decoded = false;
+    let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+        let task: T = match fds {
+            Some(fds) => codec::decode_with_fds(input, fds),
+            None => codec::decode(input),
+        }
+        .map_err(|message| Failure::Codec {
+            direction: Direction::ToWorker,
+            message,
+        })?;
+        decoded = true;
+        // A returned error is described and dropped under the catch too.
+        task.run().map_err(|error| Failure::Failed {
+            chain: chain(&*error),
+        })
+    }));
+    let output = match ran {
+        Ok(ran) => ran?,
+        Err(payload) if !decoded => {
+            return Err(Failure::Codec {
+                direction: Direction::ToWorker,
+                message: panicked_while("decoding", payload),
+            })
         }
         Err(payload) => {
             let (message, location) = panics::describe(payload);
@@ -190,19 +193,18 @@ fn run_erased<T: Task>(
         }
     };
     let start = out.len();
-    let encoded = panic::catch_unwind(AssertUnwindSafe(|| match shares {
-        true => codec::encode_with_fds(&output, out),
-        false => codec::encode_into(&output, out).map(|()| Vec::new()),
+    let mut encoded = false;
+    let sent = panic::catch_unwind(AssertUnwindSafe(|| {
+        let fds = match shares {
+            true => codec::encode_with_fds(&output, out),
+            false => codec::encode_into(&output, out).map(|()| Vec::new()),
+        };
+        encoded = true;
+        // The output is dropped under the catch too, once encoded.
+        drop(output);
+        fds
     }));
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(output))) {
-        out.truncate(start);
-        let (message, location) = panics::describe(payload);
-        return Err(Failure::Panicked {
-            message: format!("while dropping the output: {message}"),
-            location,
-        });
-    }
-    match encoded {
+    match sent {
         Ok(Ok(fds)) => Ok(fds),
         Ok(Err(message)) => {
             out.truncate(start);
@@ -211,11 +213,19 @@ fn run_erased<T: Task>(
                 message,
             })
         }
-        Err(payload) => {
+        Err(payload) if !encoded => {
             out.truncate(start);
             Err(Failure::Codec {
                 direction: Direction::ToParent,
                 message: panicked_while("encoding", payload),
+            })
+        }
+        Err(payload) => {
+            out.truncate(start);
+            let (message, location) = panics::describe(payload);
+            Err(Failure::Panicked {
+                message: format!("while dropping the output: {message}"),
+                location,
             })
         }
     }
