@@ -160,9 +160,11 @@ fn run_erased<T: Task>(
 ) -> Result<Vec<OwnedFd>, Failure> {
     let shares = fds.is_some();
     // The task's own types run user code at every step (`Deserialize`, `run`,
-    // `Display`, `Serialize`, `Drop`): a panic in any of them is caught here and
-    // becomes this task's failure, and the worker goes on. Two catches, each with a
-    // mark of how far it got, so that a task costs no more than two.
+    // `Display` and `source`, `Serialize`, `Drop`): a panic in any of them is caught
+    // here and becomes this task's failure, and the worker goes on. Two catches on
+    // the way of a task that succeeds, each with a mark of how far it got; a value is
+    // never dropped while a panic unwinds past it, where a second panic, in its
+    // `Drop`, would abort the worker.
     let mut decoded = false;
     let ran = panic::catch_unwind(AssertUnwindSafe(|| {
         let task: T = match fds {
@@ -174,13 +176,12 @@ fn run_erased<T: Task>(
             message,
         })?;
         decoded = true;
-        // A returned error is described and dropped under the catch too.
-        task.run().map_err(|error| Failure::Failed {
-            chain: chain(&*error),
-        })
+        Ok(task.run())
     }));
     let output = match ran {
-        Ok(ran) => ran?,
+        Ok(Ok(Ok(output))) => output,
+        Ok(Ok(Err(error))) => return Err(failed(error)),
+        Ok(Err(failure)) => return Err(failure),
         Err(payload) if !decoded => {
             return Err(Failure::Codec {
                 direction: Direction::ToWorker,
@@ -193,17 +194,23 @@ fn run_erased<T: Task>(
         }
     };
     let start = out.len();
+    // Dropped under the catch once encoded; if the encoding panics, under a catch of
+    // its own after that one.
+    let mut output = Some(output);
     let mut encoded = false;
     let sent = panic::catch_unwind(AssertUnwindSafe(|| {
+        let value = output.as_ref().expect("taken only here");
         let fds = match shares {
-            true => codec::encode_with_fds(&output, out),
-            false => codec::encode_into(&output, out).map(|()| Vec::new()),
+            true => codec::encode_with_fds(value, out),
+            false => codec::encode_into(value, out).map(|()| Vec::new()),
         };
         encoded = true;
-        // The output is dropped under the catch too, once encoded.
-        drop(output);
+        drop(output.take());
         fds
     }));
+    if let Some(output) = output.take() {
+        drop_quietly(output);
+    }
     match sent {
         Ok(Ok(fds)) => Ok(fds),
         Ok(Err(message)) => {
@@ -228,6 +235,38 @@ fn run_erased<T: Task>(
                 location,
             })
         }
+    }
+}
+
+/// The failure for an error a task returned: its chain of messages, or the panic of
+/// its `Display` or `source`, or of its `Drop`, each under a catch of its own.
+fn failed(error: BoxError) -> Failure {
+    let described = panic::catch_unwind(AssertUnwindSafe(|| chain(&*error)));
+    let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(error)));
+    match (described, dropped) {
+        (Err(payload), dropped) => {
+            if let Err(second) = dropped {
+                std::mem::forget(second);
+            }
+            let (message, location) = panics::describe(payload);
+            Failure::Panicked { message, location }
+        }
+        (Ok(_), Err(payload)) => {
+            let (message, location) = panics::describe(payload);
+            Failure::Panicked {
+                message: format!("while dropping the error: {message}"),
+                location,
+            }
+        }
+        (Ok(chain), Ok(())) => Failure::Failed { chain },
+    }
+}
+
+/// Drops `value` after a panic has been caught: a panic of its `Drop` is caught too,
+/// and its payload leaked rather than dropped (whose `Drop` could panic in turn).
+fn drop_quietly<V>(value: V) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        std::mem::forget(payload);
     }
 }
 

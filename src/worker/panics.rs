@@ -23,6 +23,10 @@ pub(crate) fn install_hook() {
 }
 
 /// The message of a caught panic payload, and where this thread last panicked.
+///
+/// The payload is dropped under a catch: one made with `panic_any` may be of a type
+/// whose `Drop` panics, which must not unwind out of the worker (a second payload
+/// from that is leaked, not dropped).
 pub(crate) fn describe(payload: Box<dyn Any + Send>) -> (String, Option<String>) {
     let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
@@ -32,5 +36,8 @@ pub(crate) fn describe(payload: Box<dyn Any + Send>) -> (String, Option<String>)
         "<non-string panic payload>".to_owned()
     };
     let location = LAST_LOCATION.with(|slot| slot.borrow_mut().take());
+    if let Err(second) = panic::catch_unwind(panic::AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
     (message, location)
 }

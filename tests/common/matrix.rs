@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use procpool::{Direction, OutputStream, PoolBuilder, Side, Stdio, TaskError};
 use procpool_worker::{
-    read_tally, BadOutput, CStdioPrint, Fault, PanickyError, PanicsOnDecode, Reverse, Square,
-    Tally, Undecodable, Unregistered, WorkerPid,
+    read_tally, BadOutput, CStdioPrint, Fault, PanickyError, PanicsOnDecode, PanicsWithBadPayload,
+    Reverse, Square, Tally, Undecodable, Unregistered, WorkerPid,
 };
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
@@ -314,13 +314,64 @@ pub(crate) fn a_panic_while_dropping_the_output_is_a_panic(b: PoolBuilder) {
 }
 
 /// A panic in the `Display` of the error a task returned, in the worker, is that
-/// task's panic.
+/// task's panic, and so is one in its `Drop` after that (which, were the error dropped
+/// while the first panic unwound, would abort the worker): the same worker runs the
+/// next task.
 pub(crate) fn a_panic_while_describing_the_error_is_a_panic(b: PoolBuilder) {
-    let e = one(b, PanickyError).unwrap_err();
-    assert!(
-        matches!(&e, TaskError::Panicked { message, .. } if message.contains("refuses to be printed")),
-        "{e:?}"
+    same_worker_after(
+        b,
+        PanickyError,
+        |e| matches!(e, TaskError::Panicked { message, .. } if message.contains("refuses to be printed")),
     );
+}
+
+/// A panic in an output's `Serialize`, then in its `Drop`, is a codec error of that
+/// task alone.
+pub(crate) fn a_panic_while_encoding_then_dropping_is_a_codec_error(b: PoolBuilder) {
+    same_worker_after(b, BadOutput::PanicOnEncodeAndDrop, |e| {
+        matches!(e, TaskError::Codec { side: Side::Worker, direction: Direction::ToParent, message }
+            if message.contains("panicked while encoding"))
+    });
+}
+
+/// A panic whose payload panics when dropped (`panic_any`) is still that task's panic.
+pub(crate) fn a_panic_payload_that_panics_when_dropped_is_a_panic(b: PoolBuilder) {
+    same_worker_after(b, PanicsWithBadPayload, |e| e.is_panic());
+}
+
+/// Panics in the `Deserialize` of a map's inputs, which run in batches: each is that
+/// input's codec error, and the same worker runs the next task.
+pub(crate) fn panics_while_decoding_map_inputs_are_codec_errors(b: PoolBuilder) {
+    let pool = b.workers(1).build().unwrap();
+    let before = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let outs: Vec<_> = pool.map((0..5).map(|_| PanicsOnDecode)).collect();
+    assert_eq!(outs.len(), 5);
+    for out in outs {
+        let e = out.unwrap_err();
+        assert!(
+            matches!(&e, TaskError::Codec { side: Side::Worker, direction: Direction::ToWorker, message }
+                if message.contains("panicked while decoding")),
+            "{e:?}"
+        );
+    }
+    assert_eq!(pool.submit(WorkerPid).unwrap().wait(), Ok(before));
+}
+
+/// Runs `task` on a one-worker pool between two `WorkerPid`s: its error must pass
+/// `expected`, and the same worker must run the task after it.
+fn same_worker_after<T: procpool::Task>(
+    b: PoolBuilder,
+    task: T,
+    expected: impl Fn(&TaskError) -> bool,
+) {
+    let pool = b.workers(1).build().unwrap();
+    let before = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    let e = match pool.submit(task).unwrap().wait() {
+        Ok(_) => panic!("the task succeeded"),
+        Err(e) => e,
+    };
+    assert!(expected(&e), "{e:?}");
+    assert_eq!(pool.submit(WorkerPid).unwrap().wait(), Ok(before));
 }
 
 pub(crate) fn panic_while_encoding_the_output(b: PoolBuilder) {
@@ -441,6 +492,9 @@ macro_rules! fault_matrix {
             a_panic_while_decoding_the_input_is_a_codec_error,
             a_panic_while_dropping_the_output_is_a_panic,
             a_panic_while_describing_the_error_is_a_panic,
+            a_panic_while_encoding_then_dropping_is_a_codec_error,
+            a_panic_payload_that_panics_when_dropped_is_a_panic,
+            panics_while_decoding_map_inputs_are_codec_errors,
             output_that_fails_to_decode_in_the_parent,
             submit_after_shutdown_hands_the_task_back,
             captured_output_arrives_line_by_line,

@@ -302,6 +302,34 @@ impl std::fmt::Display for Unprintable {
     }
 }
 
+impl Drop for Unprintable {
+    /// Panics even while a panic unwinds: dropped then, it would abort the process.
+    fn drop(&mut self) {
+        panic!("Unprintable refuses to be dropped");
+    }
+}
+
+/// A task that panics with a payload whose own `Drop` panics (`panic_any`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PanicsWithBadPayload;
+
+/// The payload of [`PanicsWithBadPayload`].
+struct BadPayload;
+
+impl Drop for BadPayload {
+    fn drop(&mut self) {
+        panic!("BadPayload refuses to be dropped");
+    }
+}
+
+impl Task for PanicsWithBadPayload {
+    const NAME: &'static str = "procpool_worker::PanicsWithBadPayload";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        std::panic::panic_any(BadPayload)
+    }
+}
+
 impl std::error::Error for Unprintable {}
 
 impl Task for PanickyError {
@@ -346,6 +374,9 @@ pub enum BadOutput {
     FailOnDecode,
     /// The output encodes, then its `Drop` panics in the worker.
     PanicOnDrop,
+    /// The output's `Serialize` panics, and so does its `Drop`, even while that first
+    /// panic unwinds (where it would abort the process).
+    PanicOnEncodeAndDrop,
 }
 
 /// The output of [`BadOutput`].
@@ -355,7 +386,9 @@ pub struct Troublesome(BadOutput);
 impl Serialize for Troublesome {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
-            BadOutput::PanicOnEncode => panic!("Troublesome refuses to encode"),
+            BadOutput::PanicOnEncode | BadOutput::PanicOnEncodeAndDrop => {
+                panic!("Troublesome refuses to encode")
+            }
             BadOutput::FailOnDecode | BadOutput::PanicOnDrop => s.serialize_u8(1),
         }
     }
@@ -369,7 +402,12 @@ impl<'de> Deserialize<'de> for Troublesome {
 
 impl Drop for Troublesome {
     fn drop(&mut self) {
-        if matches!(self.0, BadOutput::PanicOnDrop) && !std::thread::panicking() {
+        let panics = match self.0 {
+            BadOutput::PanicOnDrop => !std::thread::panicking(),
+            BadOutput::PanicOnEncodeAndDrop => true,
+            _ => false,
+        };
+        if panics {
             panic!("Troublesome refuses to be dropped");
         }
     }
@@ -640,4 +678,5 @@ procpool::register!(
     HoldCStdoutLock,
     PanicsOnDecode,
     PanickyError,
+    PanicsWithBadPayload,
 );
