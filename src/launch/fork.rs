@@ -475,9 +475,12 @@ impl Events {
     /// kill its workers and exit), and the caller records it as gone.
     fn read_from(&self, sock: &OwnedFd) {
         let mut buf = vec![0u8; msg::MAX_PACKET];
+        let mut fds = Vec::new();
         loop {
-            let len = match sys::recv_packet(sock.as_fd(), &mut buf) {
-                Ok(Some((len, _fds))) => len,
+            // The server sends no descriptors; any that came are closed here.
+            fds.clear();
+            let len = match sys::recv_packet(sock.as_fd(), &mut buf, &mut fds) {
+                Ok(Some(len)) => len,
                 Ok(None) | Err(_) => return,
             };
             let Ok(message) = msg::decode::<FromServer>(&buf[..len]) else {

@@ -84,7 +84,7 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             continue;
         }
         fds.clear();
-        let len = match sys::recv_packet_in_place(sock.as_fd(), &mut buf, &mut fds) {
+        let len = match sys::recv_packet(sock.as_fd(), &mut buf, &mut fds) {
             Ok(Some(len)) => len,
             Ok(None) => break 0,
             Err(e) => {

@@ -597,40 +597,18 @@ pub(crate) fn send_packet(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> 
     }
 }
 
-/// Receives one packet into `buf`: its length and the descriptors that came with it.
-/// `Ok(None)` once the other end is closed.
+/// Receives one packet into `buf`: its length. The descriptors that came with it are
+/// added to `fds`. `Ok(None)` once the other end is closed.
+///
+/// It allocates nothing (the fork server's loop must not, between forks: each page
+/// the server writes to while children share its memory is copied, and the
+/// allocator's bookkeeping is spread over several pages). The control data goes
+/// through a buffer on the stack, and `fds` is the caller's (with room for them).
 ///
 /// # Errors
-/// A packet longer than `buf` (or with more descriptors than expected) is an error, not
-/// a silent truncation.
+/// A packet longer than `buf`, or with more descriptors than the control buffer
+/// holds, is an error, not a silent truncation.
 pub(crate) fn recv_packet(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
-    use nix::sys::socket::MsgFlags;
-    let mut fds = Vec::new();
-    let (n, flags) = recv_keeping_fds(sock, buf, &mut fds)?;
-    if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "packet or its descriptors truncated",
-        ));
-    }
-    if n == 0 && fds.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some((n, fds)))
-}
-
-/// [`recv_packet`] for the fork server's loop, which allocates nothing between forks:
-/// each page the server writes to while children share its memory is copied, and the
-/// allocator's bookkeeping is spread over several pages. The control data goes
-/// through a buffer on the stack, and the descriptors into `fds`, which the caller
-/// keeps (with room for them). `Ok(None)` once the other end is closed.
-///
-/// # Errors
-/// As [`recv_packet`].
-pub(crate) fn recv_packet_in_place(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
@@ -690,24 +668,18 @@ pub(crate) fn recv_packet_in_place(
 }
 
 /// [`wait_readable`] for the fork server's loop, without allocating (see
-/// [`recv_packet_in_place`]): waits on the first `count` of `fds` (at most three).
+/// [`recv_packet`]): waits on the first `count` of `fds` (at most three).
 pub(crate) fn wait_readable_in_place(
     fds: [BorrowedFd<'_>; 3],
     count: usize,
 ) -> io::Result<[bool; 3]> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::poll::{PollFd, PollFlags};
     let mut polls = fds.map(|fd| PollFd::new(fd, PollFlags::POLLIN));
     let polls = &mut polls[..count.min(3)];
-    loop {
-        match poll(polls, PollTimeout::NONE) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-            Ok(_) => break,
-        }
-    }
+    poll_forever(polls)?;
     let mut ready = [false; 3];
     for (r, p) in ready.iter_mut().zip(polls.iter()) {
-        *r = p.revents().is_some_and(|r| !r.is_empty());
+        *r = has_event(p);
     }
     Ok(ready)
 }
@@ -797,22 +769,29 @@ pub(crate) fn bytes_unread(fd: BorrowedFd<'_>) -> io::Result<usize> {
 
 /// Waits until at least one of `fds` is readable or closed; says which.
 pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::poll::{PollFd, PollFlags};
     let mut polls: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
+    poll_forever(&mut polls)?;
+    Ok(polls.iter().map(has_event).collect())
+}
+
+/// `poll` without a timeout, again after an interruption.
+fn poll_forever(polls: &mut [nix::poll::PollFd<'_>]) -> io::Result<()> {
     loop {
-        match poll(&mut polls, PollTimeout::NONE) {
+        match nix::poll::poll(polls, nix::poll::PollTimeout::NONE) {
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
-            Ok(_) => break,
+            Ok(_) => return Ok(()),
         }
     }
-    Ok(polls
-        .iter()
-        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-        .collect())
+}
+
+/// Whether `poll` reported anything for this descriptor (data, end or error).
+fn has_event(poll: &nix::poll::PollFd<'_>) -> bool {
+    poll.revents().is_some_and(|r| !r.is_empty())
 }
 
 /// Forks the calling process. Returns the child's pid in the parent and `None` in the
@@ -1052,7 +1031,7 @@ mod tests {
             &[pipe_r.as_raw_fd(), pipe_w.as_raw_fd()],
         )
         .unwrap();
-        let n = recv_packet_in_place(ours.as_fd(), &mut buf, &mut fds).unwrap();
+        let n = recv_packet(ours.as_fd(), &mut buf, &mut fds).unwrap();
         assert_eq!((n, &buf[..5], fds.len()), (Some(5), &b"spawn"[..], 2));
         // The descriptors are new ones, open in this process.
         assert!(fds.iter().all(|fd| fd.as_raw_fd() != pipe_r.as_raw_fd()));
@@ -1060,16 +1039,16 @@ mod tests {
 
         fds.clear();
         send_packet(theirs.as_fd(), &[7; 17], &[]).unwrap();
-        assert!(recv_packet_in_place(ours.as_fd(), &mut buf, &mut fds).is_err());
+        assert!(recv_packet(ours.as_fd(), &mut buf, &mut fds).is_err());
 
         let many = [pipe_r.as_raw_fd(); 13];
         send_packet(theirs.as_fd(), b"x", &many).unwrap();
         fds.clear();
-        assert!(recv_packet_in_place(ours.as_fd(), &mut buf, &mut fds).is_err());
+        assert!(recv_packet(ours.as_fd(), &mut buf, &mut fds).is_err());
 
         drop(theirs);
         fds.clear();
-        let closed = recv_packet_in_place(ours.as_fd(), &mut buf, &mut fds).unwrap();
+        let closed = recv_packet(ours.as_fd(), &mut buf, &mut fds).unwrap();
         assert_eq!(closed, None);
     }
 
