@@ -110,6 +110,22 @@ pub enum TaskError {
         /// The worker executable.
         worker: String,
     },
+    /// A task of this name is registered, but not for the task's concrete types: a
+    /// generic task (one `NAME` for every `T`) submitted as an instantiation that was
+    /// not registered, or a worker binary built with other types under the name. The
+    /// task did not run.
+    #[error("task {name:?} is registered in the {} for {}, not for {submitted}", place(*side), registered.join(", "))]
+    WrongTypes {
+        /// The task's name.
+        name: String,
+        /// The types submitted, as `Task -> Output`.
+        submitted: String,
+        /// The types registered under the name, each as `Task -> Output`.
+        registered: Vec<String>,
+        /// Where the mismatch was found: the parent checks before it sends, the
+        /// worker on receipt.
+        side: Side,
+    },
     /// No worker could be started to run the task.
     #[error("no worker could be started: {message}")]
     WorkerStart {
@@ -212,6 +228,10 @@ impl TaskError {
     /// The worker does not know the task.
     pub fn is_unknown_task(&self) -> bool {
         matches!(self, TaskError::UnknownTask { .. })
+    }
+    /// The task's name is registered for other types.
+    pub fn is_wrong_types(&self) -> bool {
+        matches!(self, TaskError::WrongTypes { .. })
     }
     /// No worker could be started.
     pub fn is_worker_start(&self) -> bool {

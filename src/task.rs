@@ -4,7 +4,9 @@
 //! type, no hand-kept list. Nothing about the parent's memory layout crosses the wire;
 //! only the task's stable [`Task::NAME`] and its serde encoding.
 
+use std::any::TypeId;
 use std::collections::HashMap;
+use std::fmt;
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
@@ -12,7 +14,7 @@ use std::sync::OnceLock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::Direction;
+use crate::error::{Direction, Side, TaskError};
 use crate::wire::codec;
 use crate::wire::frame::Failure;
 use crate::worker::panics;
@@ -56,12 +58,13 @@ pub trait Task: Serialize + DeserializeOwned + 'static {
     fn run(self) -> Result<Self::Output, BoxError>;
 }
 
-/// A registered task: its name and its type-erased runner. Made by
+/// A registered task: its name, its concrete types and its type-erased runner. Made by
 /// [`register!`](crate::register); not meant to be built by hand.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Registration {
     name: &'static str,
+    types: TaskTypes,
     run: Runner,
 }
 
@@ -70,6 +73,7 @@ impl Registration {
     pub const fn of<T: Task>() -> Registration {
         Registration {
             name: T::NAME,
+            types: TaskTypes::of::<T>(),
             run: run_erased::<T>,
         }
     }
@@ -77,9 +81,61 @@ impl Registration {
 
 inventory::collect!(Registration);
 
+/// The concrete types of a task, its own and its output's: a generic task has one
+/// `NAME` for every instantiation, and these tell them apart.
+#[derive(Clone, Copy)]
+pub(crate) struct TaskTypes {
+    task: fn() -> &'static str,
+    output: fn() -> &'static str,
+    id: fn() -> TypeId,
+}
+
+impl TaskTypes {
+    pub(crate) const fn of<T: Task>() -> TaskTypes {
+        TaskTypes::pair::<T, T::Output>()
+    }
+
+    /// A task type `T` with the output `O`.
+    pub(crate) const fn pair<T: 'static, O: 'static>() -> TaskTypes {
+        TaskTypes {
+            task: std::any::type_name::<T>,
+            output: std::any::type_name::<O>,
+            id: TypeId::of::<T>,
+        }
+    }
+
+    /// `Task -> Output`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} -> {}", (self.task)(), (self.output)())
+    }
+
+    /// What crosses the wire: a hash of both type names (FNV-1a, the same in every
+    /// build). Type names are what a separately built worker can compare; the standard
+    /// library does not promise them stable across compiler versions, so a worker
+    /// built by another compiler may refuse a task it could run, and never the other
+    /// way round.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let names = [(self.task)().as_bytes(), &[0], (self.output)().as_bytes()];
+        for byte in names.into_iter().flatten() {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        hash
+    }
+}
+
+impl fmt::Debug for TaskTypes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 /// Registers task types so that worker processes can run them.
 ///
-/// Put it next to the types, in a crate that both the parent and the worker link.
+/// Put it next to the types, in a crate that both the parent and the worker link. A
+/// generic task is registered once per instantiation it runs as
+/// (`register!(Double<u32>, Double<f64>)`); an instantiation that was not registered
+/// ends in [`TaskError::WrongTypes`](crate::TaskError::WrongTypes).
 ///
 /// ```ignore
 /// procpool::register!(Square, ParseFile);
@@ -95,32 +151,76 @@ macro_rules! register {
     };
 }
 
-/// Every registered task by name. Two registrations under one name are a bug in the
-/// program; the first one wins and [`duplicate_names`] reports the clash.
-fn registry() -> &'static HashMap<&'static str, &'static Registration> {
-    static REGISTRY: OnceLock<HashMap<&'static str, &'static Registration>> = OnceLock::new();
+/// One registration of a name, with its fingerprint worked out once.
+struct Entry {
+    registration: &'static Registration,
+    fingerprint: u64,
+}
+
+/// Every registered task by name: one entry per instantiation. The same types
+/// registered twice under one name are a bug in the program; the first one wins and
+/// [`duplicate_names`] reports the clash.
+fn registry() -> &'static HashMap<&'static str, Vec<Entry>> {
+    static REGISTRY: OnceLock<HashMap<&'static str, Vec<Entry>>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let mut map = HashMap::new();
-        for reg in inventory::iter::<Registration> {
-            map.entry(reg.name).or_insert(reg);
+        let mut map: HashMap<&'static str, Vec<Entry>> = HashMap::new();
+        for registration in inventory::iter::<Registration> {
+            let fingerprint = registration.types.fingerprint();
+            let entries = map.entry(registration.name).or_default();
+            if entries.iter().all(|e| e.fingerprint != fingerprint) {
+                entries.push(Entry {
+                    registration,
+                    fingerprint,
+                });
+            }
         }
         map
     })
 }
 
-/// Names registered more than once in this binary.
+/// Names registered more than once for the same types in this binary.
 pub(crate) fn duplicate_names() -> Vec<&'static str> {
     let mut seen = HashMap::new();
     for reg in inventory::iter::<Registration> {
-        *seen.entry(reg.name).or_insert(0usize) += 1;
+        *seen
+            .entry((reg.name, reg.types.fingerprint()))
+            .or_insert(0usize) += 1;
     }
     let mut dups: Vec<_> = seen
         .into_iter()
         .filter(|&(_, n)| n > 1)
-        .map(|(k, _)| k)
+        .map(|((name, _), _)| name)
         .collect();
     dups.sort_unstable();
+    dups.dedup();
     dups
+}
+
+/// The parent's check before it sends a task: the fingerprint of `T`'s types, or, if
+/// this program registered `T::NAME` for other types only, the error that says so. A
+/// name this program did not register at all is left to the worker to judge.
+pub(crate) fn fingerprint_of<T: Task>() -> Result<u64, TaskError> {
+    let types = TaskTypes::of::<T>();
+    let Some(entries) = registry().get(T::NAME) else {
+        return Ok(types.fingerprint());
+    };
+    let id = TypeId::of::<T>();
+    match entries.iter().find(|e| (e.registration.types.id)() == id) {
+        Some(entry) => Ok(entry.fingerprint),
+        None => Err(TaskError::WrongTypes {
+            name: T::NAME.to_owned(),
+            submitted: types.describe(),
+            registered: described(entries),
+            side: Side::Parent,
+        }),
+    }
+}
+
+fn described(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| e.registration.types.describe())
+        .collect()
 }
 
 /// A registered task's runner: decodes the input, runs the task (panics caught) and
@@ -129,28 +229,46 @@ pub(crate) fn duplicate_names() -> Vec<&'static str> {
 pub(crate) type Runner =
     fn(&[u8], Option<Vec<OwnedFd>>, &mut Vec<u8>) -> Result<Vec<OwnedFd>, Failure>;
 
-/// The runner of the task `name`, or the failure every run of it gets.
-pub(crate) fn find(name: &str) -> Result<Runner, Failure> {
-    match registry().get(name) {
-        Some(reg) => Ok(reg.run),
-        None => Err(Failure::UnknownTask {
+/// The runner of the task `name` whose types have the fingerprint `types`, or the
+/// failure every run of it gets.
+pub(crate) fn find(name: &str, types: u64) -> Result<Runner, Failure> {
+    find_in(registry(), name, types)
+}
+
+/// [`find`] in a given registry.
+fn find_in(
+    registry: &HashMap<&'static str, Vec<Entry>>,
+    name: &str,
+    types: u64,
+) -> Result<Runner, Failure> {
+    let Some(entries) = registry.get(name) else {
+        return Err(Failure::UnknownTask {
             name: name.to_owned(),
             worker: std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "<unknown executable>".to_owned()),
+        });
+    };
+    match entries.iter().find(|e| e.fingerprint == types) {
+        Some(entry) => Ok(entry.registration.run),
+        None => Err(Failure::WrongTypes {
+            name: name.to_owned(),
+            registered: described(entries),
         }),
     }
 }
 
-/// Runs the task `name` on the encoded `input`, whose shared buffers are `fds`,
-/// appending the encoded output to `out`; returns the output's shared buffers.
+/// Runs the task `name` (types: `types`) on the encoded `input`, whose shared buffers
+/// are `fds`, appending the encoded output to `out`; returns the output's shared
+/// buffers.
 pub(crate) fn run(
     name: &str,
+    types: u64,
     input: &[u8],
     fds: Vec<OwnedFd>,
     out: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, Failure> {
-    find(name)?(input, Some(fds), out)
+    find(name, types)?(input, Some(fds), out)
 }
 
 fn run_erased<T: Task>(
@@ -285,4 +403,77 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
         source = e.source();
     }
     chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Halve<T>(T);
+
+    impl<T: Serialize + DeserializeOwned + 'static> Task for Halve<T> {
+        const NAME: &'static str = "tests::Halve";
+        type Output = T;
+        fn run(self) -> Result<T, BoxError> {
+            Ok(self.0)
+        }
+    }
+
+    fn registry_of(registrations: &'static [Registration]) -> HashMap<&'static str, Vec<Entry>> {
+        let mut map: HashMap<&'static str, Vec<Entry>> = HashMap::new();
+        for registration in registrations {
+            map.entry(registration.name).or_default().push(Entry {
+                registration,
+                fingerprint: registration.types.fingerprint(),
+            });
+        }
+        map
+    }
+
+    #[test]
+    fn each_instantiation_has_its_own_fingerprint() {
+        let of = |types: TaskTypes| types.fingerprint();
+        let u32s = of(TaskTypes::of::<Halve<u32>>());
+        assert_eq!(u32s, of(TaskTypes::of::<Halve<u32>>()));
+        assert_ne!(u32s, of(TaskTypes::of::<Halve<i32>>()));
+        assert_ne!(u32s, of(TaskTypes::of::<Halve<f64>>()));
+        assert!(TaskTypes::of::<Halve<u32>>()
+            .describe()
+            .ends_with("Halve<u32> -> u32"));
+    }
+
+    #[test]
+    fn the_worker_runs_only_the_instantiation_it_was_sent() {
+        static REGISTERED: [Registration; 2] = [
+            Registration::of::<Halve<u32>>(),
+            Registration::of::<Halve<u64>>(),
+        ];
+        let registry = registry_of(&REGISTERED);
+        let fingerprint = |types: TaskTypes| types.fingerprint();
+        assert!(find_in(
+            &registry,
+            "tests::Halve",
+            fingerprint(TaskTypes::of::<Halve<u64>>())
+        )
+        .is_ok());
+        let wrong = find_in(
+            &registry,
+            "tests::Halve",
+            fingerprint(TaskTypes::of::<Halve<i32>>()),
+        );
+        let Err(Failure::WrongTypes { name, registered }) = wrong else {
+            panic!("an unregistered instantiation ran");
+        };
+        assert_eq!(name, "tests::Halve");
+        assert_eq!(registered.len(), 2);
+        assert!(
+            registered[0].ends_with("Halve<u32> -> u32"),
+            "{registered:?}"
+        );
+        assert!(matches!(
+            find_in(&registry, "tests::Other", 0),
+            Err(Failure::UnknownTask { .. })
+        ));
+    }
 }

@@ -387,7 +387,10 @@ fn main() {
         return;
     }
     let args = Arguments::from_args();
-    let specific: [(&str, fn()); 9] = [
+    let specific: [(&str, fn()); 10] = [
+        ("a_killed_fork_server_s_idle_workers_cost_no_task", || {
+            common::matrix::a_killed_fork_server_s_idle_workers_cost_no_task(builder())
+        }),
         (
             "workers_are_forked_by_one_server",
             workers_are_forked_by_one_server,

@@ -12,8 +12,16 @@ use std::time::Duration;
 use procpool::{Launch, Pool, PoolBuilder, TaskError};
 use procpool_worker::{MakeShared, Square};
 
-/// `Response::Ready`: variant 0, then the header length (1) as u32 little endian.
-const READY: &[u8] = &[0, 1, 0, 0, 0];
+/// The protocol this procpool speaks (`wire::frame::PROTOCOL`).
+const PROTOCOL: u8 = 2;
+
+/// `Response::Ready { protocol, release }`: variant 0, the protocol (one byte while
+/// under 251), the release as a string (its length, then its bytes).
+fn ready(protocol: u8, release: &str) -> Vec<u8> {
+    let mut header = vec![0, protocol, release.len() as u8];
+    header.extend_from_slice(release.as_bytes());
+    header
+}
 /// `Response::Output { id: 7, fds: 0 }` with an empty payload: no task #7 was sent.
 const OUTPUT_FOR_TASK_7: &[u8] = &[1, 7, 0, 3, 0, 0, 0];
 /// A header length that points past the start of the frame.
@@ -49,8 +57,11 @@ fn impostor() {
     };
     if mode == "garbage-setup" {
         reply(GARBAGE);
+    } else if mode == "other-protocol" {
+        // A worker built from another procpool version.
+        reply(&with_length(ready(PROTOCOL - 1, "0.0.9")));
     } else {
-        reply(READY);
+        reply(&with_length(ready(PROTOCOL, env!("CARGO_PKG_VERSION"))));
         let request = recv(); // Run, or Batch for a map
                               // `Request::Batch { id, .. }`: variant 4, then the id (one byte while under 251).
         let batch_id = (request[0] == 4).then(|| request[1]);
@@ -84,6 +95,13 @@ fn impostor() {
     }
     // Stay: the parent has to get rid of a misbehaving worker itself.
     std::thread::sleep(Duration::from_secs(60));
+}
+
+/// A header followed by its length, u32 little endian: a frame with no payload.
+fn with_length(mut header: Vec<u8>) -> Vec<u8> {
+    let len = header.len() as u32;
+    header.extend_from_slice(&len.to_le_bytes());
+    header
 }
 
 /// Sends `frame` with the descriptor of a new memory file of `len` bytes, its size
@@ -153,6 +171,22 @@ fn a_garbage_setup_answer_is_a_failed_start() {
     let e = pool.submit(Square(3)).unwrap().wait().unwrap_err();
     assert!(e.is_worker_start(), "{e:?}");
     assert!(e.to_string().contains("malformed"), "{e}");
+}
+
+/// A worker built from another procpool version announces its protocol in its
+/// `Ready`: its start fails with an error that names both protocols.
+#[test]
+fn a_worker_of_another_protocol_is_a_start_error_naming_both() {
+    let pool = impostor_pool("other-protocol").build().unwrap();
+    let e = pool.submit(Square(3)).unwrap().wait().unwrap_err();
+    assert!(e.is_worker_start(), "{e:?}");
+    let message = e.to_string();
+    let theirs = format!("speaks procpool protocol {}", PROTOCOL - 1);
+    let ours = format!("this pool speaks protocol {PROTOCOL}");
+    assert!(
+        message.contains(&theirs) && message.contains(&ours),
+        "{message}"
+    );
 }
 
 #[test]

@@ -37,6 +37,7 @@ impl Config {
     /// The `Setup` frame every worker gets first: the pool's limits and its context.
     pub(crate) fn setup_frame(&self) -> Vec<u8> {
         let setup = Request::Setup {
+            protocol: frame::PROTOCOL,
             memory_limit: self.max_memory,
             core_dumps: self.core_dumps,
             has_context: self.context.is_some(),

@@ -15,7 +15,7 @@ use super::map::{Map, MapUnordered};
 use crate::error::{BuildError, Direction, Side, SubmitError, SubmitErrorKind, TaskError};
 use crate::launch::exec::SpawnSettings;
 use crate::launch::Spawner;
-use crate::task::Task;
+use crate::task::{self, Task, TaskTypes};
 use crate::wire::codec;
 use crate::wire::frame::{self, Request};
 use crate::worker::output::OutputReader;
@@ -222,15 +222,27 @@ impl Pool {
         if let Err(kind) = self.shared.gate.acquire(block) {
             return Err(SubmitError::new(task, kind));
         }
-        // From here the ticket holds the in-flight place; its outcome gives it back.
+        // From here the ticket holds the in-flight place; its outcome gives it back, or
+        // its drop if it never gets one (a panic in the task's `Serialize` unwinds
+        // from here to the caller).
         let ticket = Arc::new(Ticket::new(Some(self.shared.gate.clone())));
         let id = self.shared.new_id();
+        // Checked before anything is encoded: never sent as types a worker would read
+        // as others.
+        let types = match task::fingerprint_of::<T>() {
+            Ok(types) => types,
+            Err(error) => {
+                ticket.complete(Err(error));
+                return Ok(ticket);
+            }
+        };
         let mut bytes = Vec::new();
         let frame = match codec::encode_with_fds(&task, &mut bytes) {
             Ok(fds) => {
                 let header = Request::Run {
                     id,
                     task: T::NAME.to_owned(),
+                    types,
                     fds: fds.len() as u32,
                 };
                 Encoded {
@@ -252,6 +264,7 @@ impl Pool {
             attempts: 0,
             ticket: ticket.clone(),
             work: Work::One(frame),
+            types: TaskTypes::of::<T>(),
         };
         if self.send(job) {
             Ok(ticket)
@@ -260,8 +273,13 @@ impl Pool {
         }
     }
 
-    /// Queues a batch of a map, waiting for room. It takes one in-flight place.
-    pub(crate) fn enqueue_batch(&self, mut batch: Batch) -> Result<Arc<Ticket>, TaskError> {
+    /// Queues a batch of a map of tasks of `types`, waiting for room. It takes one
+    /// in-flight place.
+    pub(crate) fn enqueue_batch(
+        &self,
+        mut batch: Batch,
+        types: TaskTypes,
+    ) -> Result<Arc<Ticket>, TaskError> {
         let refused = |kind| TaskError::from(SubmitError::new((), kind));
         self.shared.gate.acquire(true).map_err(refused)?;
         let ticket = Arc::new(Ticket::new(Some(self.shared.gate.clone())));
@@ -272,6 +290,7 @@ impl Pool {
             attempts: 0,
             ticket: ticket.clone(),
             work: Work::Batch(batch),
+            types,
         };
         if self.send(job) {
             Ok(ticket)
@@ -280,17 +299,12 @@ impl Pool {
         }
     }
 
-    /// Hands a job to the supervisors; `false` (and its in-flight place given back) if
-    /// the pool has stopped taking jobs.
+    /// Hands a job to the supervisors; `false` if the pool has stopped taking jobs
+    /// (the job is dropped, and its ticket with it gives its in-flight place back).
     fn send(&self, job: Job) -> bool {
-        let sent = lock(&self.intake)
+        lock(&self.intake)
             .as_ref()
-            .is_some_and(|tx| tx.send(job).is_ok());
-        if !sent {
-            // Never queued: the ticket was dropped unsettled, so give its place back.
-            self.shared.gate.release();
-        }
-        sent
+            .is_some_and(|tx| tx.send(job).is_ok())
     }
 }
 

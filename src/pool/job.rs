@@ -10,6 +10,7 @@ use crossbeam_channel::Sender;
 
 use super::gate::Gate;
 use crate::error::TaskError;
+use crate::task::TaskTypes;
 use crate::wire::batch;
 use crate::wire::frame::{self, Request};
 
@@ -31,6 +32,8 @@ pub(crate) struct Job {
     pub(crate) attempts: u32,
     pub(crate) ticket: Arc<Ticket>,
     pub(crate) work: Work,
+    /// The task's concrete types, for the message of a worker that has others.
+    pub(crate) types: TaskTypes,
 }
 
 #[derive(Debug)]
@@ -47,6 +50,8 @@ pub(crate) enum Work {
 #[derive(Debug)]
 pub(crate) struct Batch {
     task: &'static str,
+    /// The fingerprint of the task's types (see `TaskTypes`).
+    types: u64,
     items: Vec<u8>,
     start: usize,
     count: usize,
@@ -171,7 +176,8 @@ impl Job {
         };
         let len = batch::prefix_len(&batch.items[batch.start..], n)?;
         let front = batch.items[batch.start..batch.start + len].to_vec();
-        let mut front = Batch::new(batch.task, front, n, batch.first, batch.out.clone());
+        let out = batch.out.clone();
+        let mut front = Batch::new(batch.task, batch.types, front, n, batch.first, out);
         batch.pieces.fetch_add(1, Ordering::AcqRel);
         front.pieces = batch.pieces.clone();
         front.reheader(id);
@@ -184,15 +190,18 @@ impl Job {
             attempts: self.attempts,
             ticket: self.ticket.clone(),
             work: Work::Batch(front),
+            types: self.types,
         })
     }
 }
 
 impl Batch {
-    /// A batch of the `count` entries in `items`, the first being map input `first`.
-    /// Its header is made by [`reheader`](Batch::reheader).
+    /// A batch of the `count` entries in `items`, the first being map input `first`,
+    /// of the task `task` whose types have the fingerprint `types`. Its header is made
+    /// by [`reheader`](Batch::reheader).
     pub(crate) fn new(
         task: &'static str,
+        types: u64,
         items: Vec<u8>,
         count: usize,
         first: usize,
@@ -200,6 +209,7 @@ impl Batch {
     ) -> Batch {
         Batch {
             task,
+            types,
             items,
             start: 0,
             count,
@@ -223,6 +233,7 @@ impl Batch {
         self.header = frame::header_only(&Request::Batch {
             id,
             task: self.task.to_owned(),
+            types: self.types,
             count,
         });
     }
@@ -356,6 +367,18 @@ impl Ticket {
     }
 }
 
+impl Drop for Ticket {
+    /// A ticket dropped without an outcome was never queued (its job refused, or the
+    /// task's `Serialize` panicked in `submit`): its in-flight place is given back, so
+    /// no place is ever lost with it.
+    fn drop(&mut self) {
+        let unsettled = !matches!(*self.lock(), State::Done(_));
+        if let (true, Some(gate)) = (unsettled, &self.gate) {
+            gate.release();
+        }
+    }
+}
+
 fn take(state: &mut State) -> RawOutcome {
     match state {
         State::Done(outcome) => outcome
@@ -392,6 +415,23 @@ mod tests {
         assert_eq!(ticket.wait().unwrap_err(), TaskError::Cancelled);
         // The in-flight place came back.
         gate.acquire(false).unwrap();
+    }
+
+    #[test]
+    fn a_ticket_dropped_without_an_outcome_gives_its_place_back() {
+        let gate = Arc::new(Gate::new(1));
+        gate.acquire(false).unwrap();
+        drop(Ticket::new(Some(gate.clone())));
+        gate.acquire(false).unwrap();
+        // A settled ticket gave its place back once, when settled.
+        let ticket = Ticket::new(Some(gate.clone()));
+        assert!(ticket.complete(Err(TaskError::PoolClosed)));
+        drop(ticket);
+        gate.acquire(false).unwrap();
+        assert_eq!(
+            gate.acquire(false),
+            Err(crate::error::SubmitErrorKind::Full)
+        );
     }
 
     #[test]

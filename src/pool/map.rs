@@ -25,7 +25,7 @@ use super::handle::decode_slice;
 use super::job::{Batch, Delivery, Segment, Ticket};
 use super::Pool;
 use crate::error::{Direction, Side, TaskError};
-use crate::task::Task;
+use crate::task::{self, Task, TaskTypes};
 use crate::wire::batch::{self, Record};
 use crate::wire::codec;
 
@@ -122,6 +122,9 @@ struct Stream<'p, I: Iterator> {
     yielded: usize,
     /// Tickets of the batches sent, to cancel if the map is dropped.
     running: Vec<Arc<Ticket>>,
+    /// The fingerprint of the tasks' types, or why they cannot be sent (see
+    /// `task::fingerprint_of`).
+    types: Result<u64, TaskError>,
 }
 
 impl<'p, I> Stream<'p, I>
@@ -143,6 +146,7 @@ where
             received: 0,
             yielded: 0,
             running: Vec::new(),
+            types: task::fingerprint_of::<I::Item>(),
         }
     }
 
@@ -203,15 +207,20 @@ where
         if count == 0 {
             return;
         }
+        let types = match &self.types {
+            Ok(types) => *types,
+            Err(error) => return self.deliver_here(first, count, error.clone()),
+        };
         self.sizer.observe_bytes(items.len(), count);
         let batch = Batch::new(
             <I::Item as Task>::NAME,
+            types,
             items,
             count,
             first,
             self.tx.clone(),
         );
-        match self.pool.enqueue_batch(batch) {
+        match self.pool.enqueue_batch(batch, TaskTypes::of::<I::Item>()) {
             Ok(ticket) => {
                 if self.running.len() >= 2 * self.batches {
                     self.running.retain(|t| !t.is_done());
@@ -289,7 +298,11 @@ impl Cursor {
         }
     }
 
-    fn next<O: DeserializeOwned>(&mut self) -> Option<(usize, Result<O, TaskError>)> {
+    /// The next outcome, of a task of `types`.
+    fn next<O: DeserializeOwned>(
+        &mut self,
+        types: TaskTypes,
+    ) -> Option<(usize, Result<O, TaskError>)> {
         if self.left == 0 {
             return None;
         }
@@ -304,7 +317,9 @@ impl Cursor {
                 *at = records.len() - entries.remaining();
                 match entry.map(batch::read_record) {
                     Some(Record::Output(body)) => decode_slice(body),
-                    Some(Record::Failure(Ok(failure))) => Err(failure.into_error()),
+                    Some(Record::Failure(Ok(failure))) => {
+                        Err(failure.into_error(|| types.describe()))
+                    }
                     Some(Record::Failure(Err(message))) => Err(TaskError::Protocol { message }),
                     // The supervisor checked the records, so this cannot happen.
                     None => Err(TaskError::Protocol {
@@ -354,7 +369,7 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(cursor) = &mut self.current {
-                if let Some((_, outcome)) = cursor.next() {
+                if let Some((_, outcome)) = cursor.next(TaskTypes::of::<I::Item>()) {
                     self.stream.yielded += 1;
                     return Some(outcome);
                 }
@@ -406,7 +421,7 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(cursor) = &mut self.current {
-                if let Some(item) = cursor.next() {
+                if let Some(item) = cursor.next(TaskTypes::of::<I::Item>()) {
                     self.stream.yielded += 1;
                     return Some(item);
                 }

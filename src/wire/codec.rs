@@ -27,6 +27,13 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
         })
 }
 
+/// Decodes a value from the start of `bytes`, whatever follows it.
+pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map(|(value, _)| value)
+        .map_err(|e| e.to_string())
+}
+
 /// Decodes a whole value from `bytes`; trailing bytes are an error.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let (value, used) =

@@ -9,18 +9,38 @@ use serde::{Deserialize, Serialize};
 use super::codec;
 use crate::error::{Direction, Side, TaskError};
 
+/// The version of the protocol between a pool and its workers (and its fork server).
+/// Bumped whenever a message changes its layout or its meaning; a parent and a worker
+/// built from different procpool versions talk only if theirs agree.
+///
+/// Whatever else changes, two things keep their place in every version, so that each
+/// side can tell the other's version: the first field of `Setup`, and `Ready` as the
+/// first variant of `Response` with the protocol as its first field.
+pub(crate) const PROTOCOL: u32 = 2;
+
+/// The procpool release this protocol is spoken by, for messages about a mismatch.
+pub(crate) const RELEASE: &str = env!("CARGO_PKG_VERSION");
+
 /// Parent → worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Request {
-    /// Sent once, first: limits to apply, and the pool's context as the payload.
+    /// Sent once, first: the parent's protocol, limits to apply, and the pool's
+    /// context as the payload.
     Setup {
+        protocol: u32,
         memory_limit: Option<u64>,
         core_dumps: bool,
         has_context: bool,
     },
-    /// Run the task named `task`, whose encoding is the payload. The frame brings
-    /// `fds` descriptors, the task's shared buffers.
-    Run { id: u64, task: String, fds: u32 },
+    /// Run the task named `task` whose concrete types have the fingerprint `types`
+    /// (see `task::TaskTypes`); its encoding is the payload. The frame brings `fds`
+    /// descriptors, the task's shared buffers.
+    Run {
+        id: u64,
+        task: String,
+        types: u64,
+        fds: u32,
+    },
     /// Exit cleanly.
     Shutdown,
     /// Do not run task (or batch) `id` if it has not started: answer `Skipped` in its
@@ -28,7 +48,12 @@ pub(crate) enum Request {
     Skip { id: u64 },
     /// Run `count` tasks named `task`, one after the other; the payload holds their
     /// encodings (see [`batch`](super::batch)). Answered by `Batch` responses.
-    Batch { id: u64, task: String, count: u32 },
+    Batch {
+        id: u64,
+        task: String,
+        types: u64,
+        count: u32,
+    },
     /// The descriptor sent along with this frame is the worker's batch journal.
     Journal,
 }
@@ -36,8 +61,12 @@ pub(crate) enum Request {
 /// Worker → parent. The payload of `Output` is the encoded output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Response {
-    /// The worker applied its `Setup` and takes tasks.
-    Ready,
+    /// The worker applied its `Setup` and takes tasks; it speaks `protocol`, as
+    /// procpool `release`. (Always the first variant, with the protocol first.)
+    Ready {
+        protocol: u32,
+        release: String,
+    },
     /// The output of task `id` is the payload; the frame brings `fds` descriptors, the
     /// output's shared buffers.
     Output {
@@ -80,11 +109,18 @@ pub(crate) enum Failure {
         name: String,
         worker: String,
     },
+    /// The worker has tasks under this name, but for other types than those the
+    /// parent sent (`registered`, each as `Task -> Output`).
+    WrongTypes {
+        name: String,
+        registered: Vec<String>,
+    },
 }
 
 impl Failure {
-    /// The error the caller sees.
-    pub(crate) fn into_error(self) -> TaskError {
+    /// The error the caller sees; `submitted` describes the task's types as the
+    /// parent knows them.
+    pub(crate) fn into_error(self, submitted: impl FnOnce() -> String) -> TaskError {
         match self {
             Failure::Panicked { message, location } => TaskError::Panicked { message, location },
             Failure::Failed { chain } => TaskError::Failed { chain },
@@ -94,6 +130,12 @@ impl Failure {
                 message,
             },
             Failure::UnknownTask { name, worker } => TaskError::UnknownTask { name, worker },
+            Failure::WrongTypes { name, registered } => TaskError::WrongTypes {
+                name,
+                submitted: submitted(),
+                registered,
+                side: Side::Worker,
+            },
         }
     }
 }
@@ -153,6 +195,41 @@ pub(crate) fn decode<H: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<(H, u
     Ok((header, payload_len))
 }
 
+/// The protocol a worker's answer to its `Setup` announces: `Ok` for a `Ready` of this
+/// protocol, `Err(Some(n))` for a `Ready` of protocol `n` (whatever else it holds),
+/// `Err(None)` for a frame that is no `Ready` of any version.
+pub(crate) fn ready_protocol(frame: &[u8]) -> Result<(), Option<u32>> {
+    match decode::<Response>(frame) {
+        Ok((Response::Ready { protocol, .. }, 0)) if protocol == PROTOCOL => return Ok(()),
+        Ok((Response::Ready { protocol, .. }, 0)) => return Err(Some(protocol)),
+        _ => {}
+    }
+    // Another version's `Ready` may not decode as ours: read only its fixed start.
+    let Some(body) = frame.len().checked_sub(LEN) else {
+        return Err(None);
+    };
+    let header_len = u32::from_le_bytes(frame[body..].try_into().expect("LEN bytes")) as usize;
+    if header_len != body {
+        return Err(None);
+    }
+    match codec::decode_prefix::<(u32, u32)>(&frame[..body]) {
+        Ok((0, protocol)) if protocol != PROTOCOL => Err(Some(protocol)),
+        _ => Err(None),
+    }
+}
+
+/// The protocol a `Setup` frame was sent with, read from its fixed start: `None` if it
+/// is no `Setup`.
+pub(crate) fn setup_protocol(frame: &[u8]) -> Option<u32> {
+    let body = frame.len().checked_sub(LEN)?;
+    let header_len = u32::from_le_bytes(frame[body..].try_into().expect("LEN bytes")) as usize;
+    let payload_len = body.checked_sub(header_len)?;
+    match codec::decode_prefix::<(u32, u32)>(&frame[payload_len..body]) {
+        Ok((0, protocol)) => Some(protocol),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +239,7 @@ mod tests {
             &Request::Run {
                 id: 42,
                 task: "demo::Square".into(),
+                types: 7,
                 fds: 0,
             },
             |buf| codec::encode_into(&12345u64, buf),
@@ -178,6 +256,7 @@ mod tests {
             Request::Run {
                 id: 42,
                 task: "demo::Square".into(),
+                types: 7,
                 fds: 0,
             }
         );
@@ -221,6 +300,49 @@ mod tests {
         }
         // Random bytes almost never form a valid header; most must be rejected.
         assert!(decoded < 2_000, "{decoded} garbage frames decoded");
+    }
+
+    /// A `Ready` laid out by a later version, with fields this one does not know.
+    fn future_ready(protocol: u32) -> Vec<u8> {
+        header_only(&(0u32, protocol, "9.0.0".to_owned(), [1u8, 2, 3]))
+    }
+
+    #[test]
+    fn the_protocol_of_any_version_s_ready_is_read() {
+        let ours = header_only(&Response::Ready {
+            protocol: PROTOCOL,
+            release: RELEASE.into(),
+        });
+        assert_eq!(ready_protocol(&ours), Ok(()));
+        let older = header_only(&Response::Ready {
+            protocol: 1,
+            release: "0.0.1".into(),
+        });
+        assert_eq!(ready_protocol(&older), Err(Some(1)));
+        assert_eq!(ready_protocol(&future_ready(77)), Err(Some(77)));
+        // Not a `Ready`, or not a frame: no protocol to tell.
+        let skipped = header_only(&Response::Skipped { id: 3 });
+        assert_eq!(ready_protocol(&skipped), Err(None));
+        assert_eq!(ready_protocol(&[0, 1]), Err(None));
+        assert_eq!(ready_protocol(&[0xde, 0xad, 0xbe, 0xef, 0xff]), Err(None));
+    }
+
+    #[test]
+    fn the_protocol_of_a_setup_is_read_from_its_start() {
+        let setup = Request::Setup {
+            protocol: 41,
+            memory_limit: None,
+            core_dumps: true,
+            has_context: true,
+        };
+        let frame = encode(&setup, |buf| {
+            buf.extend_from_slice(b"context");
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(setup_protocol(&frame), Some(41));
+        assert_eq!(setup_protocol(&header_only(&Request::Shutdown)), None);
+        assert_eq!(setup_protocol(&[1, 2]), None);
     }
 
     #[test]

@@ -171,10 +171,14 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             skip,
         } = inbound;
         let sent = match request {
+            Request::Setup { protocol, .. } if protocol != frame::PROTOCOL => {
+                return other_protocol(&mut link, protocol);
+            }
             Request::Setup {
                 memory_limit,
                 core_dumps,
                 has_context,
+                ..
             } => {
                 if let Err(e) = setup(memory_limit, core_dumps) {
                     eprintln!("procpool worker: set-up failed: {e}");
@@ -184,15 +188,17 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     frame.truncate(payload_len);
                     context::set(frame);
                 }
-                link.send(&frame::header_only(&Response::Ready))
+                link.send(&frame::header_only(&ready()))
             }
             Request::Run { id, .. } | Request::Batch { id, .. } if skip => {
                 link.send(&frame::header_only(&Response::Skipped { id }))
             }
-            Request::Run { id, task, .. } => {
+            Request::Run {
+                id, task, types, ..
+            } => {
                 let mut out = Vec::new();
-                let (header, shared) = match task::run(&task, &frame[..payload_len], fds, &mut out)
-                {
+                let input = &frame[..payload_len];
+                let (header, shared) = match task::run(&task, types, input, fds, &mut out) {
                     Ok(shared) => {
                         let fds = shared.len() as u32;
                         (Response::Output { id, fds }, shared)
@@ -206,9 +212,15 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 let _ = std::io::stdout().flush();
                 link.send_with_fds(&frame::seal(out, &header), shared)
             }
-            Request::Batch { id, task, count } => {
+            Request::Batch {
+                id,
+                task,
+                types,
+                count,
+            } => {
                 let items = &frame[..payload_len];
-                match run_batch(&mut link, journal.as_mut(), id, &task, items, count) {
+                let batch = (id, task.as_str(), types);
+                match run_batch(&mut link, journal.as_mut(), batch, items, count) {
                     Ok(sent) => sent,
                     Err(code) => return code,
                 }
@@ -236,6 +248,28 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             return link_ended(&link, Some(&e));
         }
     }
+}
+
+/// This worker's answer to a `Setup`: it is ready, and speaks this protocol.
+fn ready() -> Response {
+    Response::Ready {
+        protocol: frame::PROTOCOL,
+        release: frame::RELEASE.to_owned(),
+    }
+}
+
+/// The parent speaks `protocol`, not this worker's: the worker says so on stderr,
+/// announces its own protocol in a `Ready` (the parent reads it and names both in its
+/// error), and returns the exit code to end with, serving nothing.
+fn other_protocol(link: &mut WorkerEnd, protocol: u32) -> i32 {
+    eprintln!(
+        "procpool worker: the pool speaks protocol {protocol}, this worker (procpool {}) \
+         speaks protocol {}; build both from the same procpool version",
+        frame::RELEASE,
+        frame::PROTOCOL
+    );
+    let _ = link.send(&frame::header_only(&ready()));
+    EXIT_START
 }
 
 /// The link ended without `Shutdown`. If it broke with the parent still there (out of
@@ -314,10 +348,14 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
             });
             Ok(())
         }
-        Err(e) => {
-            eprintln!("procpool worker: unreadable frame from the parent: {e}");
-            Err(EXIT_PROTOCOL)
-        }
+        Err(e) => match frame::setup_protocol(&frame) {
+            // A parent of another procpool version, whose `Setup` this one cannot read.
+            Some(protocol) if protocol != frame::PROTOCOL => Err(other_protocol(link, protocol)),
+            _ => {
+                eprintln!("procpool worker: unreadable frame from the parent: {e}");
+                Err(EXIT_PROTOCOL)
+            }
+        },
     }
 }
 
@@ -327,12 +365,11 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
 fn run_batch(
     link: &mut WorkerEnd,
     mut journal: Option<&mut Journal>,
-    id: u64,
-    task: &str,
+    (id, task, types): (u64, &str, u64),
     items: &[u8],
     count: u32,
 ) -> Result<std::io::Result<()>, i32> {
-    let runner = task::find(task);
+    let runner = task::find(task, types);
     if let Some(journal) = journal.as_deref_mut() {
         journal.begin(id);
     }
@@ -439,10 +476,10 @@ mod tests {
             batch::push_item(&mut items, |b| codec::encode_into(&n, b)).unwrap();
         }
         for count in [1, 3] {
-            let ran = run_batch(&mut link, None, 9, "no::Such", &items, count);
+            let ran = run_batch(&mut link, None, (9, "no::Such", 0), &items, count);
             assert_eq!(ran.err(), Some(EXIT_PROTOCOL), "count {count}");
         }
-        let ran = run_batch(&mut link, None, 9, "no::Such", &items, 2);
+        let ran = run_batch(&mut link, None, (9, "no::Such", 0), &items, 2);
         assert!(matches!(ran, Ok(Ok(()))), "two tasks, two entries");
     }
 }

@@ -288,36 +288,48 @@ impl Supervisor {
     }
 
     /// Waits for the next job (the backlog's first, else one from the queue) and sends
-    /// it.
-    fn idle(&self, worker: Worker, mut backlog: Backlog) -> State {
-        if self.shared.is_terminating() {
-            return State::Terminating {
-                worker: Some(worker),
-                backlog,
-            };
-        }
-        // Its output is read from the first tick on, as in Busy: a slot that goes idle
-        // while the pool starts wakes no reading thread before the first tasks come,
-        // nor one whose queue closes (its worker is retired next).
-        let job = match self.next_job_waiting(&mut backlog, Wait::For(TICK)) {
-            Ok(job) => Some(job),
-            Err(NoJob::Closed) => None,
-            Err(NoJob::Empty) => {
-                worker.process.start_output();
-                self.next_job(&mut backlog, true)
-            }
-        };
-        let job = match job {
-            Some(job) => job,
-            None if !backlog.is_empty() => return State::Idle { worker, backlog },
-            None => {
+    /// it, watching the worker every tick meanwhile. A worker that ends while idle, or
+    /// is found ended as a job comes, is replaced; no task ran on it, so none is blamed
+    /// and the job waits for the next worker, no attempt counted.
+    fn idle(&self, mut worker: Worker, mut backlog: Backlog) -> State {
+        loop {
+            if self.shared.is_terminating() {
                 return State::Terminating {
                     worker: Some(worker),
                     backlog,
-                }
+                };
             }
-        };
-        self.dispatch(worker, job, backlog)
+            let job = match self.next_job_waiting(&mut backlog, Wait::For(TICK)) {
+                Ok(job) => Some(job),
+                Err(NoJob::Closed) => {
+                    return State::Terminating {
+                        worker: Some(worker),
+                        backlog,
+                    }
+                }
+                Err(NoJob::Empty) => {
+                    // Its output is read from the first tick on, as in Busy: a slot
+                    // that goes idle while the pool starts wakes no reading thread
+                    // before the first tasks come.
+                    worker.process.start_output();
+                    None
+                }
+            };
+            // As a job comes, only the link is looked at (one system call): a worker
+            // that has ended has closed it. Each tick also asks after the process, in
+            // case something it started holds the link open.
+            if !idle_worker_lives(&mut worker, job.is_none()) {
+                if let Some(job) = job {
+                    backlog.push_front(job);
+                }
+                // Killed (its group too) and reaped.
+                drop(worker);
+                return State::Exited { backlog };
+            }
+            if let Some(job) = job {
+                return self.dispatch(worker, job, backlog);
+            }
+        }
     }
 
     /// Sends `job` to a worker with nothing in flight.
@@ -336,9 +348,18 @@ impl Supervisor {
         if worker.not_ready.is_none() {
             worker.process.clear_stderr_tail();
         }
-        if send_jobs(&mut worker.link, [&job]).is_err() {
-            // Gone already: the crash is noticed (and the job dealt with) in Busy.
-            worker.dead = true;
+        match send_jobs(&mut worker.link, [&job]) {
+            Ok(()) => {}
+            // A ready worker that ended before its job went in never started it: the
+            // job goes back, no attempt counted, and the worker is replaced.
+            Err(e) if worker.not_ready.is_none() && crate::link::is_peer_gone(&e) => {
+                backlog.push_front(job);
+                drop(worker);
+                return State::Exited { backlog };
+            }
+            // The crash is noticed (and the job dealt with) in Busy: a worker not ready
+            // yet has failed its start, and none of its jobs started.
+            Err(_) => worker.dead = true,
         }
         busy_with(worker, job, backlog)
     }
@@ -885,10 +906,7 @@ impl Supervisor {
         let deadline = Instant::now() + self.shared.config.start_timeout;
         loop {
             match worker.link.recv_timeout(TICK) {
-                Ok(frame) if matches!(frame::decode(&frame), Ok((Response::Ready, 0))) => {
-                    return Ok(())
-                }
-                Ok(_) => return Err("worker answered its set-up with a malformed frame".into()),
+                Ok(frame) => return frame::ready_protocol(&frame).map_err(|p| self.not_ready(p)),
                 Err(RecvError::Closed) => return Err(self.died_starting(worker)),
                 Err(RecvError::Broken(message)) => return Err(message),
                 // Its output is read from the first tick on, as in Busy.
@@ -904,6 +922,21 @@ impl Supervisor {
             if Instant::now() >= deadline {
                 return Err(self.not_ready_in_time());
             }
+        }
+    }
+
+    /// Why a worker's answer to its set-up was no `Ready` of this protocol: it was of
+    /// protocol `Some(n)`, or no `Ready` at all.
+    fn not_ready(&self, protocol: Option<u32>) -> String {
+        match protocol {
+            Some(theirs) => format!(
+                "worker {} speaks procpool protocol {theirs}, this pool speaks protocol {} \
+                 (procpool {}): build the worker from the same procpool version",
+                self.shared.spawner.program(),
+                frame::PROTOCOL,
+                frame::RELEASE,
+            ),
+            None => "worker answered its set-up with a malformed frame".to_owned(),
         }
     }
 
@@ -937,8 +970,14 @@ impl Supervisor {
             Answer::Lost(TaskError::Protocol { message })
         };
         if w.not_ready.is_some() {
-            if !matches!(frame::decode(&frame), Ok((Response::Ready, 0))) {
-                return broken(w, "a malformed answer to the set-up".to_owned());
+            match frame::ready_protocol(&frame) {
+                Ok(()) => {}
+                Err(None) => return broken(w, "a malformed answer to the set-up".to_owned()),
+                Err(other) => {
+                    w.process.kill();
+                    let message = self.not_ready(other);
+                    return Answer::Lost(TaskError::WorkerStart { message });
+                }
             }
             w.not_ready = None;
             w.head_started = Instant::now();
@@ -963,7 +1002,7 @@ impl Supervisor {
                 Answer::Outcome(Ok(Encoded { bytes: frame, fds }))
             }
             Ok((Response::Failure { id, failure }, _)) if id == job.id && single => {
-                Answer::Outcome(Err(failure.into_error()))
+                Answer::Outcome(Err(failure.into_error(|| job.types.describe())))
             }
             Ok((Response::Skipped { id }, _)) if id == job.id => Answer::Skipped,
             Ok((
@@ -1009,7 +1048,9 @@ impl Supervisor {
                     job.id
                 ),
             ),
-            Ok((Response::Ready, _)) => broken(w, "a second Ready while a task ran".to_owned()),
+            Ok((Response::Ready { .. }, _)) => {
+                broken(w, "a second Ready while a task ran".to_owned())
+            }
         }
     }
 
@@ -1139,7 +1180,7 @@ fn recall(link: &mut ParentEnd, job: Job, why: &str) -> Option<Job> {
     while let Ok(frame) = link.recv_timeout(Duration::ZERO) {
         match frame::decode(&frame) {
             Ok((Response::Skipped { id }, _)) if id == job.id => return Some(job),
-            Ok((Response::Ready, _)) => ready = true,
+            Ok((Response::Ready { .. }, _)) => ready = true,
             _ => {}
         }
     }
@@ -1150,6 +1191,16 @@ fn recall(link: &mut ParentEnd, job: Job, why: &str) -> Option<Job> {
         return None;
     }
     Some(job)
+}
+
+/// Whether an idle worker is still there to take a job: its link neither closed nor
+/// broken, no frame on it (an idle worker has nothing to say; one that speaks breaks
+/// the protocol and is replaced), and, when `ask_process`, its process not ended.
+fn idle_worker_lives(worker: &mut Worker, ask_process: bool) -> bool {
+    match worker.link.recv_timeout(Duration::ZERO) {
+        Err(RecvError::Timeout) => !ask_process || worker.process.try_wait().is_none(),
+        Ok(_) | Err(RecvError::Closed | RecvError::Broken(_)) => false,
+    }
 }
 
 /// `job`, just sent to a worker with nothing else in flight, is its head job now.
@@ -1198,6 +1249,7 @@ mod tests {
             attempts: 0,
             ticket: ticket.clone(),
             work: Work::One(Encoded::default()),
+            types: crate::task::TaskTypes::pair::<(), ()>(),
         };
         (job, ticket)
     }
@@ -1247,7 +1299,11 @@ mod tests {
     fn link_after_ready() -> (ParentEnd, WorkerEnd) {
         let (link, end) = ParentEnd::pair().unwrap();
         let mut worker = WorkerEnd::new(end).unwrap();
-        worker.send(&frame::header_only(&Response::Ready)).unwrap();
+        let ready = Response::Ready {
+            protocol: frame::PROTOCOL,
+            release: frame::RELEASE.to_owned(),
+        };
+        worker.send(&frame::header_only(&ready)).unwrap();
         (link, worker)
     }
 

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use procpool::{Direction, OutputStream, PoolBuilder, Side, Stdio, TaskError};
 use procpool_worker::{
-    read_tally, BadOutput, CStdioPrint, Fault, PanickyError, PanicsOnDecode, PanicsWithBadPayload,
-    Reverse, Square, Tally, Undecodable, Unregistered, WorkerPid,
+    read_tally, BadOutput, CStdioPrint, Double, Fault, PanickyError, PanicsOnDecode,
+    PanicsOnEncode, PanicsWithBadPayload, ParentPid, PidAfter, Reverse, Square, Tally, Undecodable,
+    Unregistered, WorkerPid,
 };
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
@@ -215,6 +216,105 @@ pub(crate) fn worker_killed_from_outside(b: PoolBuilder) {
     let e = sleeper.wait().unwrap_err();
     assert_eq!(e.signal(), Some(9), "{e:?}");
     assert_eq!(pool.submit(Square(3)).unwrap().wait(), Ok(9));
+}
+
+/// SIGKILLs `pid` from outside the pool.
+fn kill_from_outside(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+/// Two workers die while idle, killed from outside: the tasks submitted after that
+/// never ran on them and owe them nothing. Each succeeds, with no retry to spare.
+pub(crate) fn idle_workers_killed_from_outside_cost_no_task(b: PoolBuilder) {
+    let pool = b.workers(2).retries(0).build().unwrap();
+    // Two tasks that overlap, so that both workers are warm.
+    let warm: Vec<_> = (0..2)
+        .map(|_| pool.submit(PidAfter(300)).unwrap())
+        .collect();
+    let pids: Vec<u32> = warm.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_ne!(pids[0], pids[1], "both tasks ran on one worker");
+    for &pid in &pids {
+        kill_from_outside(pid);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let handles: Vec<_> = (0..6).map(|n| pool.submit(Square(n)).unwrap()).collect();
+    for (n, handle) in (0..).zip(handles) {
+        assert_eq!(handle.wait(), Ok(n * n), "task {n}");
+    }
+    let after = pool.submit(WorkerPid).unwrap().wait().unwrap();
+    assert!(!pids.contains(&after));
+}
+
+/// The fork server dies, SIGKILLed, and its idle workers with it: a task submitted
+/// afterwards is not blamed for their deaths. (For the fork-server launch modes.)
+pub(crate) fn a_killed_fork_server_s_idle_workers_cost_no_task(b: PoolBuilder) {
+    let pool = b.workers(1).retries(0).core_dumps(false).build().unwrap();
+    let me = std::process::id();
+    // The first worker may have been forked from this program: a crash has it replaced
+    // by one forked from the server.
+    let mut server = pool.submit(ParentPid).unwrap().wait().unwrap();
+    if server == me {
+        assert!(pool.submit(Fault::Segfault).unwrap().wait().is_err());
+        server = pool.submit(ParentPid).unwrap().wait().unwrap();
+    }
+    assert_ne!(server, me, "no worker was forked by a fork server");
+    kill_from_outside(server);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pool.submit(Square(7)).unwrap().wait(), Ok(49));
+    let new_server = pool.submit(ParentPid).unwrap().wait().unwrap();
+    assert_ne!(new_server, server);
+}
+
+/// A panic in a task's `Serialize` reaches the caller of `submit` or `try_submit`, and
+/// the in-flight place it took is free again: later submits are not refused, nor kept
+/// waiting.
+pub(crate) fn a_panic_in_a_task_s_serialize_gives_its_place_back(b: PoolBuilder) {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let pool = b.max_in_flight(1).build().unwrap();
+    for attempt in 0..3 {
+        match catch_unwind(AssertUnwindSafe(|| pool.try_submit(PanicsOnEncode))) {
+            Err(_) => {}
+            Ok(Err(refused)) => panic!("attempt {attempt} refused: {refused} (a place was kept)"),
+            Ok(Ok(_)) => panic!("the panic did not reach the caller"),
+        }
+    }
+    assert_eq!(pool.try_submit(Square(4)).unwrap().wait(), Ok(16));
+    let submitted = catch_unwind(AssertUnwindSafe(|| pool.submit(PanicsOnEncode)));
+    assert!(submitted.is_err(), "the panic did not reach the caller");
+    assert_eq!(pool.try_submit(Square(5)).unwrap().wait(), Ok(25));
+    assert_eq!(pool.submit(Square(6)).unwrap().wait(), Ok(36));
+}
+
+/// A generic task has one `NAME` for every `T`: each registered instantiation runs as
+/// itself, and one that was not registered is refused with both types named, never
+/// decoded as another (with only `Double<u32>` under the name, `Double<i32>(-3)` came
+/// back `Ok(5)`).
+pub(crate) fn a_generic_task_runs_only_as_a_registered_instantiation(b: PoolBuilder) {
+    let pool = b.build().unwrap();
+    assert_eq!(pool.submit(Double(21u32)).unwrap().wait(), Ok(42));
+    assert_eq!(pool.submit(Double(1u64 << 40)).unwrap().wait(), Ok(1 << 41));
+    let refused = |e: &TaskError, submitted: &str| {
+        matches!(e, TaskError::WrongTypes { name, submitted: s, registered, side: Side::Parent }
+            if name == "procpool_worker::Double"
+                && s.contains(submitted)
+                && registered.iter().any(|r| r.contains("Double<u32>")))
+    };
+    let e = pool.submit(Double(-3i32)).unwrap().wait().unwrap_err();
+    assert!(refused(&e, "Double<i32>"), "{e:?}");
+    assert!(e.to_string().contains("Double<i32> -> i32"), "{e}");
+    let e = pool.submit(Double(1.5f64)).unwrap().wait().unwrap_err();
+    assert!(refused(&e, "Double<f64>"), "{e:?}");
+    let outs: Vec<_> = pool.map([Double(-3i32), Double(4)]).collect();
+    assert_eq!(outs.len(), 2);
+    for out in outs {
+        assert!(refused(out.as_ref().unwrap_err(), "Double<i32>"), "{out:?}");
+    }
+    let outs: Vec<_> = pool.map((0..100u32).map(Double)).collect();
+    assert_eq!(outs, (0..100u32).map(|n| Ok(2 * n)).collect::<Vec<_>>());
 }
 
 pub(crate) fn endless_loop_times_out(b: PoolBuilder) {
@@ -480,6 +580,9 @@ macro_rules! fault_matrix {
             exit_three_mid_task_is_an_error,
             stack_overflow_is_a_crash_with_the_runtime_message,
             worker_killed_from_outside,
+            idle_workers_killed_from_outside_cost_no_task,
+            a_panic_in_a_task_s_serialize_gives_its_place_back,
+            a_generic_task_runs_only_as_a_registered_instantiation,
             endless_loop_times_out,
             loop_ignoring_sigterm_is_killed_after_the_grace,
             allocation_bomb_hits_the_memory_limit,

@@ -225,6 +225,20 @@ impl Task for WorkerPid {
     }
 }
 
+/// Sleeps this many milliseconds, then returns the worker's process id: tasks that
+/// overlap in time, so that each lands on a worker of its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PidAfter(pub u64);
+
+impl Task for PidAfter {
+    const NAME: &'static str = "procpool_worker::PidAfter";
+    type Output = u32;
+    fn run(self) -> Result<u32, BoxError> {
+        std::thread::sleep(Duration::from_millis(self.0));
+        Ok(std::process::id())
+    }
+}
+
 /// Returns the worker's parent pid: the pool's process, or the fork server's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParentPid;
@@ -643,6 +657,47 @@ impl Task for HoldCStdoutLock {
     }
 }
 
+/// A task whose `Serialize` panics in the parent, at `submit`.
+#[derive(Debug, Clone)]
+pub struct PanicsOnEncode;
+
+impl Serialize for PanicsOnEncode {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("PanicsOnEncode refuses to encode")
+    }
+}
+
+impl<'de> Deserialize<'de> for PanicsOnEncode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u8::deserialize(d).map(|_| PanicsOnEncode)
+    }
+}
+
+impl Task for PanicsOnEncode {
+    const NAME: &'static str = "procpool_worker::PanicsOnEncode";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Ok(0)
+    }
+}
+
+/// `2 * n` for any number type: one generic task, one `NAME` for every `T`. Only
+/// `Double<u32>` and `Double<u64>` are registered; `Double<i32>` and `Double<f64>` are
+/// not, and must never be decoded as one of them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Double<T>(pub T);
+
+impl<T> Task for Double<T>
+where
+    T: std::ops::Add<Output = T> + Copy + Serialize + serde::de::DeserializeOwned + 'static,
+{
+    const NAME: &'static str = "procpool_worker::Double";
+    type Output = T;
+    fn run(self) -> Result<T, BoxError> {
+        Ok(self.0 + self.0)
+    }
+}
+
 /// A task no worker knows: deliberately left out of `register!`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unregistered;
@@ -679,4 +734,8 @@ procpool::register!(
     PanicsOnDecode,
     PanickyError,
     PanicsWithBadPayload,
+    PanicsOnEncode,
+    PidAfter,
+    Double<u32>,
+    Double<u64>,
 );

@@ -17,4 +17,11 @@ mod binary {
 
 mod fork_server {
     crate::fault_matrix!(super::with(procpool::Launch::ForkServerBinary));
+
+    #[test]
+    fn a_killed_fork_server_s_idle_workers_cost_no_task() {
+        crate::common::matrix::a_killed_fork_server_s_idle_workers_cost_no_task(super::with(
+            procpool::Launch::ForkServerBinary,
+        ));
+    }
 }
