@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use procpool::{BoxError, Launch, Pool, Stdio, Task, TaskError};
+use procpool::{BoxError, Launch, OutputMode, Pool, Task, TaskError};
 use procpool_worker::{CountPrimes, Fault};
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         .core_dumps(false)
         // Workers' own crash messages stay out of the demo's output; each error still
         // carries the last lines.
-        .stderr(Stdio::Null)
+        .stderr(OutputMode::Null)
         .build()?;
     println!(
         "procpool demo: {JOBS} prime-counting jobs on {} worker processes{} (timeout {timeout:?})",

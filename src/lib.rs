@@ -38,24 +38,27 @@
 //! * `docs/ARCHITECTURE.md` and `docs/FAILURES.md` in the repository describe the
 //!   processes, the wire format and every failure's outcome.
 
+mod child;
 mod error;
 mod launch;
 mod link;
+mod output;
 mod pool;
 mod shared;
+mod slot;
 mod sys;
 mod task;
 mod wire;
-mod worker;
 
+pub use child::context::context;
 pub use error::{
     BuildError, ContextError, Direction, Side, SubmitError, SubmitErrorKind, TaskError,
 };
-pub use launch::{Launch, OutputLine, OutputSink, OutputStream, Stdio};
+pub use launch::Launch;
+pub use output::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
 pub use pool::{Map, MapUnordered, Pool, PoolBuilder, TaskHandle};
 pub use shared::SharedSlice;
 pub use task::{BoxError, Task};
-pub use worker::context::context;
 
 /// Turns this process into a worker when a pool started it as one; otherwise returns at
 /// once. Call it first thing in `main` of any program that uses the default
@@ -64,12 +67,12 @@ pub use worker::context::context;
 /// In a worker process it never returns: it serves tasks until the pool lets it go and
 /// then exits the process.
 pub fn init() {
-    worker::serve::enter_if_worker();
+    child::entry::enter_if_worker();
 }
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::launch::{test_entry, TestEntry};
+    pub use crate::child::test_entry::{test_entry, TestEntry};
     pub use crate::task::Registration;
     pub use inventory;
 }

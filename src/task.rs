@@ -14,10 +14,10 @@ use std::sync::OnceLock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::child::panics;
 use crate::error::{Direction, Side, TaskError};
 use crate::wire::codec;
 use crate::wire::frame::Failure;
-use crate::worker::panics;
 
 /// The error a task may return: any error, with its `source()` chain kept as text.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

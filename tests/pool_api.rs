@@ -461,7 +461,7 @@ fn a_start_failure_quotes_the_first_thing_the_worker_said() {
     let pool = builder()
         .workers(1)
         .launch(Launch::Binary(script))
-        .stderr(procpool::Stdio::Null)
+        .stderr(procpool::OutputMode::Null)
         .max_start_failures(1)
         .build()
         .unwrap();
@@ -480,7 +480,7 @@ fn a_fork_server_in_a_test_harness_refuses_to_fork() {
     let pool = builder()
         .workers(1)
         .launch(Launch::ForkServer)
-        .stderr(procpool::Stdio::Null)
+        .stderr(procpool::OutputMode::Null)
         .max_start_failures(1)
         .build()
         .unwrap();

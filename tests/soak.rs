@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use procpool::{Pool, Stdio, TaskError};
+use procpool::{OutputMode, Pool, TaskError};
 use procpool_worker::Fault;
 
 procpool::test_support!();
@@ -56,7 +56,7 @@ fn twenty_thousand_tasks_with_mixed_faults() {
             .workers(2)
             .core_dumps(false)
             // A thousand expected crash reports would bury the test output.
-            .stderr(Stdio::Null)
+            .stderr(OutputMode::Null)
             .build()
             .unwrap();
         let mut seen = vec![0u8; TASKS as usize];

@@ -1,20 +1,16 @@
-//! Starting a worker: the command line every launch mode shares, and the choice between
-//! exec'ing a worker directly and asking the fork server for one.
+//! The command line every launch mode shares: a worker or a fork server exec'd with
+//! the pool's environment, working directory, streams and lifeline.
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Command, Stdio as StdStdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::fork::ForkServer;
-use super::fork::{Asked, Prestarted};
-use super::{Launch, Stdio, ENV_LIFELINE, ENV_SERVER};
-use crate::link::ParentEnd;
+use super::Launch;
+use crate::output::mode::OutputMode;
 use crate::sys::{self, Lifeline};
-use crate::worker::process::WorkerProcess;
+use crate::wire::env;
 
 /// The settings of the builder that shape a worker's command line.
 #[derive(Debug, Clone, Default)]
@@ -22,8 +18,8 @@ pub(crate) struct SpawnSettings {
     pub(crate) launch: Launch,
     pub(crate) env: Vec<(OsString, Option<OsString>)>,
     pub(crate) cwd: Option<PathBuf>,
-    pub(crate) stdout: Stdio,
-    pub(crate) stderr: Stdio,
+    pub(crate) stdout: OutputMode,
+    pub(crate) stderr: OutputMode,
 }
 
 /// The program, arguments, environment and streams of an exec'd process: a worker, or
@@ -34,8 +30,8 @@ pub(crate) struct CommandSpec {
     args: Vec<OsString>,
     env: Vec<(OsString, Option<OsString>)>,
     cwd: Option<PathBuf>,
-    stdout: Stdio,
-    stderr: Stdio,
+    stdout: OutputMode,
+    stderr: OutputMode,
     lifeline: &'static Lifeline,
 }
 
@@ -45,11 +41,28 @@ impl CommandSpec {
         self.program.display().to_string()
     }
 
-    pub(crate) fn stdout(&self) -> &Stdio {
+    /// A command for `settings`, running `program` with `args`.
+    pub(crate) fn new(
+        settings: &SpawnSettings,
+        program: PathBuf,
+        args: Vec<OsString>,
+    ) -> io::Result<CommandSpec> {
+        Ok(CommandSpec {
+            program,
+            args,
+            env: settings.env.clone(),
+            cwd: settings.cwd.clone(),
+            stdout: settings.stdout.clone(),
+            stderr: settings.stderr.clone(),
+            lifeline: Lifeline::get()?,
+        })
+    }
+
+    pub(crate) fn stdout(&self) -> &OutputMode {
         &self.stdout
     }
 
-    pub(crate) fn stderr(&self) -> &Stdio {
+    pub(crate) fn stderr(&self) -> &OutputMode {
         &self.stderr
     }
 
@@ -78,15 +91,15 @@ impl CommandSpec {
                 None => cmd.env_remove(key),
             };
         }
-        cmd.env(ENV_LIFELINE, self.lifeline.child_fd().to_string())
-            .stdin(StdStdio::null())
+        cmd.env(env::LIFELINE, self.lifeline.child_fd().to_string())
+            .stdin(Stdio::null())
             .stdout(match self.stdout {
-                Stdio::Inherit => StdStdio::inherit(),
-                Stdio::Null => StdStdio::null(),
-                Stdio::Capture(_) => StdStdio::piped(),
+                OutputMode::Inherit => Stdio::inherit(),
+                OutputMode::Null => Stdio::null(),
+                OutputMode::Capture(_) => Stdio::piped(),
             })
             // Always piped: the parent keeps the tail for crash reports and forwards it.
-            .stderr(StdStdio::piped());
+            .stderr(Stdio::piped());
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }
@@ -94,103 +107,6 @@ impl CommandSpec {
         self.lifeline.attach(&mut cmd);
         cmd
     }
-}
-
-/// Everything needed to start one more worker process.
-#[derive(Debug, Clone)]
-pub(crate) struct Spawner {
-    command: CommandSpec,
-    fork_server: Option<Arc<ForkServer>>,
-}
-
-impl Spawner {
-    /// With `Launch::ForkServer`, a program still single-threaded forks its first
-    /// `workers` workers itself, whose links start with `setup` (see
-    /// [`take_prestarted`](Spawner::take_prestarted)).
-    pub(crate) fn new(
-        settings: SpawnSettings,
-        start_timeout: Duration,
-        workers: usize,
-        setup: &[u8],
-    ) -> io::Result<Spawner> {
-        let fork = settings.launch.is_fork_server();
-        let fork_here = settings.launch == Launch::ForkServer;
-        let (program, args) = match settings.launch {
-            Launch::CurrentExe | Launch::ForkServer => {
-                (std::env::current_exe()?, super::test_entry::worker_args())
-            }
-            Launch::Binary(path) | Launch::ForkServerBinary(path) => (path, Vec::new()),
-        };
-        let command = CommandSpec {
-            program,
-            args,
-            env: settings.env,
-            cwd: settings.cwd,
-            stdout: settings.stdout,
-            stderr: settings.stderr,
-            lifeline: Lifeline::get()?,
-        };
-        let fork_server = fork.then(|| Arc::new(ForkServer::new(command.clone(), start_timeout)));
-        if let (Some(server), true) = (&fork_server, fork_here) {
-            server.fork_first_workers(workers, setup);
-        }
-        Ok(Spawner {
-            command,
-            fork_server,
-        })
-    }
-
-    /// The executable workers run, for error messages.
-    pub(crate) fn program(&self) -> String {
-        match self.fork_server {
-            Some(_) => format!("{} (fork server)", self.command.program()),
-            None => self.command.program(),
-        }
-    }
-
-    /// A worker already started for a slot's first start, with its link; its process
-    /// comes from [`finish_prestarted`](Spawner::finish_prestarted).
-    pub(crate) fn take_prestarted(&self) -> Option<(ParentEnd, Prestarted)> {
-        self.fork_server.as_ref()?.take_prestarted()
-    }
-
-    /// The process of a worker forked when the pool was built.
-    pub(crate) fn finish_prestarted(&self, started: Prestarted) -> WorkerProcess {
-        started.finish(&self.command)
-    }
-
-    /// Starts a worker on the link socket `socket` (its end of the pair): execs it, or
-    /// asks the fork server for it, whose answer [`finish`](Spawner::finish) waits for.
-    pub(crate) fn start(&self, socket: OwnedFd) -> io::Result<Starting> {
-        if let Some(server) = &self.fork_server {
-            return server.ask(socket).map(Starting::Asked);
-        }
-        let mut cmd = self.command.command();
-        cmd.env(ENV_SERVER, socket.as_raw_fd().to_string());
-        sys::inherit_fd(&mut cmd, socket.as_raw_fd());
-        let child = spawn_retrying_busy(&mut cmd)?;
-        drop(socket);
-        Ok(Starting::Running(WorkerProcess::exec(
-            child,
-            self.command.stderr(),
-            self.command.stdout(),
-        )))
-    }
-
-    /// The process of a worker [`start`](Spawner::start) started.
-    pub(crate) fn finish(&self, starting: Starting) -> io::Result<WorkerProcess> {
-        match starting {
-            Starting::Running(process) => Ok(process),
-            Starting::Asked(asked) => asked.finish(&self.command),
-        }
-    }
-}
-
-/// A worker on its way: exec'd already, or asked of the fork server.
-#[derive(Debug)]
-pub(crate) enum Starting {
-    Running(WorkerProcess),
-    Asked(Asked),
 }
 
 /// Spawns `cmd`, trying again a few times while its executable is "busy" (`ETXTBSY`).

@@ -23,12 +23,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::exec::CommandSpec;
-use super::{Stdio, ENV_ZYGOTE};
 use crate::link::ParentEnd;
+use crate::output::mode::OutputMode;
+use crate::output::reader::Pipe;
+use crate::slot::process::{Pipes, Reap, WorkerProcess};
 use crate::sys::{self, Signal};
-use crate::wire::zygote::{self as msg, FromServer, ToServer};
-use crate::worker::output::Pipe;
-use crate::worker::process::{Pipes, Reap, WorkerProcess};
+use crate::wire::env;
+use crate::wire::fork_server::{self as msg, FromServer, ToServer};
 
 /// How long a server that was let go has to kill its workers and exit.
 const SERVER_GRACE: Duration = Duration::from_secs(2);
@@ -142,7 +143,7 @@ fn fork_first_worker(command: &CommandSpec, setup: &[u8]) -> io::Result<(ParentE
     link.send(setup)?;
     let (stderr, stderr_writer) = io::pipe()?;
     let stdout = match command.stdout() {
-        Stdio::Capture(_) => Some(io::pipe()?),
+        OutputMode::Capture(_) => Some(io::pipe()?),
         _ => None,
     };
     let (stdout, stdout_writer): (Option<Pipe>, Option<OwnedFd>) =
@@ -153,7 +154,7 @@ fn fork_first_worker(command: &CommandSpec, setup: &[u8]) -> io::Result<(ParentE
         // The worker. It never returns into the program it was forked from; what the
         // program owns is closed by the settling, not dropped.
         std::mem::forget((link, stderr, stdout));
-        let stdout_null = !matches!(command.stdout(), Stdio::Inherit);
+        let stdout_null = !matches!(command.stdout(), OutputMode::Inherit);
         let settled = sys::settle_first_worker(
             parent,
             stderr_writer.into(),
@@ -166,12 +167,12 @@ fn fork_first_worker(command: &CommandSpec, setup: &[u8]) -> io::Result<(ParentE
             Ok(socket) => socket,
             Err(e) => {
                 eprintln!("procpool worker: cannot settle after the fork: {e}");
-                sys::exit_now(crate::worker::serve::EXIT_START);
+                sys::exit_now(crate::wire::exit_code::START);
             }
         };
         // No lifeline watchdog: the parent-death signal comes when this process, whose
         // only thread forked it, dies.
-        crate::worker::serve::enter_forked(socket, None)
+        crate::child::forked::enter_forked(socket, None)
     };
     sys::make_group_leader(pid);
     drop((socket, stderr_writer, stdout_writer));
@@ -257,8 +258,8 @@ impl Server {
     fn start(command: &CommandSpec, start_timeout: Duration) -> io::Result<Server> {
         let (ours, theirs) = sys::packet_pair()?;
         let mut cmd = command.command();
-        cmd.env(ENV_ZYGOTE, theirs.as_raw_fd().to_string());
-        if matches!(command.stdout(), Stdio::Capture(_)) {
+        cmd.env(env::FORK_SERVER, theirs.as_raw_fd().to_string());
+        if matches!(command.stdout(), OutputMode::Capture(_)) {
             // Each worker gets a stdout pipe of its own; the server itself prints nothing.
             cmd.stdout(std::process::Stdio::null());
         }
@@ -369,7 +370,7 @@ impl Server {
     fn ask(self: &Arc<Server>, socket: OwnedFd, command: &CommandSpec) -> io::Result<Asked> {
         let (stderr, stderr_writer) = io::pipe()?;
         let stdout = match command.stdout() {
-            Stdio::Capture(_) => Some(io::pipe()?),
+            OutputMode::Capture(_) => Some(io::pipe()?),
             _ => None,
         };
         let mut fds = vec![socket.as_raw_fd(), stderr_writer.as_raw_fd()];

@@ -6,49 +6,31 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::Pool;
+use super::api::Pool;
+use super::config::Config;
 use crate::error::BuildError;
 use crate::launch::exec::SpawnSettings;
-use crate::launch::{Launch, Stdio, ENV_SERVER, ENV_ZYGOTE};
+use crate::launch::Launch;
+use crate::output::mode::OutputMode;
 use crate::wire::codec;
-use crate::wire::frame::{self, Request};
+use crate::wire::env;
 
 /// The smallest memory limit a worker can run under: its own code, stacks and buffers
 /// take a few MiB.
 const MIN_MEMORY: u64 = 16 << 20;
 
-/// The settings a running pool reads.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) workers: usize,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) max_tasks_per_worker: Option<u64>,
-    pub(crate) max_memory: Option<u64>,
-    pub(crate) retries: u32,
-    pub(crate) max_in_flight: usize,
-    pub(crate) context: Option<Vec<u8>>,
-    pub(crate) start_timeout: Duration,
-    pub(crate) kill_grace: Duration,
-    pub(crate) core_dumps: bool,
-    pub(crate) max_start_failures: u32,
-}
+impl Pool {
+    /// A builder with the defaults.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
 
-impl Config {
-    /// The `Setup` frame every worker gets first: the pool's limits and its context.
-    pub(crate) fn setup_frame(&self) -> Vec<u8> {
-        let setup = Request::Setup {
-            protocol: frame::PROTOCOL,
-            memory_limit: self.max_memory,
-            core_dumps: self.core_dumps,
-            has_context: self.context.is_some(),
-        };
-        frame::encode(&setup, |buf| {
-            if let Some(context) = &self.context {
-                buf.extend_from_slice(context);
-            }
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .unwrap_or_else(|never| match never {})
+    /// A pool with the defaults: one worker per CPU, re-executing the current program.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new() -> Result<Pool, BuildError> {
+        PoolBuilder::new().build()
     }
 }
 
@@ -174,18 +156,18 @@ impl PoolBuilder {
         self
     }
 
-    /// What becomes of workers' stdout (default: inherited); [`Stdio::capture`] hands
+    /// What becomes of workers' stdout (default: inherited); [`OutputMode::capture`] hands
     /// it to a function line by line.
-    pub fn stdout(mut self, stdio: Stdio) -> Self {
-        self.spawn.stdout = stdio;
+    pub fn stdout(mut self, mode: OutputMode) -> Self {
+        self.spawn.stdout = mode;
         self
     }
 
     /// What becomes of workers' stderr (default: copied to the parent's stderr);
-    /// [`Stdio::capture`] hands it to a function line by line. Crash reports keep the
+    /// [`OutputMode::capture`] hands it to a function line by line. Crash reports keep the
     /// last lines either way.
-    pub fn stderr(mut self, stdio: Stdio) -> Self {
-        self.spawn.stderr = stdio;
+    pub fn stderr(mut self, mode: OutputMode) -> Self {
+        self.spawn.stderr = mode;
         self
     }
 
@@ -274,9 +256,9 @@ impl PoolBuilder {
         }
         match &self.spawn.launch {
             Launch::CurrentExe | Launch::ForkServer => {
-                let started_as_worker = std::env::var_os(ENV_SERVER).is_some()
-                    || std::env::var_os(ENV_ZYGOTE).is_some();
-                if started_as_worker && !crate::worker::serve::is_worker() {
+                let started_as_worker = std::env::var_os(env::WORKER).is_some()
+                    || std::env::var_os(env::FORK_SERVER).is_some();
+                if started_as_worker && !crate::child::role::is_worker() {
                     return Err(BuildError::MissingInit);
                 }
                 let dups = crate::task::duplicate_names();

@@ -1,18 +1,17 @@
-//! The pool: its builder, the handles it gives out, the job queue and the map iterators.
+//! The pool, in the parent: its builder and settings, admission (the in-flight
+//! limit), the job queue the slots take from, the handles it gives out and the map
+//! iterators that batch inputs.
 
-mod builder;
-mod core;
-mod gate;
-mod handle;
-mod job;
-mod map;
+pub(crate) mod api;
+pub(crate) mod builder;
+pub(crate) mod config;
+pub(crate) mod gate;
+pub(crate) mod handle;
+pub(crate) mod job;
+pub(crate) mod map;
+pub(crate) mod shared;
 
-pub use self::core::Pool;
+pub use api::Pool;
 pub use builder::PoolBuilder;
 pub use handle::TaskHandle;
 pub use map::{Map, MapUnordered};
-
-pub(crate) use self::core::Shared;
-pub(crate) use job::{Encoded, Job, RawOutcome, Segment};
-#[cfg(test)]
-pub(crate) use job::{Ticket, Work};

@@ -1,5 +1,8 @@
-//! Frames and messages between a parent and one worker, and between a pool and its fork
-//! server ([`zygote`]); depends only on serde.
+//! Everything on the wire: frames and messages between a parent and one worker
+//! ([`frame`], [`batch`]), between a pool and its fork server ([`fork_server`]), the
+//! batch journal's layout in shared memory ([`journal`]), and what a started process
+//! reads from its environment ([`env`]) or tells by its exit code ([`exit_code`]). The
+//! protocol's version is [`frame::PROTOCOL`].
 //!
 //! [`codec`] is the one place values are turned into bytes (bincode 2.0.1 today, so the
 //! format can be swapped in one file). [`frame`] lays out a frame as
@@ -8,5 +11,8 @@
 
 pub(crate) mod batch;
 pub(crate) mod codec;
+pub(crate) mod env;
+pub(crate) mod exit_code;
+pub(crate) mod fork_server;
 pub(crate) mod frame;
-pub(crate) mod zygote;
+pub(crate) mod journal;

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use procpool::{Direction, OutputStream, PoolBuilder, Side, Stdio, TaskError};
+use procpool::{Direction, OutputMode, OutputStream, PoolBuilder, Side, TaskError};
 use procpool_worker::{
     read_tally, BadOutput, CStdioPrint, Double, Fault, PanickyError, PanicsOnDecode,
     PanicsOnEncode, PanicsWithBadPayload, ParentPid, PidAfter, Reverse, Square, Tally, Undecodable,
@@ -339,12 +339,18 @@ pub(crate) fn allocation_bomb_hits_the_memory_limit(b: PoolBuilder) {
 
 pub(crate) fn ten_megabytes_of_stdout_corrupt_nothing(b: PoolBuilder) {
     let n = 10 << 20;
-    assert_eq!(one(b.stdout(Stdio::Null), Fault::PrintStdout(n)), Ok(n));
+    assert_eq!(
+        one(b.stdout(OutputMode::Null), Fault::PrintStdout(n)),
+        Ok(n)
+    );
 }
 
 pub(crate) fn ten_megabytes_of_stderr_corrupt_nothing(b: PoolBuilder) {
     let n = 10 << 20;
-    assert_eq!(one(b.stderr(Stdio::Null), Fault::PrintStderr(n)), Ok(n));
+    assert_eq!(
+        one(b.stderr(OutputMode::Null), Fault::PrintStderr(n)),
+        Ok(n)
+    );
 }
 
 pub(crate) fn hundred_megabyte_argument_and_result(b: PoolBuilder) {
@@ -502,8 +508,8 @@ pub(crate) fn captured_output_arrives_line_by_line(b: PoolBuilder) {
     let (out, err) = (lines.clone(), lines.clone());
     let pool = b
         .workers(1)
-        .stdout(Stdio::capture(move |l| out.lock().unwrap().push(l)))
-        .stderr(Stdio::capture(move |l| err.lock().unwrap().push(l)))
+        .stdout(OutputMode::capture(move |l| out.lock().unwrap().push(l)))
+        .stderr(OutputMode::capture(move |l| err.lock().unwrap().push(l)))
         .build()
         .unwrap();
     let worker = pool.submit(WorkerPid).unwrap().wait().unwrap();
@@ -539,7 +545,7 @@ pub(crate) fn c_stdio_output_is_flushed_when_a_worker_ends(b: PoolBuilder) {
     let pool = b
         .workers(1)
         .max_tasks_per_worker(1)
-        .stdout(Stdio::capture(move |l| out.lock().unwrap().push(l)))
+        .stdout(OutputMode::capture(move |l| out.lock().unwrap().push(l)))
         .build()
         .unwrap();
     let text = "written with printf, never flushed";

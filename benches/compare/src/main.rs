@@ -11,7 +11,7 @@ use std::process::{Command, Stdio as StdStdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use procpool::{BoxError, Launch, Pool, PoolBuilder, SharedSlice, Stdio, Task};
+use procpool::{BoxError, Launch, Pool, PoolBuilder, SharedSlice, OutputMode, Task};
 use serde::{Deserialize, Serialize};
 
 /// The trivial task: u64 → u64.
@@ -131,7 +131,7 @@ fn main() -> Result<()> {
                 Pool::builder()
                     .workers(2)
                     .launch(launch.clone())
-                    .stderr(Stdio::Null)
+                    .stderr(OutputMode::Null)
                     .core_dumps(false)
             };
             procpool_workload(workload, builder, size, &report)?

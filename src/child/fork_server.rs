@@ -15,9 +15,10 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use super::forked;
 use crate::sys::{self, ChildSignals, Signal};
-use crate::wire::zygote::{self as msg, FromServer, ToServer};
-use crate::worker::serve::{self, EXIT_PROTOCOL, EXIT_START};
+use crate::wire::exit_code;
+use crate::wire::fork_server::{self as msg, FromServer, ToServer};
 
 /// Runs the fork server on the socket `sock` until the pool lets it go; returns the exit
 /// code. Forked children never return from here: they become workers and exit.
@@ -30,18 +31,18 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                  forked; call procpool::init() first in main, before any thread starts \
                  (a test harness runs tests on threads: use harness = false)"
             );
-            return EXIT_START;
+            return exit_code::START;
         }
         Err(e) => {
             eprintln!("procpool fork server: cannot count this process's threads: {e}");
-            return EXIT_START;
+            return exit_code::START;
         }
     }
     let signals = match ChildSignals::new() {
         Ok(signals) => signals,
         Err(e) => {
             eprintln!("procpool fork server: cannot watch for ended children: {e}");
-            return EXIT_START;
+            return exit_code::START;
         }
     };
     let me = std::process::id();
@@ -66,7 +67,7 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             Ok(ready) => ready,
             Err(e) => {
                 eprintln!("procpool fork server: poll failed: {e}");
-                break EXIT_PROTOCOL;
+                break exit_code::PROTOCOL;
             }
         };
         let mut parent_died = false;
@@ -89,7 +90,7 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             Ok(None) => break 0,
             Err(e) => {
                 eprintln!("procpool fork server: unreadable request: {e}");
-                break EXIT_PROTOCOL;
+                break exit_code::PROTOCOL;
             }
         };
         match msg::decode::<ToServer>(&buf[..len]) {
@@ -123,11 +124,11 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     "procpool fork server: {request:?} came with {} descriptors",
                     fds.len()
                 );
-                break EXIT_PROTOCOL;
+                break exit_code::PROTOCOL;
             }
             Err(e) => {
                 eprintln!("procpool fork server: unreadable request: {e}");
-                break EXIT_PROTOCOL;
+                break exit_code::PROTOCOL;
             }
         }
     };
@@ -223,12 +224,12 @@ fn become_worker(
         .and_then(|()| sys::settle_forked_worker(server, stderr, stdout));
     if let Err(e) = settled {
         eprintln!("procpool worker: cannot settle after the fork: {e}");
-        sys::exit_now(EXIT_START);
+        sys::exit_now(exit_code::START);
     }
     // No lifeline watchdog thread of its own: this server watches the lifeline and
     // kills every worker's group when it closes, and a worker whose server dies gets
     // the parent-death signal, whose handler kills its group. One thread less to start
     // per worker.
     drop(lifeline);
-    serve::enter_forked(socket, None)
+    forked::enter_forked(socket, None)
 }

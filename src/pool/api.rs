@@ -1,78 +1,26 @@
 //! [`Pool`]: submission, shutdown and the state its worker supervisors share.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
-use super::builder::{Config, PoolBuilder};
-use super::gate::Gate;
+use super::config::Config;
 use super::handle::TaskHandle;
 use super::job::{Batch, Encoded, Job, Ticket, Work};
 use super::map::{Map, MapUnordered};
+use super::shared::Shared;
 use crate::error::{BuildError, Direction, Side, SubmitError, SubmitErrorKind, TaskError};
 use crate::launch::exec::SpawnSettings;
-use crate::launch::Spawner;
+use crate::launch::spawner::Spawner;
+use crate::slot::supervisor::Supervisor;
 use crate::task::{self, Task, TaskTypes};
 use crate::wire::codec;
 use crate::wire::frame::{self, Request};
-use crate::worker::output::OutputReader;
-use crate::worker::reaper::Reaper;
-use crate::worker::supervisor::Supervisor;
 
 /// How long `join` (or drop) waits, in all, for workers' output readers to close.
 const READERS_WAIT: Duration = Duration::from_secs(1);
-
-/// What the pool and its supervisor threads share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) spawner: Spawner,
-    pub(crate) queue: Receiver<Job>,
-    pub(crate) gate: Arc<Gate>,
-    pub(crate) reaper: Reaper,
-    terminating: AtomicBool,
-    live_slots: AtomicUsize,
-    next_id: AtomicU64,
-    /// The output readers of the workers started, until they have closed their pipes.
-    readers: Mutex<Vec<OutputReader>>,
-}
-
-impl Shared {
-    /// Keeps a new worker's output readers, for `join` to wait on.
-    pub(crate) fn track_readers(&self, readers: [OutputReader; 2]) {
-        let mut tracked = lock(&self.readers);
-        tracked.retain(|r| !r.is_done());
-        tracked.extend(readers);
-    }
-
-    /// Waits, up to `wait` in all, until every worker's output readers have read to
-    /// end-of-file and closed their pipes: `join` leaves no descriptor behind, unless
-    /// a process a task left in the background still holds one.
-    fn wait_for_readers(&self, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        let readers = std::mem::take(&mut *lock(&self.readers));
-        for reader in readers {
-            reader.wait_done(deadline.saturating_duration_since(Instant::now()));
-        }
-    }
-
-    /// A job id no other job of this pool has.
-    pub(crate) fn new_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn is_terminating(&self) -> bool {
-        self.terminating.load(Ordering::SeqCst)
-    }
-
-    /// Called by a slot that gives up on starting workers; `true` for the last one.
-    pub(crate) fn slot_gave_up(&self) -> bool {
-        self.live_slots.fetch_sub(1, Ordering::SeqCst) == 1
-    }
-}
 
 /// A pool of worker processes that run [`Task`]s, isolating each crash to its worker.
 ///
@@ -88,35 +36,12 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A builder with the defaults.
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder::new()
-    }
-
-    /// A pool with the defaults: one worker per CPU, re-executing the current program.
-    ///
-    /// # Errors
-    /// As [`PoolBuilder::build`].
-    pub fn new() -> Result<Pool, BuildError> {
-        PoolBuilder::new().build()
-    }
-
     pub(crate) fn start(config: Config, spawn: SpawnSettings) -> Result<Pool, BuildError> {
         let setup = config.setup_frame();
         let spawner = Spawner::new(spawn, config.start_timeout, config.workers, &setup)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let workers = config.workers;
-        let shared = Arc::new(Shared {
-            gate: Arc::new(Gate::new(config.max_in_flight)),
-            reaper: Reaper::new(),
-            config,
-            spawner,
-            queue: rx,
-            terminating: AtomicBool::new(false),
-            live_slots: AtomicUsize::new(workers),
-            next_id: AtomicU64::new(0),
-            readers: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new(config, spawner, rx));
         let pool = Pool {
             shared: shared.clone(),
             intake: Mutex::new(Some(tx)),
@@ -200,7 +125,7 @@ impl Pool {
     }
 
     fn terminate_now(&self) {
-        self.shared.terminating.store(true, Ordering::SeqCst);
+        self.shared.set_terminating();
         self.shutdown();
         while let Ok(job) = self.shared.queue.try_recv() {
             job.fail(TaskError::PoolClosed);

@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 
 use super::process::WorkerProcess;
 use crate::error::TaskError;
-use crate::launch::{Prestarted, Starting};
 use crate::link::{ParentEnd, RecvError};
-use crate::pool::{Encoded, Job, RawOutcome, Segment, Shared};
+use crate::pool::job::{Encoded, Job, RawOutcome, Segment};
+use crate::pool::shared::Shared;
 use crate::sys;
 use crate::wire::batch;
 use crate::wire::codec;
 use crate::wire::frame::{self, Request, Response};
-use crate::worker::journal::Journal;
+use crate::wire::journal::Journal;
 
 /// How often a busy supervisor looks at cancellation, deadline, memory and liveness.
 const TICK: Duration = Duration::from_millis(10);
@@ -837,9 +837,9 @@ impl Supervisor {
     /// as it is ready); that job comes back too.
     fn start(&self, failures: u32, backlog: &mut Backlog) -> (Result<Worker, String>, Option<Job>) {
         let program = || self.shared.spawner.program();
-        let (mut link, pending) = match self.shared.spawner.take_prestarted() {
+        let (mut link, spawning) = match self.shared.spawner.take_prestarted() {
             // Forked already, `Setup` written into its link before the fork.
-            Some((link, started)) => (link, Pending::Prestarted(started)),
+            Some(prestarted) => prestarted,
             None => {
                 let (mut link, worker_end) = match ParentEnd::pair() {
                     Ok(pair) => pair,
@@ -852,7 +852,7 @@ impl Supervisor {
                     return (Err(format!("cannot write to a new link socket: {e}")), None);
                 }
                 match self.shared.spawner.start(worker_end) {
-                    Ok(starting) => (link, Pending::Starting(starting)),
+                    Ok(spawning) => (link, spawning),
                     Err(e) => return (Err(format!("cannot run {}: {e}", program())), None),
                 }
             }
@@ -872,11 +872,7 @@ impl Supervisor {
                 }
             }
         }
-        let process = match pending {
-            Pending::Prestarted(started) => Ok(self.shared.spawner.finish_prestarted(started)),
-            Pending::Starting(starting) => self.shared.spawner.finish(starting),
-        };
-        match process {
+        match self.shared.spawner.finish(spawning) {
             Ok(process) => (Ok(self.adopt(link, process)), sent),
             Err(e) => {
                 let message = format!("cannot run {}: {e}", program());
@@ -1149,12 +1145,6 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// A worker on its way: forked when the pool was built, or started by the spawner.
-enum Pending {
-    Prestarted(Prestarted),
-    Starting(Starting),
-}
-
 /// Takes back `job`, sent into the link of a worker whose start then failed (the fork
 /// server's answer did not come, so the worker may exist). A `Run` frame not yet all in
 /// the socket cannot have been read whole. Otherwise a `Skip` goes after it: a worker
@@ -1239,7 +1229,7 @@ fn send_jobs<'a>(link: &mut ParentEnd, jobs: impl IntoIterator<Item = &'a Job>) 
 mod tests {
     use super::*;
     use crate::link::WorkerEnd;
-    use crate::pool::{Encoded, Ticket, Work};
+    use crate::pool::job::{Encoded, Ticket, Work};
 
     fn job() -> (Job, Arc<Ticket>) {
         let ticket = Arc::new(Ticket::new(None));

@@ -12,8 +12,8 @@ use std::process::{Child, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::output::{OutputReader, Pipe, Sink};
-use crate::launch::{OutputStream, Stdio};
+use crate::output::mode::{OutputMode, OutputStream};
+use crate::output::reader::{OutputReader, Pipe, Sink};
 use crate::sys::{self, Signal};
 
 /// How often a stop polls for the exit.
@@ -69,13 +69,17 @@ pub(crate) struct Pipes<'a> {
     pub(crate) stderr: Option<Pipe>,
     /// Only when stdout is captured.
     pub(crate) stdout: Option<Pipe>,
-    pub(crate) stderr_to: Option<&'a Stdio>,
-    pub(crate) stdout_to: Option<&'a Stdio>,
+    pub(crate) stderr_to: Option<&'a OutputMode>,
+    pub(crate) stdout_to: Option<&'a OutputMode>,
 }
 
 impl WorkerProcess {
     /// An exec'd child whose stderr (and stdout, when captured) is piped to us.
-    pub(crate) fn exec(mut child: Child, stderr_to: &Stdio, stdout_to: &Stdio) -> WorkerProcess {
+    pub(crate) fn exec(
+        mut child: Child,
+        stderr_to: &OutputMode,
+        stdout_to: &OutputMode,
+    ) -> WorkerProcess {
         let pipes = Pipes {
             stderr: child.stderr.take().map(Pipe::from),
             stdout: child.stdout.take().map(Pipe::from),
@@ -90,7 +94,9 @@ impl WorkerProcess {
     /// for, or the process is dropped).
     pub(crate) fn new(child: Box<dyn Reap>, pipes: Pipes<'_>) -> WorkerProcess {
         let pid = child.pid();
-        let sink = |to: Option<&Stdio>, stream| Sink::new(to.unwrap_or(&Stdio::Null), pid, stream);
+        let sink = |to: Option<&OutputMode>, stream| {
+            Sink::new(to.unwrap_or(&OutputMode::Null), pid, stream)
+        };
         let stderr_sink = sink(pipes.stderr_to, OutputStream::Stderr);
         let stderr = OutputReader::later(pipes.stderr, stderr_sink);
         WorkerProcess {

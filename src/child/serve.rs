@@ -6,127 +6,37 @@
 //! that goes away while the worker waits for a frame is met the same way.
 
 use std::collections::VecDeque;
-use std::env;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::launch::{ENV_LIFELINE, ENV_SERVER, ENV_ZYGOTE};
+use super::{context, panics};
 use crate::link::WorkerEnd;
 use crate::sys;
 use crate::task;
 use crate::wire::batch;
 use crate::wire::codec;
+use crate::wire::exit_code;
 use crate::wire::frame::{self, Request, Response};
-use crate::worker::journal::Journal;
-use crate::worker::{context, panics};
+use crate::wire::journal::Journal;
 
-/// Exit code of a worker that could not reach its parent or set itself up.
-pub(crate) const EXIT_START: i32 = 70;
-/// Exit code of a worker that received a frame it could not read.
-pub(crate) const EXIT_PROTOCOL: i32 = 76;
-/// Exit code of a forked worker whose loop panicked: the Rust runtime's for a panic
-/// that ends `main`.
-const EXIT_PANIC: i32 = 101;
-
-static IN_WORKER: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process is serving as a worker (so a pool built inside a task is a
-/// nested pool, not a missing `init()`).
-pub(crate) fn is_worker() -> bool {
-    IN_WORKER.load(Ordering::Relaxed)
-}
-
-/// Turns this process into a worker (or a fork server) if it was started as one;
-/// otherwise returns.
-pub(crate) fn enter_if_worker() {
-    let socket = env::var(ENV_SERVER).ok();
-    let fork_server = env::var(ENV_ZYGOTE).ok();
-    if socket.is_none() && fork_server.is_none() {
-        return;
-    }
-    if IN_WORKER.swap(true, Ordering::SeqCst) {
-        return;
-    }
-    // Read once, then gone: a program a task starts must not mistake itself for a
-    // worker. This runs first thing in main, before the worker starts any thread.
-    let lifeline = env::var(ENV_LIFELINE).ok();
-    for var in [ENV_SERVER, ENV_ZYGOTE, ENV_LIFELINE] {
-        env::remove_var(var);
-    }
-    let lifeline = match lifeline.as_deref().map(sys::adopt_inherited_fd).transpose() {
-        Ok(lifeline) => lifeline,
-        Err(e) => {
-            eprintln!("procpool worker: cannot take the parent lifeline {lifeline:?}: {e}");
-            std::process::exit(EXIT_START);
-        }
-    };
-    let code = match (fork_server, socket) {
-        (Some(sock), _) => match sys::adopt_inherited_fd(&sock) {
-            Ok(sock) => crate::launch::zygote::run(sock, lifeline),
-            Err(e) => {
-                eprintln!("procpool fork server: cannot take its socket {sock:?}: {e}");
-                EXIT_START
-            }
-        },
-        (None, Some(socket)) => match sys::adopt_inherited_fd(&socket) {
-            Ok(socket) => serve(socket, lifeline),
-            Err(e) => {
-                eprintln!("procpool worker: cannot take its socket {socket:?}: {e}");
-                EXIT_START
-            }
-        },
-        (None, None) => unreachable!("checked above"),
-    };
-    exit(code)
-}
-
-/// Runs the worker loop in a process just forked (by the fork server, or from the
-/// program when the pool was built); never returns.
-pub(crate) fn enter_forked(socket: OwnedFd, lifeline: Option<OwnedFd>) -> ! {
-    IN_WORKER.store(true, Ordering::SeqCst);
-    // A panic that escapes the worker loop (a task's own panics are caught and
-    // reported; one in decoding its input or dropping its output may not be) must not
-    // unwind into the frames of the program it was forked from. It ends the worker
-    // with the code the Rust runtime gives a panic that ends `main`, as it would in
-    // an exec'd worker.
-    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(socket, lifeline)));
-    exit_forked(served.unwrap_or(EXIT_PANIC))
-}
-
-fn exit(code: i32) -> ! {
-    let _ = std::io::stdout().flush();
-    std::process::exit(code)
-}
-
-/// How a forked worker leaves: its stdout flushed (Rust's, and the C library's; see
-/// [`sys::exit_now`]), then `_exit`, as a forked child should. `exit` would run the
-/// `atexit` handlers and C library destructors of the process it was forked from,
-/// once in each worker (a program's handler that removes a file or prints a summary,
-/// say), and costs a forked worker's short life more page faults.
-fn exit_forked(code: i32) -> ! {
-    let _ = std::io::stdout().flush();
-    sys::exit_now(code)
-}
-
-fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
+pub(crate) fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
     if let Some(lifeline) = lifeline {
         if let Err(e) = sys::watch_lifeline(lifeline) {
             eprintln!("procpool worker: cannot watch the parent lifeline: {e}");
-            return EXIT_START;
+            return exit_code::START;
         }
     }
     if let Err(e) = sys::kill_group_on_parent_death() {
         eprintln!("procpool worker: cannot arm the parent-death signal: {e}");
-        return EXIT_START;
+        return exit_code::START;
     }
     panics::install_hook();
     let mut link = match WorkerEnd::new(socket) {
         Ok(link) => link,
         Err(e) => {
             eprintln!("procpool worker: cannot use its socket: {e}");
-            return EXIT_START;
+            return exit_code::START;
         }
     };
     // Frames read but not yet acted on. Before a task starts, every frame that has
@@ -182,7 +92,7 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             } => {
                 if let Err(e) = setup(memory_limit, core_dumps) {
                     eprintln!("procpool worker: set-up failed: {e}");
-                    return EXIT_START;
+                    return exit_code::START;
                 }
                 if has_context {
                     frame.truncate(payload_len);
@@ -233,7 +143,7 @@ fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                     Ok(opened) => journal = Some(opened),
                     Err(e) => {
                         eprintln!("procpool worker: cannot map the batch journal: {e}");
-                        return EXIT_START;
+                        return exit_code::START;
                     }
                 }
                 Ok(())
@@ -269,12 +179,12 @@ fn other_protocol(link: &mut WorkerEnd, protocol: u32) -> i32 {
         frame::PROTOCOL
     );
     let _ = link.send(&frame::header_only(&ready()));
-    EXIT_START
+    exit_code::START
 }
 
 /// The link ended without `Shutdown`. If it broke with the parent still there (out of
 /// descriptors, say), the worker says why on stderr, where the parent's crash report
-/// quotes it, and exits with `EXIT_PROTOCOL`. Otherwise the parent is gone.
+/// quotes it, and exits with `exit_code::PROTOCOL`. Otherwise the parent is gone.
 fn link_ended(link: &WorkerEnd, send_error: Option<&std::io::Error>) -> i32 {
     let broken = link.broken().map(str::to_owned).or_else(|| {
         send_error
@@ -284,7 +194,7 @@ fn link_ended(link: &WorkerEnd, send_error: Option<&std::io::Error>) -> i32 {
     match broken {
         Some(why) => {
             eprintln!("procpool worker: the link to the parent failed: {why}");
-            EXIT_PROTOCOL
+            exit_code::PROTOCOL
         }
         None => parent_gone(),
     }
@@ -333,11 +243,11 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
             };
             if count > codec::MAX_FDS {
                 eprintln!("procpool worker: a frame names {count} descriptors");
-                return Err(EXIT_PROTOCOL);
+                return Err(exit_code::PROTOCOL);
             }
             let Some(fds) = link.take_fds(count) else {
                 eprintln!("procpool worker: a frame came without its {count} descriptors");
-                return Err(EXIT_PROTOCOL);
+                return Err(exit_code::PROTOCOL);
             };
             inbox.push_back(Inbound {
                 request,
@@ -353,7 +263,7 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
             Some(protocol) if protocol != frame::PROTOCOL => Err(other_protocol(link, protocol)),
             _ => {
                 eprintln!("procpool worker: unreadable frame from the parent: {e}");
-                Err(EXIT_PROTOCOL)
+                Err(exit_code::PROTOCOL)
             }
         },
     }
@@ -383,7 +293,7 @@ fn run_batch(
     for index in 0..count {
         let Some(Some(item)) = entries.next() else {
             eprintln!("procpool worker: batch #{id} holds fewer than its {count} tasks");
-            return Err(EXIT_PROTOCOL);
+            return Err(exit_code::PROTOCOL);
         };
         let record = batch::push_record(&mut out, |buf| match &runner {
             Ok(run) => run(item, None, buf).map(drop),
@@ -431,7 +341,7 @@ fn run_batch(
     }
     if entries.next().is_some() {
         eprintln!("procpool worker: batch #{id} holds more than its {count} tasks");
-        return Err(EXIT_PROTOCOL);
+        return Err(exit_code::PROTOCOL);
     }
     let _ = std::io::stdout().flush();
     if answered {
@@ -477,7 +387,7 @@ mod tests {
         }
         for count in [1, 3] {
             let ran = run_batch(&mut link, None, (9, "no::Such", 0), &items, count);
-            assert_eq!(ran.err(), Some(EXIT_PROTOCOL), "count {count}");
+            assert_eq!(ran.err(), Some(exit_code::PROTOCOL), "count {count}");
         }
         let ran = run_batch(&mut link, None, (9, "no::Such", 0), &items, 2);
         assert!(matches!(ran, Ok(Ok(()))), "two tasks, two entries");

@@ -2,8 +2,8 @@
 //!
 //! An [`OutputReader`] reads one pipe until end-of-file. For stderr it keeps the last
 //! lines that crash reports quote (and the first line, which says why a start failed).
-//! Every byte then goes where the pool's [`Stdio`] says: to the parent's own stderr,
-//! nowhere, or line by line to the user's function ([`Stdio::capture`]).
+//! Every byte then goes where the pool's [`OutputMode`] says: to the parent's own stderr,
+//! nowhere, or line by line to the user's function ([`OutputMode::capture`]).
 //!
 //! Pipes whose bytes go to the parent's stderr or nowhere are all read by one thread
 //! of the process, `procpool-output`, which polls them (see [`Poller`]): a worker's
@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crate::launch::{OutputLine, OutputSink, OutputStream, Stdio};
+use super::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
 
 /// How many stderr lines a crash report keeps.
 const TAIL_LINES: usize = 20;
@@ -54,10 +54,10 @@ pub(crate) enum Sink {
 impl Sink {
     /// The sink for `worker`'s `stream` under the pool's setting for it. An inherited
     /// stdout never reaches the parent (the worker writes to the parent's own stdout).
-    pub(crate) fn new(stdio: &Stdio, worker: u32, stream: OutputStream) -> Sink {
+    pub(crate) fn new(stdio: &OutputMode, worker: u32, stream: OutputStream) -> Sink {
         match stdio {
-            Stdio::Inherit if stream == OutputStream::Stderr => Sink::ParentStderr,
-            Stdio::Capture(sink) => Sink::Lines {
+            OutputMode::Inherit if stream == OutputStream::Stderr => Sink::ParentStderr,
+            OutputMode::Capture(sink) => Sink::Lines {
                 sink: sink.clone(),
                 worker,
                 stream,
@@ -678,7 +678,8 @@ mod tests {
     fn capture(stream: OutputStream) -> (Sink, Arc<Mutex<Vec<OutputLine>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let into = lines.clone();
-        let Stdio::Capture(sink) = Stdio::capture(move |l| into.lock().unwrap().push(l)) else {
+        let OutputMode::Capture(sink) = OutputMode::capture(move |l| into.lock().unwrap().push(l))
+        else {
             unreachable!()
         };
         let sink = Sink::Lines {
@@ -712,7 +713,7 @@ mod tests {
     fn a_panicking_sink_loses_one_line_not_the_rest() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let into = seen.clone();
-        let stdio = Stdio::capture(move |l: OutputLine| {
+        let stdio = OutputMode::capture(move |l: OutputLine| {
             assert_ne!(l.text, "boom", "the sink panics on this line");
             into.lock().unwrap().push(l.text);
         });

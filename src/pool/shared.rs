@@ -1,0 +1,87 @@
+//! [`Shared`]: what a pool and its slots' supervisor threads share.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::config::Config;
+use super::gate::Gate;
+use super::job::Job;
+use crate::launch::spawner::Spawner;
+use crate::output::reader::OutputReader;
+use crate::slot::reaper::Reaper;
+
+/// What the pool and its supervisor threads share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) spawner: Spawner,
+    pub(crate) queue: Receiver<Job>,
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) reaper: Reaper,
+    terminating: AtomicBool,
+    live_slots: AtomicUsize,
+    next_id: AtomicU64,
+    /// The output readers of the workers started, until they have closed their pipes.
+    readers: Mutex<Vec<OutputReader>>,
+}
+
+impl Shared {
+    /// The state of a new pool with `config`, whose slots take jobs from `queue`.
+    pub(crate) fn new(config: Config, spawner: Spawner, queue: Receiver<Job>) -> Shared {
+        Shared {
+            gate: Arc::new(Gate::new(config.max_in_flight)),
+            reaper: Reaper::new(),
+            live_slots: AtomicUsize::new(config.workers),
+            config,
+            spawner,
+            queue,
+            terminating: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            readers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps a new worker's output readers, for `join` to wait on.
+    pub(crate) fn track_readers(&self, readers: [OutputReader; 2]) {
+        let mut tracked = lock(&self.readers);
+        tracked.retain(|r| !r.is_done());
+        tracked.extend(readers);
+    }
+
+    /// Waits, up to `wait` in all, until every worker's output readers have read to
+    /// end-of-file and closed their pipes: `join` leaves no descriptor behind, unless
+    /// a process a task left in the background still holds one.
+    pub(crate) fn wait_for_readers(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        let readers = std::mem::take(&mut *lock(&self.readers));
+        for reader in readers {
+            reader.wait_done(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// A job id no other job of this pool has.
+    pub(crate) fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// From now on every slot kills its worker and ends its jobs in `PoolClosed`.
+    pub(crate) fn set_terminating(&self) {
+        self.terminating.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_terminating(&self) -> bool {
+        self.terminating.load(Ordering::SeqCst)
+    }
+
+    /// Called by a slot that gives up on starting workers; `true` for the last one.
+    pub(crate) fn slot_gave_up(&self) -> bool {
+        self.live_slots.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
