@@ -1,0 +1,124 @@
+//! Signals: their names, signalling a whole process group, `SIGCHLD` as a descriptor,
+//! and putting back default signal actions in a child forked without exec.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, SigSet};
+use nix::unistd::Pid;
+
+use super::lifeline::death_signal;
+
+pub(crate) use nix::sys::signal::Signal;
+
+/// Sends `signal` to every process in the group led by `pgid`.
+///
+/// A group that no longer exists is not an error: the goal (nobody left to signal) holds.
+pub(crate) fn signal_group(pgid: u32, signal: Signal) -> io::Result<()> {
+    match killpg(Pid::from_raw(pgid as i32), signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `SIGTERM`, for a polite stop.
+pub(crate) const TERM: Signal = Signal::SIGTERM;
+/// `SIGKILL`, for the stop that cannot be refused.
+pub(crate) const KILL: Signal = Signal::SIGKILL;
+
+/// The conventional name of a signal number (`SIGSEGV`), or `signal N` when unknown.
+pub(crate) fn signal_name(number: i32) -> String {
+    Signal::try_from(number)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {number}"))
+}
+
+/// `SIGCHLD` as a readable descriptor, for the fork server's single-threaded poll loop.
+#[derive(Debug)]
+pub(crate) struct ChildSignals {
+    fd: nix::sys::signalfd::SignalFd,
+    old_mask: SigSet,
+}
+
+impl ChildSignals {
+    /// Blocks `SIGCHLD` and the parent-death signal (so they queue on the descriptor
+    /// instead) and opens the descriptor. The fork server thus learns of its parent's
+    /// death in its loop, and kills its workers' groups, rather than dying on the spot.
+    pub(crate) fn new() -> io::Result<ChildSignals> {
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let old_mask = SigSet::thread_get_mask()?;
+        // `Signal` has no real-time signals, so the set is built with libc.
+        let mut raw = std::mem::MaybeUninit::<nix::libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set before sigaddset writes into it (both
+        // numbers are valid signals), so the set handed to nix is initialised.
+        let mask = unsafe {
+            Errno::result(nix::libc::sigemptyset(raw.as_mut_ptr()))?;
+            Errno::result(nix::libc::sigaddset(raw.as_mut_ptr(), nix::libc::SIGCHLD))?;
+            Errno::result(nix::libc::sigaddset(raw.as_mut_ptr(), death_signal()))?;
+            SigSet::from_sigset_t_unchecked(raw.assume_init())
+        };
+        mask.thread_block()?;
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(ChildSignals { fd, old_mask })
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Empties the descriptor; the caller then looks for ended children itself (signals
+    /// of the same kind merge, so one read may stand for several exits). Says whether
+    /// the parent-death signal was among them.
+    pub(crate) fn drain(&self) -> bool {
+        let mut parent_died = false;
+        while let Ok(Some(info)) = self.fd.read_signal() {
+            parent_died |= info.ssi_signo as nix::libc::c_int == death_signal();
+        }
+        parent_died
+    }
+
+    /// In a forked child: closes the descriptor and gives back the signal mask the
+    /// process had before, so the worker and what it runs see both signals as usual.
+    pub(crate) fn release_in_child(self) -> io::Result<()> {
+        self.old_mask.thread_set_mask()?;
+        Ok(())
+    }
+}
+
+/// Unblocks every signal and puts back the default action of every signal that has a
+/// handler, as an exec would, except `SIGSEGV` and `SIGBUS`: there the Rust runtime
+/// keeps its stack-overflow report, which every worker has (a handler the program put
+/// there itself stays too). Ignored signals stay ignored, as across exec.
+pub(super) fn reset_signals() -> io::Result<()> {
+    use nix::sys::signal::{sigprocmask, SigmaskHow};
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    // Numbers the C library keeps for itself (32 and 33 with glibc) are refused and
+    // skipped.
+    for signal in 1..=nix::libc::SIGRTMAX() {
+        if [
+            nix::libc::SIGKILL,
+            nix::libc::SIGSTOP,
+            nix::libc::SIGSEGV,
+            nix::libc::SIGBUS,
+        ]
+        .contains(&signal)
+        {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is a valid "default action, no flags, empty mask"
+        // value; the first call only reads the current action, the second sets the
+        // default.
+        unsafe {
+            let mut old: nix::libc::sigaction = std::mem::zeroed();
+            if nix::libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.sa_sigaction != nix::libc::SIG_DFL && old.sa_sigaction != nix::libc::SIG_IGN {
+                let default: nix::libc::sigaction = std::mem::zeroed();
+                Errno::result(nix::libc::sigaction(signal, &default, std::ptr::null_mut()))?;
+            }
+        }
+    }
+    Ok(())
+}
