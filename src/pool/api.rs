@@ -64,7 +64,7 @@ impl Pool {
     }
 
     /// Queues a task, waiting for room if the pool is at its
-    /// [in-flight limit](PoolBuilder::max_in_flight).
+    /// [in-flight limit](crate::PoolBuilder::max_in_flight).
     ///
     /// A task that cannot be encoded is accepted and its handle reports
     /// [`TaskError::Codec`].
@@ -187,6 +187,7 @@ impl Pool {
         let job = Job {
             id,
             attempts: 0,
+            options: self.shared.config.job_options(),
             ticket: ticket.clone(),
             work: Work::One(frame),
             types: TaskTypes::of::<T>(),
@@ -213,6 +214,7 @@ impl Pool {
         let job = Job {
             id,
             attempts: 0,
+            options: self.shared.config.job_options(),
             ticket: ticket.clone(),
             work: Work::Batch(batch),
             types,

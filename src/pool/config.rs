@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::job::JobOptions;
 use crate::wire::frame::{self, Request};
 
 /// The settings a running pool reads.
@@ -21,6 +22,14 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// The options a job gets by default: the pool's timeout and retries.
+    pub(crate) fn job_options(&self) -> JobOptions {
+        JobOptions {
+            timeout: self.timeout,
+            retries: self.retries,
+        }
+    }
+
     /// The `Setup` frame every worker gets first: the pool's limits and its context.
     pub(crate) fn setup_frame(&self) -> Vec<u8> {
         let setup = Request::Setup {

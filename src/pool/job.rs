@@ -4,6 +4,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -24,12 +25,23 @@ pub(crate) struct Encoded {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
+/// What a job carries of the settings that govern its run: the slots read these, not
+/// the pool's configuration, so that each job may have its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobOptions {
+    /// Longest a task may run (see `PoolBuilder::timeout`).
+    pub(crate) timeout: Option<Duration>,
+    /// Reruns allowed after a crash of its worker (see `PoolBuilder::retries`).
+    pub(crate) retries: u32,
+}
+
 /// Work on its way to a worker, and the ticket that holds its place in the pool.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) id: u64,
     /// Runs that were lost with their worker so far (see `PoolBuilder::retries`).
     pub(crate) attempts: u32,
+    pub(crate) options: JobOptions,
     pub(crate) ticket: Arc<Ticket>,
     pub(crate) work: Work,
     /// The task's concrete types, for the message of a worker that has others.
@@ -188,6 +200,7 @@ impl Job {
         Some(Job {
             id,
             attempts: self.attempts,
+            options: self.options,
             ticket: self.ticket.clone(),
             work: Work::Batch(front),
             types: self.types,
@@ -273,6 +286,9 @@ enum State {
 pub(crate) struct Ticket {
     state: Mutex<State>,
     done: Condvar,
+    /// Woken once when the outcome is recorded: a future waiting on the task, say. Only
+    /// set while `state`'s lock is held, so no outcome slips past a new waker.
+    waker: Mutex<Option<Waker>>,
     gate: Option<Arc<Gate>>,
 }
 
@@ -281,6 +297,7 @@ impl Ticket {
         Ticket {
             state: Mutex::new(State::Queued),
             done: Condvar::new(),
+            waker: Mutex::new(None),
             gate,
         }
     }
@@ -328,7 +345,30 @@ impl Ticket {
         }
         drop(state);
         self.done.notify_all();
+        let waker = lock(&self.waker).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         true
+    }
+
+    /// Whether the outcome is in; if not, `waker` is woken once it is (replacing the
+    /// waker of an earlier call). The way for something other than a blocked thread,
+    /// a future say, to wait for the task.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the seam a future of the async API will wait on")
+    )]
+    pub(crate) fn is_done_or_wake(&self, waker: &Waker) -> bool {
+        let state = self.lock();
+        if matches!(*state, State::Done(_)) {
+            return true;
+        }
+        let mut slot = lock(&self.waker);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+        false
     }
 
     /// Cancels the task: at once if still queued, by killing its worker if running.
@@ -377,6 +417,10 @@ impl Drop for Ticket {
             gate.release();
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn take(state: &mut State) -> RawOutcome {
@@ -432,6 +476,37 @@ mod tests {
             gate.acquire(false),
             Err(crate::error::SubmitErrorKind::Full)
         );
+    }
+
+    /// Counts its wake-ups.
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_outcome_wakes_the_waker_waiting_for_it_once() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let ticket = Ticket::new(None);
+        assert!(ticket.start());
+        assert!(!ticket.is_done_or_wake(&waker));
+        assert!(!ticket.is_done_or_wake(&waker));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert!(ticket.complete(Err(TaskError::Cancelled)));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // Once the outcome is in, nothing more is woken and no waker is kept.
+        assert!(ticket.is_done_or_wake(&waker));
+        assert!(!ticket.complete(Err(TaskError::PoolClosed)));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // A cancel while queued is an outcome too.
+        let queued = Ticket::new(None);
+        assert!(!queued.is_done_or_wake(&waker));
+        assert!(queued.cancel());
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]

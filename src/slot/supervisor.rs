@@ -25,14 +25,15 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::answer::{classify, Classified, Expected};
+use super::loss::{self, Loss, Verdict};
+use super::pipeline;
 use super::process::WorkerProcess;
 use crate::error::TaskError;
 use crate::link::{ParentEnd, RecvError};
 use crate::pool::job::{Encoded, Job, RawOutcome, Segment};
 use crate::pool::shared::Shared;
 use crate::sys;
-use crate::wire::batch;
-use crate::wire::codec;
 use crate::wire::frame::{self, Request, Response};
 use crate::wire::journal::Journal;
 
@@ -40,12 +41,6 @@ use crate::wire::journal::Journal;
 const TICK: Duration = Duration::from_millis(10);
 /// How long a crash report waits for the dead worker's stderr to drain.
 const TAIL_WAIT: Duration = Duration::from_millis(250);
-/// How much work, in time, is sent ahead of the running task: enough to hide the round
-/// trip between tasks, little enough that a long task does not hold back work another
-/// slot could start.
-const PIPELINE_AHEAD: Duration = Duration::from_micros(500);
-/// Most jobs sent to one worker at once.
-const MAX_PIPELINE: usize = 64;
 /// Longest pause between two start attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -110,18 +105,6 @@ impl Worker {
         self.head_started = Instant::now();
         self.tasks += tasks as u64;
         self.process.clear_stderr_tail();
-    }
-
-    /// How many jobs to keep sent to this worker: the running one, plus about
-    /// `PIPELINE_AHEAD` of work behind it.
-    fn pipeline_depth(&self) -> usize {
-        match self.per_task {
-            None => 1,
-            Some(mean) => {
-                let ahead = PIPELINE_AHEAD.as_secs_f64() / mean.max(1e-9);
-                1 + (ahead as usize).min(MAX_PIPELINE - 1)
-            }
-        }
     }
 }
 
@@ -413,7 +396,6 @@ impl Supervisor {
         mut in_flight: VecDeque<InFlight>,
         mut backlog: Backlog,
     ) -> State {
-        let config = &self.shared.config;
         let mut peak = None;
         // The per-tick checks also run while answers keep coming (quick pipelined
         // tasks), at least once a tick.
@@ -432,7 +414,7 @@ impl Supervisor {
             // Before `Ready`, no task has started: only the start deadline counts.
             let deadline = match worker.not_ready {
                 Some(not_ready) => Some(not_ready.deadline),
-                None => config.timeout.map(|t| worker.head_started + t),
+                None => head.job.options.timeout.map(|t| worker.head_started + t),
             };
             let wait = deadline.map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
@@ -472,12 +454,12 @@ impl Supervisor {
             self.drain(&mut worker, &mut in_flight);
             // Still not ready, or killed for its start (deadline, bad frame) although a
             // `Ready` turned up in the drain: a failed start either way.
-            let failed_start = match (was_not_ready, worker.not_ready) {
-                (_, Some(not_ready)) => Some(not_ready),
-                (Some(not_ready), None) if !lost.is_crash() => Some(not_ready),
-                _ => None,
-            };
-            if let Some(not_ready) = failed_start {
+            let failed_start = loss::is_failed_start(
+                was_not_ready.is_none(),
+                worker.not_ready.is_none(),
+                lost.is_crash(),
+            );
+            if let (true, Some(not_ready)) = (failed_start, was_not_ready.or(worker.not_ready)) {
                 // Lost before `Ready`: a failed start. No task ran; all go back.
                 let message = match lost {
                     TaskError::WorkerStart { message } => message,
@@ -504,27 +486,35 @@ impl Supervisor {
             let Some(head) = in_flight.pop_front() else {
                 return State::Exited { backlog };
             };
-            let to_blame = lost.is_crash() || Some(head.job.id) == target;
+            let was_head = Some(head.job.id) == target;
             for rest in in_flight.into_iter().rev() {
                 backlog.push_front(rest.job);
             }
             let Some(mut crashed) = self.salvage(head, journal.as_ref(), &mut backlog) else {
                 return State::Exited { backlog };
             };
-            if self.shared.is_terminating() {
-                crashed.fail(TaskError::PoolClosed);
-                return State::Terminating {
-                    worker: None,
-                    backlog,
-                };
-            }
-            if !to_blame {
-                backlog.push_front(crashed);
-            } else if lost.is_retryable() && crashed.attempts < config.retries {
-                crashed.attempts += 1;
-                backlog.push_front(crashed);
-            } else {
-                crashed.fail(lost);
+            let verdict = loss::verdict(Loss {
+                crash: lost.is_crash(),
+                retryable: lost.is_retryable(),
+                was_head,
+                attempts: crashed.attempts,
+                retries: crashed.options.retries,
+                terminating: self.shared.is_terminating(),
+            });
+            match verdict {
+                Verdict::Closed => {
+                    crashed.fail(TaskError::PoolClosed);
+                    return State::Terminating {
+                        worker: None,
+                        backlog,
+                    };
+                }
+                Verdict::Requeue => backlog.push_front(crashed),
+                Verdict::Retry => {
+                    crashed.attempts += 1;
+                    backlog.push_front(crashed);
+                }
+                Verdict::Fail => crashed.fail(lost),
             }
             return State::Exited { backlog };
         }
@@ -623,16 +613,8 @@ impl Supervisor {
 
     /// How many more tasks this worker may be sent before it is due for recycling.
     fn room(&self, worker: &Worker, in_flight: &VecDeque<InFlight>) -> usize {
-        match self.shared.config.max_tasks_per_worker {
-            None => usize::MAX,
-            Some(max) => {
-                let sent: usize = in_flight.iter().map(|f| f.job.tasks()).sum();
-                let left = max.saturating_sub(worker.tasks);
-                usize::try_from(left)
-                    .unwrap_or(usize::MAX)
-                    .saturating_sub(sent)
-            }
-        }
+        let sent = in_flight.iter().map(|f| f.job.tasks()).sum();
+        pipeline::room(self.shared.config.max_tasks_per_worker, worker.tasks, sent)
     }
 
     /// Cuts a batch down to what this worker may take: at most `room` tasks, and one
@@ -693,10 +675,7 @@ impl Supervisor {
         backlog: &mut Backlog,
     ) {
         let batched = |f: &InFlight| f.job.tasks() > 1 && f.job.is_batch();
-        let mut depth = worker.pipeline_depth();
-        if in_flight.iter().any(batched) {
-            depth = depth.max(2);
-        }
+        let mut depth = pipeline::depth(worker.per_task, in_flight.iter().any(batched));
         let first_new = in_flight.len();
         while in_flight.len() < depth && !self.shared.is_terminating() {
             let room = self.room(worker, in_flight);
@@ -715,7 +694,7 @@ impl Supervisor {
             let job = self.fit(worker, job, room, backlog);
             in_flight.push_back(InFlight::new(job));
             if in_flight.back().is_some_and(batched) {
-                depth = depth.max(2);
+                depth = pipeline::depth(worker.per_task, true);
             }
         }
         let new = in_flight.iter().skip(first_new).map(|f| &f.job);
@@ -785,7 +764,7 @@ impl Supervisor {
                 waiting.skip_sent = Some(Instant::now());
             }
         }
-        if let Some(timeout) = config.timeout {
+        if let Some(timeout) = in_flight.front().and_then(|head| head.job.options.timeout) {
             if worker.head_started.elapsed() >= timeout {
                 worker.process.terminate(config.kill_grace);
                 return Some(TaskError::TimedOut {
@@ -961,91 +940,61 @@ impl Supervisor {
     /// Reads a response frame for the head job. A frame that breaks the protocol costs
     /// the worker.
     fn answer(&self, w: &mut Worker, head: &mut InFlight, mut frame: Vec<u8>) -> Answer {
+        let id = head.job.id;
+        let expected = match (&w.not_ready, head.job.is_batch()) {
+            (Some(_), _) => Expected::Ready,
+            (None, false) => Expected::Single { id },
+            (None, true) => Expected::Batch {
+                id,
+                left: head.job.tasks(),
+            },
+        };
         let broken = |w: &mut Worker, message: String| {
             w.process.kill();
             Answer::Lost(TaskError::Protocol { message })
         };
-        if w.not_ready.is_some() {
-            match frame::ready_protocol(&frame) {
-                Ok(()) => {}
-                Err(None) => return broken(w, "a malformed answer to the set-up".to_owned()),
-                Err(other) => {
-                    w.process.kill();
-                    let message = self.not_ready(other);
-                    return Answer::Lost(TaskError::WorkerStart { message });
-                }
+        match classify(&frame, expected) {
+            Classified::Broken(message) => broken(w, message),
+            Classified::OtherProtocol(theirs) => {
+                w.process.kill();
+                let message = self.not_ready(Some(theirs));
+                Answer::Lost(TaskError::WorkerStart { message })
             }
-            w.not_ready = None;
-            w.head_started = Instant::now();
-            w.process.clear_stderr_tail();
-            return Answer::Ready;
-        }
-        let job = &mut head.job;
-        let single = !job.is_batch();
-        match frame::decode::<Response>(&frame) {
-            Err(e) => broken(w, e.to_string()),
-            Ok((Response::Output { id, fds }, len)) if id == job.id && single => {
-                if fds as usize > codec::MAX_FDS {
-                    return broken(w, format!("task #{id}'s output names {fds} descriptors"));
-                }
-                let Some(fds) = w.link.take_fds(fds as usize) else {
-                    return broken(
-                        w,
-                        format!("task #{id}'s output came without its {fds} descriptors"),
-                    );
+            Classified::Ready => {
+                w.not_ready = None;
+                w.head_started = Instant::now();
+                w.process.clear_stderr_tail();
+                Answer::Ready
+            }
+            Classified::Output { len, fds: count } => {
+                let Some(fds) = w.link.take_fds(count) else {
+                    let message =
+                        format!("task #{id}'s output came without its {count} descriptors");
+                    return broken(w, message);
                 };
                 frame.truncate(len);
                 Answer::Outcome(Ok(Encoded { bytes: frame, fds }))
             }
-            Ok((Response::Failure { id, failure }, _)) if id == job.id && single => {
-                Answer::Outcome(Err(failure.into_error(|| job.types.describe())))
+            Classified::Failure(failure) => {
+                let types = head.job.types;
+                Answer::Outcome(Err(failure.into_error(|| types.describe())))
             }
-            Ok((Response::Skipped { id }, _)) if id == job.id => Answer::Skipped,
-            Ok((
-                Response::Batch {
-                    id,
-                    count,
-                    last,
-                    nanos,
-                },
+            Classified::Skipped => Answer::Skipped,
+            Classified::Batch {
+                count,
+                last,
+                nanos,
                 len,
-            )) if id == job.id && !single => {
-                let batch = job.batch_mut().expect("not single");
-                let count = count as usize;
-                let left = batch.len();
-                if count > left || last != (count == left) || (count == 0 && !last) {
-                    return broken(
-                        w,
-                        format!("batch #{id} answered for {count} of its {left} tasks left (last: {last})"),
-                    );
-                }
-                frame.truncate(len);
-                if !batch::records_are_well_formed(&frame, count) {
-                    return broken(w, format!("batch #{id} sent malformed records"));
-                }
-                let timing = last.then_some((nanos, head.received + left));
+            } => {
+                let batch = head.job.batch_mut().expect("a batch was expected");
+                let timing = last.then_some((nanos, head.received + batch.len()));
                 if count > 0 {
+                    frame.truncate(len);
                     let records = frame;
                     batch.deliver(Segment::Records { count, records }, timing);
                 }
                 head.received += count;
                 Answer::Batch { count, last }
-            }
-            Ok((
-                Response::Output { id, .. }
-                | Response::Failure { id, .. }
-                | Response::Skipped { id }
-                | Response::Batch { id, .. },
-                _,
-            )) => broken(
-                w,
-                format!(
-                    "answer of the wrong kind, or for task #{id} while task #{} was running",
-                    job.id
-                ),
-            ),
-            Ok((Response::Ready { .. }, _)) => {
-                broken(w, "a second Ready while a task ran".to_owned())
             }
         }
     }
@@ -1237,6 +1186,10 @@ mod tests {
         let job = Job {
             id: 7,
             attempts: 0,
+            options: crate::pool::job::JobOptions {
+                timeout: None,
+                retries: 0,
+            },
             ticket: ticket.clone(),
             work: Work::One(Encoded::default()),
             types: crate::task::TaskTypes::pair::<(), ()>(),

@@ -1,0 +1,66 @@
+//! How much a slot sends its worker ahead of the running task, as pure functions:
+//! enough quick work to hide the round trip between tasks, no long task held back
+//! from another slot, and never more than the worker may run before it is recycled.
+
+use std::time::Duration;
+
+/// How much work, in time, is sent ahead of the running task: enough to hide the round
+/// trip between tasks, little enough that a long task does not hold back work another
+/// slot could start.
+pub(crate) const PIPELINE_AHEAD: Duration = Duration::from_micros(500);
+/// Most jobs sent to one worker at once.
+pub(crate) const MAX_PIPELINE: usize = 64;
+
+/// How many jobs to keep sent to a worker whose tasks have lately taken `per_task`
+/// seconds each (`None` before the first answer): the running one, plus about
+/// `PIPELINE_AHEAD` of work behind it. A batch of several tasks is quick work by
+/// construction: with one in flight (`batched`), one more always rides behind it.
+pub(crate) fn depth(per_task: Option<f64>, batched: bool) -> usize {
+    let depth = match per_task {
+        None => 1,
+        Some(mean) => {
+            let ahead = PIPELINE_AHEAD.as_secs_f64() / mean.max(1e-9);
+            1 + (ahead as usize).min(MAX_PIPELINE - 1)
+        }
+    };
+    if batched {
+        depth.max(2)
+    } else {
+        depth
+    }
+}
+
+/// How many more tasks a worker may be sent: with `max_tasks` per worker, less those it
+/// has run (`done`) and those sent to it and not yet answered (`sent`).
+pub(crate) fn room(max_tasks: Option<u64>, done: u64, sent: usize) -> usize {
+    match max_tasks {
+        None => usize::MAX,
+        Some(max) => usize::try_from(max.saturating_sub(done))
+            .unwrap_or(usize::MAX)
+            .saturating_sub(sent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_tasks_are_pipelined_and_long_ones_are_not() {
+        assert_eq!(depth(None, false), 1);
+        assert_eq!(depth(Some(1.0), false), 1);
+        assert_eq!(depth(Some(0.000_1), false), 6);
+        assert_eq!(depth(Some(0.0), false), MAX_PIPELINE);
+        assert_eq!(depth(None, true), 2);
+        assert_eq!(depth(Some(1.0), true), 2);
+        assert_eq!(depth(Some(0.000_1), true), 6);
+    }
+
+    #[test]
+    fn room_counts_what_was_run_and_what_was_sent() {
+        assert_eq!(room(None, 1_000, 50), usize::MAX);
+        assert_eq!(room(Some(4), 1, 2), 1);
+        assert_eq!(room(Some(4), 3, 2), 0);
+        assert_eq!(room(Some(4), 9, 0), 0);
+    }
+}
