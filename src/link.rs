@@ -561,8 +561,7 @@ mod tests {
         let (mut parent, theirs) = ParentEnd::pair().unwrap();
         let mut worker = WorkerEnd::new(theirs).unwrap();
         let memory = sys::SharedMemory::create_sealed("link-test", 4096).unwrap();
-        // SAFETY: in bounds of a live mapping of our own.
-        unsafe { *memory.as_ptr().add(100) = 42 };
+        memory.write_at(100, &[42]);
         parent.send(b"before").unwrap();
         parent
             .send_with_fds([b"wi", b"th"], &[memory.fd()])
@@ -571,8 +570,9 @@ mod tests {
         assert_eq!(worker.recv().unwrap(), b"with");
         let fd = worker.take_fds(1).unwrap().pop().unwrap();
         let theirs = sys::SharedMemory::map(fd).unwrap();
-        // SAFETY: as above, in the worker's mapping of the same memory.
-        assert_eq!(unsafe { *theirs.as_ptr().add(100) }, 42);
+        let mut seen = [0];
+        theirs.read_at(100, &mut seen);
+        assert_eq!(seen, [42]);
         assert!(worker.take_fds(1).is_none());
     }
 
@@ -586,8 +586,7 @@ mod tests {
         parent.send(&big).unwrap();
         assert!(!parent.is_flushed(), "the socket took 4 MiB at once");
         let memory = sys::SharedMemory::create_sealed("link-test", 4096).unwrap();
-        // SAFETY: in bounds of a live mapping of our own.
-        unsafe { *memory.as_ptr() = 42 };
+        memory.write_at(0, &[42]);
         parent
             .send_with_fds([b"wi", b"th"], &[memory.fd()])
             .unwrap();
@@ -599,8 +598,9 @@ mod tests {
             assert_eq!(worker.recv().unwrap(), b"with");
             let fd = worker.take_fds(1).unwrap().pop().unwrap();
             let theirs = sys::SharedMemory::map(fd).unwrap();
-            // SAFETY: in bounds of the worker's mapping of the same memory.
-            let seen = unsafe { *theirs.as_ptr() };
+            let mut seen = [0];
+            theirs.read_at(0, &mut seen);
+            let [seen] = seen;
             assert_eq!(worker.recv().unwrap(), b"after");
             assert!(worker.take_fds(1).is_none());
             worker.send(&[seen]).unwrap();

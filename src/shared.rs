@@ -107,27 +107,20 @@ impl<T: Pod> SharedSlice<T> {
         Ok(shared)
     }
 
+    /// The array's bytes. In this process no other value maps the same memory (made
+    /// here, or taken once per decoded value); another process's writes are the
+    /// caveat in the type's docs.
     fn bytes(&self) -> &[u8] {
         match &self.memory {
-            // SAFETY: the mapping is at least `byte_len(len)` bytes (checked when it was
-            // made or received) and lives as long as `self`. In this process no other
-            // value maps the same memory (made here, or taken once per decoded value),
-            // so `&self` keeps it from being written meanwhile; another process's
-            // writes are the caveat in the type's docs.
-            Some(m) => unsafe {
-                std::slice::from_raw_parts(m.as_ptr(), self.len * std::mem::size_of::<T>())
-            },
+            Some(m) => m.bytes(self.len * std::mem::size_of::<T>()),
             None => &[],
         }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        match &self.memory {
-            // SAFETY: as in `bytes`; `&mut self` makes this the only reference in this
-            // process.
-            Some(m) => unsafe {
-                std::slice::from_raw_parts_mut(m.as_ptr(), self.len * std::mem::size_of::<T>())
-            },
+        let len = self.len * std::mem::size_of::<T>();
+        match &mut self.memory {
+            Some(m) => m.bytes_mut(len),
             None => &mut [],
         }
     }

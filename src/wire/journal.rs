@@ -79,10 +79,7 @@ impl Journal {
 
     fn word(&self, index: usize) -> &AtomicU64 {
         debug_assert!(index < HEADER / 8);
-        // SAFETY: the mapping is page-aligned and longer than HEADER, so the word is in
-        // bounds and aligned; it lives as long as `self`. Both processes touch header
-        // words only through atomics.
-        unsafe { &*self.memory.as_ptr().cast::<AtomicU64>().add(index) }
+        self.memory.word(index)
     }
 
     fn capacity(&self) -> usize {
@@ -106,13 +103,8 @@ impl Journal {
         if record.len() > self.capacity() - used {
             return false;
         }
-        // SAFETY: `HEADER + used + record.len()` is within the mapping (checked above);
-        // only this process writes the data area, and nothing here holds a reference
-        // into it.
-        unsafe {
-            let dst = self.memory.as_ptr().add(HEADER + used);
-            std::ptr::copy_nonoverlapping(record.as_ptr(), dst, record.len());
-        }
+        // Only this process writes the data area.
+        self.memory.write_at(HEADER + used, record);
         self.word(BYTES)
             .store((used + record.len()) as u64, Ordering::Release);
         self.word(DONE).fetch_add(1, Ordering::Release);
@@ -163,12 +155,7 @@ impl Journal {
         // A copy first: whatever else may still write to the region, the checks below
         // hold for the bytes returned.
         let mut data = vec![0u8; bytes];
-        // SAFETY: `HEADER + bytes` is within the mapping (checked above); the copy is
-        // into memory of our own.
-        unsafe {
-            let src = self.memory.as_ptr().add(HEADER);
-            std::ptr::copy_nonoverlapping(src, data.as_mut_ptr(), bytes);
-        }
+        self.memory.read_at(HEADER, &mut data);
         let start = batch::prefix_len(&data, from - base)?;
         let end = start + batch::prefix_len(&data[start..], done - from)?;
         if !batch::records_are_well_formed(&data[start..end], done - from) {
@@ -248,8 +235,7 @@ mod tests {
         assert_eq!(parent.recover(2, 5, 0), None);
         // Bytes that do not form records.
         worker.word(DONE).store(1, Ordering::Release);
-        // SAFETY: test-only scribble inside the data area of a live mapping.
-        unsafe { *worker.memory.as_ptr().add(HEADER + 4) = 9 };
+        worker.memory.write_at(HEADER + 4, &[9]);
         assert_eq!(parent.recover(2, 5, 0), None);
     }
 }

@@ -473,9 +473,13 @@ impl Task for Touch {
 /// `n`, the worker's pid and `pad` bytes: a task whose runs can be counted afterwards.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tally {
+    /// The file each run appends its line to.
     pub log: std::path::PathBuf,
+    /// The task's number.
     pub n: u64,
+    /// Bytes of padding in the output.
     pub pad: usize,
+    /// Whether it segfaults after writing its line.
     pub crash: bool,
 }
 
@@ -584,16 +588,19 @@ static CLEAN_EXIT_MARK: std::sync::OnceLock<std::ffi::CString> = std::sync::Once
 
 extern "C" fn mark_clean_exit() {
     if let Some(path) = CLEAN_EXIT_MARK.get() {
-        // SAFETY: a valid C string; open and close are safe at exit.
-        unsafe {
-            let fd = nix::libc::open(
+        // SAFETY: `path` is a valid C string, alive for the call (a `static`'s); open
+        // is safe at exit.
+        let fd = unsafe {
+            nix::libc::open(
                 path.as_ptr(),
                 nix::libc::O_CREAT | nix::libc::O_WRONLY,
                 0o644,
-            );
-            if fd >= 0 {
-                nix::libc::close(fd);
-            }
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: `fd` was just opened above and is owned by nothing else; close is
+            // safe at exit.
+            unsafe { nix::libc::close(fd) };
         }
     }
 }
@@ -647,8 +654,14 @@ impl Task for HoldCStdoutLock {
         }
         let (locked_tx, locked) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            // SAFETY: the C library's own stdout stream, locked and never unlocked.
-            unsafe { flockfile(std::ptr::addr_of!(stdout).read()) };
+            // Taking the address of a `static mut` makes no reference to it, and is safe.
+            let stdout_ptr = std::ptr::addr_of!(stdout);
+            // SAFETY: `stdout_ptr` points at the C library's own stream pointer, valid
+            // for the process's life; it is read through the raw pointer, never written.
+            let out = unsafe { stdout_ptr.read() };
+            // SAFETY: `out` is the C library's own stdout stream, live for the
+            // process's life; it is locked and never unlocked, on purpose.
+            unsafe { flockfile(out) };
             let _ = locked_tx.send(());
             std::thread::sleep(std::time::Duration::from_secs(60));
         });

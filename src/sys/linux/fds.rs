@@ -31,16 +31,18 @@ pub(crate) fn adopt_inherited_fd(text: &str) -> io::Result<OwnedFd> {
 
 /// Makes `cmd`'s child inherit `fd` under the same number (it is close-on-exec here).
 pub(crate) fn inherit_fd(cmd: &mut Command, fd: RawFd) {
+    let hook = move || {
+        // SAFETY: the caller's `fd` is open in this process when it spawns `cmd`, so
+        // the forked child has it open under the same number; the borrow lives only for
+        // this fcntl.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty()))?;
+        Ok(())
+    };
     // SAFETY: runs between fork and exec; one fcntl through a nix wrapper that neither
     // allocates nor locks, on the integer captured by value.
     unsafe {
-        cmd.pre_exec(move || {
-            fcntl(
-                BorrowedFd::borrow_raw(fd),
-                FcntlArg::F_SETFD(FdFlag::empty()),
-            )?;
-            Ok(())
-        });
+        cmd.pre_exec(hook);
     }
 }
 

@@ -59,16 +59,20 @@ impl Lifeline {
     /// spawning thread ends, as a second line of defence.
     pub(crate) fn attach(&'static self, cmd: &mut Command) {
         let fd = self.read.as_raw_fd();
+        let hook = move || {
+            // SAFETY: `fd` is the lifeline's read end, which `self` (a leaked, never
+            // dropped `Lifeline`) keeps open in the parent, so the forked child has it
+            // open under the same number; the borrow lives only for the fcntl below.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            set_parent_death_signal()
+        };
         // SAFETY: the closure runs in the child between fork and exec, where only
         // async-signal-safe calls are allowed. It makes two raw syscalls (fcntl, prctl)
         // through nix wrappers that neither allocate nor take locks, and touches no
         // state other than the integer `fd` it captured by value.
         unsafe {
-            cmd.pre_exec(move || {
-                let borrowed = BorrowedFd::borrow_raw(fd);
-                fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::empty()))?;
-                set_parent_death_signal()
-            });
+            cmd.pre_exec(hook);
         }
     }
 }
@@ -118,14 +122,15 @@ pub(crate) fn kill_group_on_parent_death() -> io::Result<()> {
         nix::unistd::getppid().as_raw(),
         std::sync::atomic::Ordering::SeqCst,
     );
-    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler
-    // is an `extern "C" fn` that makes async-signal-safe calls only.
-    unsafe {
-        let mut action: nix::libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_parent_death as *const () as nix::libc::sighandler_t;
-        let rc = nix::libc::sigaction(death_signal(), &action, std::ptr::null_mut());
-        Errno::result(rc).map(drop).map_err(io::Error::from)
-    }
+    // SAFETY: `sigaction` is a plain C struct (a handler address, a mask, flags) for
+    // which all zeroes is a valid value: the default action, no flags, an empty mask.
+    let mut action: nix::libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_parent_death as *const () as nix::libc::sighandler_t;
+    // SAFETY: `action` is initialised and outlives the call, and a null old-action
+    // pointer asks for nothing back. The handler it installs is an `extern "C" fn` that
+    // makes async-signal-safe calls only.
+    let rc = unsafe { nix::libc::sigaction(death_signal(), &action, std::ptr::null_mut()) };
+    Errno::result(rc).map(drop).map_err(io::Error::from)
 }
 
 /// Whether the worker's parent process is no longer the one it started under (it died,

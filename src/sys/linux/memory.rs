@@ -3,6 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicU64;
 
 use nix::fcntl::{fcntl, FcntlArg};
 
@@ -93,8 +94,92 @@ impl SharedMemory {
     }
 
     /// The first byte; page-aligned, valid for `len()` bytes while `self` lives.
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
+    fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
+    }
+
+    /// The 64-bit word at `index` (of 8-byte words from the start), which both
+    /// processes touch only through atomics.
+    ///
+    /// # Panics
+    /// If the word is not wholly within the region.
+    pub(crate) fn word(&self, index: usize) -> &AtomicU64 {
+        let end = index.checked_add(1).and_then(|n| n.checked_mul(8));
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "word {index} out of bounds"
+        );
+        // SAFETY: word `index` ends within the mapping (checked above), so the offset
+        // stays inside that one allocation.
+        let word = unsafe { self.as_ptr().cast::<AtomicU64>().add(index) };
+        // SAFETY: in bounds (checked above) and aligned (the mapping is page-aligned);
+        // the mapping lives as long as the reference; `AtomicU64` has no invalid bit
+        // patterns, and every process that maps the region touches these words only
+        // through atomics.
+        unsafe { &*word }
+    }
+
+    /// Copies `bytes` into the region at `offset`. No reference into the region is
+    /// made: another process may read it meanwhile and sees the bytes as they land.
+    ///
+    /// # Panics
+    /// If the bytes do not fit the region at `offset`.
+    pub(crate) fn write_at(&self, offset: usize, bytes: &[u8]) {
+        let end = offset.checked_add(bytes.len());
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "write out of bounds"
+        );
+        // SAFETY: `offset` plus the length is at most the mapping's (checked above), so
+        // the pointer stays within the mapping, or one past its end for an empty copy.
+        let dest = unsafe { self.as_ptr().add(offset) };
+        // SAFETY: the destination is within the mapping (checked above) and cannot
+        // overlap `bytes`, a reference Rust holds to memory of its own or to another
+        // mapping.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dest, bytes.len()) };
+    }
+
+    /// Copies `out.len()` bytes of the region, from `offset`, into `out`: a copy of
+    /// our own, which no other process can change after.
+    ///
+    /// # Panics
+    /// If the bytes asked for are not within the region.
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) {
+        let end = offset.checked_add(out.len());
+        assert!(end.is_some_and(|end| end <= self.len), "read out of bounds");
+        // SAFETY: `offset` plus the length is at most the mapping's (checked above), so
+        // the pointer stays within the mapping, or one past its end for an empty copy.
+        let src = unsafe { self.as_ptr().add(offset) };
+        // SAFETY: the source is within the mapping (checked above); `out` is memory of
+        // our own that cannot overlap it.
+        unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), out.len()) };
+    }
+
+    /// The first `len` bytes, for a value that owns the region's contents in this
+    /// process (no other value maps the same memory here), as `SharedSlice` does.
+    /// Another process that maps it may still write them: the caveat `SharedSlice`
+    /// documents.
+    ///
+    /// # Panics
+    /// If `len` is more than the region holds.
+    pub(crate) fn bytes(&self, len: usize) -> &[u8] {
+        assert!(len <= self.len, "{len} bytes of a region of {}", self.len);
+        // SAFETY: `len` bytes of a live mapping (checked above), borrowed for as long
+        // as `self` is, which keeps the mapping alive; `&self` keeps this process's
+        // writes (through `bytes_mut`) out meanwhile.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), len) }
+    }
+
+    /// The first `len` bytes, writable; as [`bytes`](Self::bytes), with `&mut self`
+    /// making this the only reference in this process.
+    ///
+    /// # Panics
+    /// If `len` is more than the region holds.
+    pub(crate) fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= self.len, "{len} bytes of a region of {}", self.len);
+        // SAFETY: as in `bytes`; `&mut self` rules out any other reference to these
+        // bytes in this process while this one lives.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), len) }
     }
 }
 
@@ -113,14 +198,13 @@ pub(crate) fn zeroed_bytes(len: usize) -> Option<Vec<u8>> {
         return Some(Vec::new());
     }
     let layout = std::alloc::Layout::array::<u8>(len).ok()?;
-    // SAFETY: `layout` has a non-zero size. The pointer, if not null, owns `len`
-    // initialised (zero) bytes allocated by the global allocator with the alignment of
-    // u8, which is exactly what `Vec::from_raw_parts` needs with capacity `len`.
-    unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout);
-        if ptr.is_null() {
-            return None;
-        }
-        Some(Vec::from_raw_parts(ptr, len, len))
+    // SAFETY: `layout` has a non-zero size (`len` is not 0, checked above).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        return None;
     }
+    // SAFETY: `ptr` is not null, so it owns `len` initialised (zero) bytes allocated by
+    // the global allocator with the alignment of u8, which is exactly what
+    // `Vec::from_raw_parts` needs with capacity `len`.
+    Some(unsafe { Vec::from_raw_parts(ptr, len, len) })
 }

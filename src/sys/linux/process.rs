@@ -185,15 +185,26 @@ pub(crate) fn exit_now(code: i32) -> ! {
         fn ftrylockfile(stream: *mut libc::FILE) -> libc::c_int;
         fn funlockfile(stream: *mut libc::FILE);
     }
-    // SAFETY: `stdout` is the C library's own stream, valid for the process's life;
-    // it is read, not written. A stream whose lock we hold may be flushed and then
-    // unlocked; _exit ends the process and never returns.
-    unsafe {
-        let out = std::ptr::addr_of!(stdout).read();
-        if !out.is_null() && ftrylockfile(out) == 0 {
-            libc::fflush(out);
-            funlockfile(out);
+    // Taking the address of a `static mut` makes no reference to it, and is safe.
+    let stdout_ptr = std::ptr::addr_of!(stdout);
+    // SAFETY: `stdout_ptr` points at the C library's own stream pointer, set before
+    // `main` and valid for the process's life; it is read through the raw pointer,
+    // never written.
+    let out = unsafe { stdout_ptr.read() };
+    if !out.is_null() {
+        // SAFETY: `out` is the C library's live, non-null stdout stream;
+        // ftrylockfile only tries its lock and never waits for it.
+        let locked = unsafe { ftrylockfile(out) } == 0;
+        if locked {
+            // SAFETY: `out` is a live stream whose lock this thread now holds, so no
+            // other thread is inside it while it is flushed.
+            unsafe { libc::fflush(out) };
+            // SAFETY: this thread took the stream's lock with ftrylockfile above and
+            // gives it back once.
+            unsafe { funlockfile(out) };
         }
-        libc::_exit(code)
     }
+    // SAFETY: _exit takes a plain integer, touches no memory of ours and never returns;
+    // skipping destructors and `atexit` handlers is the point.
+    unsafe { libc::_exit(code) }
 }

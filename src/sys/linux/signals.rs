@@ -50,14 +50,23 @@ impl ChildSignals {
         let old_mask = SigSet::thread_get_mask()?;
         // `Signal` has no real-time signals, so the set is built with libc.
         let mut raw = std::mem::MaybeUninit::<nix::libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises the set before sigaddset writes into it (both
-        // numbers are valid signals), so the set handed to nix is initialised.
-        let mask = unsafe {
-            Errno::result(nix::libc::sigemptyset(raw.as_mut_ptr()))?;
-            Errno::result(nix::libc::sigaddset(raw.as_mut_ptr(), nix::libc::SIGCHLD))?;
-            Errno::result(nix::libc::sigaddset(raw.as_mut_ptr(), death_signal()))?;
-            SigSet::from_sigset_t_unchecked(raw.assume_init())
-        };
+        // SAFETY: `raw` is a live, writable `sigset_t`, which sigemptyset initialises
+        // (it may be uninitialised before: sigemptyset only writes it).
+        let rc = unsafe { nix::libc::sigemptyset(raw.as_mut_ptr()) };
+        Errno::result(rc)?;
+        // SAFETY: sigemptyset initialised the set above, so sigaddset reads and writes
+        // an initialised `sigset_t`; SIGCHLD is a valid signal number.
+        let rc = unsafe { nix::libc::sigaddset(raw.as_mut_ptr(), nix::libc::SIGCHLD) };
+        Errno::result(rc)?;
+        // SAFETY: as above; `death_signal()` is a valid (real-time) signal number.
+        let rc = unsafe { nix::libc::sigaddset(raw.as_mut_ptr(), death_signal()) };
+        Errno::result(rc)?;
+        // SAFETY: sigemptyset initialised the whole set (it succeeded, or we returned
+        // above), and the sigaddset calls only changed bits of it.
+        let raw = unsafe { raw.assume_init() };
+        // SAFETY: `raw` was initialised by sigemptyset, as `from_sigset_t_unchecked`
+        // requires, then given two valid signals with sigaddset.
+        let mask = unsafe { SigSet::from_sigset_t_unchecked(raw) };
         mask.thread_block()?;
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(ChildSignals { fd, old_mask })
@@ -106,18 +115,24 @@ pub(super) fn reset_signals() -> io::Result<()> {
         {
             continue;
         }
-        // SAFETY: a zeroed sigaction is a valid "default action, no flags, empty mask"
-        // value; the first call only reads the current action, the second sets the
-        // default.
-        unsafe {
-            let mut old: nix::libc::sigaction = std::mem::zeroed();
-            if nix::libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
-                continue;
-            }
-            if old.sa_sigaction != nix::libc::SIG_DFL && old.sa_sigaction != nix::libc::SIG_IGN {
-                let default: nix::libc::sigaction = std::mem::zeroed();
-                Errno::result(nix::libc::sigaction(signal, &default, std::ptr::null_mut()))?;
-            }
+        // SAFETY: `sigaction` is a plain C struct (a handler address, a mask, flags) for
+        // which all zeroes is a valid value; here only a place for the call below to
+        // write into.
+        let mut old: nix::libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: with a null new action the call only reads the current one, into
+        // `old`, which is live and writable for the call.
+        if unsafe { nix::libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+            continue;
+        }
+        if old.sa_sigaction != nix::libc::SIG_DFL && old.sa_sigaction != nix::libc::SIG_IGN {
+            // SAFETY: all zeroes is a valid `sigaction`: the default action (SIG_DFL is
+            // 0), no flags, an empty mask.
+            let default: nix::libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: `default` is initialised and outlives the call; it sets the
+            // default action, which runs no code of ours. A null old-action pointer
+            // asks for nothing back.
+            let rc = unsafe { nix::libc::sigaction(signal, &default, std::ptr::null_mut()) };
+            Errno::result(rc)?;
         }
     }
     Ok(())

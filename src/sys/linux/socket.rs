@@ -180,21 +180,41 @@ pub(crate) fn recv_packet(
             Err(e) => return Err(e.into()),
         }
     };
-    // SAFETY: CMSG_FIRSTHDR and CMSG_NXTHDR walk the control messages the kernel wrote
-    // into `control` within `msg.msg_controllen`; SCM_RIGHTS data is an array of
-    // descriptors just installed in this process for this message, owned by nobody.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                for i in 0..len / std::mem::size_of::<RawFd>() {
-                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-                }
+    // SAFETY: `msg` is the header recvmsg just filled in; CMSG_FIRSTHDR only reads its
+    // `msg_control` and `msg_controllen`, and gives the first control message the
+    // kernel wrote into `control`, or null if there is none.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is not null, so CMSG_FIRSTHDR or CMSG_NXTHDR found a whole
+        // header there, within the `msg.msg_controllen` bytes the kernel wrote into
+        // `control`, and aligned for `cmsghdr` (`Control` is, and the kernel pads each
+        // message to keep the next one so). Nothing writes `control` while `header`
+        // lives.
+        let header = unsafe { &*cmsg };
+        if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: `cmsg` is a whole header within `control` (see above); CMSG_DATA
+            // only computes the address of its data, which follows it.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+            let cmsg_len = header.cmsg_len as usize;
+            // SAFETY: CMSG_LEN is arithmetic on its argument alone (the length of a
+            // header with no data) and touches no memory.
+            let len = cmsg_len - unsafe { libc::CMSG_LEN(0) } as usize;
+            for i in 0..len / std::mem::size_of::<RawFd>() {
+                // SAFETY: `i` counts the descriptors that fit in this message's
+                // `cmsg_len`, so `data` offset by `i` stays within the data the kernel
+                // wrote for it, inside `control`.
+                let slot = unsafe { data.add(i) };
+                // SAFETY: `slot` is within this message's data (above), initialised by
+                // the kernel; `read_unaligned` asks no alignment of it.
+                let fd = unsafe { slot.read_unaligned() };
+                // SAFETY: SCM_RIGHTS data are descriptors the kernel has just installed
+                // in this process for this message; nothing else owns them.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
+        // SAFETY: `msg` still describes `control` as the kernel left it, and `cmsg` is
+        // a header within it; CMSG_NXTHDR gives the next whole header, or null.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
         return Err(io::Error::new(
