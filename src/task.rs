@@ -53,7 +53,7 @@ pub trait Task: Serialize + DeserializeOwned + 'static {
     /// Runs the task inside a worker process.
     ///
     /// # Errors
-    /// An `Err` reaches the caller as [`TaskError::Failed`](crate::TaskError::Failed) with
+    /// An `Err` reaches the caller as [`TaskError::Failed`] with
     /// the error's message and each of its causes.
     fn run(self) -> Result<Self::Output, BoxError>;
 }
@@ -135,7 +135,7 @@ impl fmt::Debug for TaskTypes {
 /// Put it next to the types, in a crate that both the parent and the worker link. A
 /// generic task is registered once per instantiation it runs as
 /// (`register!(Double<u32>, Double<f64>)`); an instantiation that was not registered
-/// ends in [`TaskError::WrongTypes`](crate::TaskError::WrongTypes).
+/// ends in [`TaskError::WrongTypes`].
 ///
 /// ```ignore
 /// procpool::register!(Square, ParseFile);
@@ -388,7 +388,7 @@ fn drop_quietly<V>(value: V) {
     }
 }
 
-/// "panicked while `doing` at <location>: <message>", for a panic payload.
+/// "panicked while `doing` at `location`: `message`", for a panic payload.
 fn panicked_while(doing: &str, payload: Box<dyn std::any::Any + Send>) -> String {
     let (message, location) = panics::describe(payload);
     let at = location.map(|l| format!(" at {l}")).unwrap_or_default();

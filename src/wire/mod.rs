@@ -1,7 +1,7 @@
 //! Everything on the wire: frames and messages between a parent and one worker
 //! ([`frame`], [`batch`]), between a pool and its fork server ([`fork_server`]), the
 //! batch journal's layout in shared memory ([`journal`]), and what a started process
-//! reads from its environment ([`env`]) or tells by its exit code ([`exit_code`]). The
+//! reads from its environment ([`env`](mod@env)) or tells by its exit code ([`exit_code`]). The
 //! protocol's version is [`frame::PROTOCOL`].
 //!
 //! [`codec`] is the one place values are turned into bytes (bincode 2.0.1 today, so the
