@@ -50,7 +50,16 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
     // memory, each page it writes to is copied, and every allocation writes to the
     // allocator's pages as well as its own. What it needs is made here, with room.
     let mut out = Out(Vec::with_capacity(msg::MAX_PACKET));
-    if out.send(&sock, &FromServer::Ready { pid: me }).is_err() {
+    if out
+        .send(
+            &sock,
+            &FromServer::Ready {
+                protocol: crate::wire::frame::PROTOCOL,
+                pid: me,
+            },
+        )
+        .is_err()
+    {
         return 0;
     }
     let mut live: Vec<u32> = Vec::with_capacity(64);

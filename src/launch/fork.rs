@@ -30,6 +30,7 @@ use crate::slot::process::{Pipes, Reap, WorkerProcess};
 use crate::sys::{self, Signal};
 use crate::wire::env;
 use crate::wire::fork_server::{self as msg, FromServer, ToServer};
+use crate::wire::frame;
 
 /// How long a server that was let go has to kill its workers and exit.
 const SERVER_GRACE: Duration = Duration::from_secs(2);
@@ -352,6 +353,16 @@ impl Server {
     /// The error for a server that is gone: how it ended, whether it had said `Ready`,
     /// and its first stderr line.
     fn died(&self, ready: bool) -> io::Error {
+        if let Some(theirs) = self.events.lock().other_protocol {
+            let _ = lock(&self.process).kill();
+            return io::Error::other(format!(
+                "fork server {} speaks procpool protocol {theirs}, this pool speaks protocol {} \
+                 (procpool {}): build it from the same procpool version",
+                self.program,
+                frame::PROTOCOL,
+                frame::RELEASE
+            ));
+        }
         let mut process = lock(&self.process);
         let status = process.wait_or_kill(TAIL_WAIT);
         let said = process.first_stderr_line(TAIL_WAIT);
@@ -437,6 +448,8 @@ struct EventState {
     ended: HashMap<u32, i32>,
     /// The server closed its end or broke the protocol: it is dead or being killed.
     gone: bool,
+    /// The protocol the server announced, when it is not this pool's.
+    other_protocol: Option<u32>,
 }
 
 impl EventState {
@@ -484,13 +497,25 @@ impl Events {
                 Ok(Some(len)) => len,
                 Ok(None) | Err(_) => return,
             };
-            let Ok(message) = msg::decode::<FromServer>(&buf[..len]) else {
+            let message = msg::decode::<FromServer>(&buf[..len]);
+            // A server of another procpool version: said once, then it is let go.
+            let theirs = match &message {
+                Ok(FromServer::Ready { protocol, .. }) => Some(*protocol),
+                Ok(_) => None,
+                Err(_) => msg::ready_protocol(&buf[..len]),
+            };
+            if let Some(theirs) = theirs.filter(|&p| p != frame::PROTOCOL) {
+                self.lock().other_protocol = Some(theirs);
+                let _ = sys::shutdown(sock.as_fd());
+                return;
+            }
+            let Ok(message) = message else {
                 let _ = sys::shutdown(sock.as_fd());
                 return;
             };
             let mut state = self.lock();
             match message {
-                FromServer::Ready { pid } => state.ready = Some(pid),
+                FromServer::Ready { pid, .. } => state.ready = Some(pid),
                 FromServer::Spawned { pid } => state.answer(Ok(pid)),
                 FromServer::SpawnFailed { message } => state.answer(Err(message)),
                 FromServer::Ended { pid, status } => {

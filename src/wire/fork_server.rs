@@ -24,8 +24,9 @@ pub(crate) enum ToServer {
 /// Fork server → pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum FromServer {
-    /// Sent once, first: the server runs and is single-threaded.
-    Ready { pid: u32 },
+    /// Sent once, first: the server runs, is single-threaded, and speaks `protocol`
+    /// (`frame::PROTOCOL`). Always the first variant, with the protocol first.
+    Ready { protocol: u32, pid: u32 },
     /// The answer to a `Spawn`: the new worker's pid.
     Spawned { pid: u32 },
     /// The answer to a `Spawn` that failed.
@@ -45,6 +46,15 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 /// Encodes a message into `buf` (cleared first by the caller), as one packet.
 pub(crate) fn encode_into<T: Serialize>(message: &T, buf: &mut Vec<u8>) {
     codec::encode_into(message, buf).expect("fork-server messages always encode");
+}
+
+/// The protocol a packet announces if it is a `Ready` of any version, read from its
+/// fixed start.
+pub(crate) fn ready_protocol(packet: &[u8]) -> Option<u32> {
+    match codec::decode_prefix::<(u32, u32)>(packet) {
+        Ok((0, protocol)) => Some(protocol),
+        _ => None,
+    }
 }
 
 /// Decodes a whole packet.
@@ -73,5 +83,20 @@ mod tests {
             assert!(decode::<FromServer>(&packet[..len]).is_err(), "{len} bytes");
         }
         assert!(decode::<ToServer>(&[9, 9, 9]).is_err());
+    }
+
+    #[test]
+    fn a_ready_of_any_version_tells_its_protocol() {
+        let ours = encode(&FromServer::Ready {
+            protocol: 7,
+            pid: 42,
+        });
+        assert_eq!(ready_protocol(&ours), Some(7));
+        // A later version's `Ready`, with a field this one does not know.
+        let later = encode(&(0u32, 9u32, 42u32, "more".to_owned()));
+        assert!(decode::<FromServer>(&later).is_err());
+        assert_eq!(ready_protocol(&later), Some(9));
+        let spawned = encode(&FromServer::Spawned { pid: 3 });
+        assert_eq!(ready_protocol(&spawned), None);
     }
 }

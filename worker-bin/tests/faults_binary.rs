@@ -25,3 +25,34 @@ mod fork_server {
         ));
     }
 }
+
+/// A fork server built from another procpool version announces its protocol in its
+/// first packet (`Ready`, protocol 1 here): the start fails with an error naming both
+/// protocols. The stand-in server writes that packet and waits.
+#[test]
+fn a_fork_server_of_another_protocol_is_a_start_error_naming_both() {
+    let server = common::script(
+        "old-fork-server",
+        "exec python3 -c 'import os, time; \
+         os.write(int(os.environ[\"PROCPOOL_FORK_SERVER_FD\"]), bytes([0, 1, 42])); \
+         time.sleep(30)'\n",
+    );
+    let pool = Pool::builder()
+        .workers(1)
+        .launch(Launch::ForkServerBinary(server))
+        .max_start_failures(1)
+        .build()
+        .unwrap();
+    let e = pool
+        .submit(procpool_worker::Square(3))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(e.is_worker_start(), "{e:?}");
+    let message = e.to_string();
+    assert!(
+        message.contains("speaks procpool protocol 1")
+            && message.contains("this pool speaks protocol 2"),
+        "{message}"
+    );
+}
