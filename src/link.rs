@@ -263,9 +263,7 @@ impl ParentEnd {
             }
             match self.read_more() {
                 Ok(0) => return Err(RecvError::Closed),
-                Err(e) if e.raw_os_error() == Some(nix::libc::ECONNRESET) => {
-                    return Err(RecvError::Closed)
-                }
+                Err(e) if sys::is_reset(&e) => return Err(RecvError::Closed),
                 Err(e) => self.broken = Some(format!("cannot receive from the worker: {e}")),
                 Ok(_) => {}
             }
@@ -342,10 +340,7 @@ impl ParentEnd {
 
 /// Whether a send failed because the other end has closed the link.
 pub(crate) fn is_peer_gone(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(nix::libc::EPIPE | nix::libc::ECONNRESET | nix::libc::ENOTCONN)
-    )
+    sys::is_peer_gone(e)
 }
 
 /// The worker's end of its link to the parent.

@@ -22,6 +22,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
+use crate::sys::{self, Nonblocking};
 
 /// How many stderr lines a crash report keeps.
 const TAIL_LINES: usize = 20;
@@ -205,16 +206,15 @@ impl Watched {
         let Some(pipe) = &self.pipe else {
             return Read::Ended;
         };
-        match nix::unistd::read(pipe, buf) {
-            Ok(0) => Read::Ended,
-            Ok(n) => {
+        match sys::read_nonblocking(pipe.as_fd(), buf) {
+            Nonblocking::Ended => Read::Ended,
+            Nonblocking::Empty => Read::Empty,
+            Nonblocking::Bytes(0) => Read::Bytes,
+            Nonblocking::Bytes(n) => {
                 self.sink.write(&buf[..n]);
                 self.reader.lock().push(&buf[..n]);
                 Read::Bytes
             }
-            Err(nix::errno::Errno::EINTR) => Read::Bytes,
-            Err(nix::errno::Errno::EAGAIN) => Read::Empty,
-            Err(_) => Read::Ended,
         }
     }
 
@@ -268,25 +268,22 @@ impl Poller {
     fn watch(watched: Watched) {
         // Read only when poll says so, and never wait in a read.
         if let Some(fd) = watched.fd() {
-            let _ = crate::sys::set_nonblocking(fd);
+            let _ = sys::set_nonblocking(fd);
         }
         let mut poller = Poller::lock();
         poller.added.push(watched);
         if let Some(wake) = &poller.wake {
             // A full wake-up pipe already has the thread's attention.
-            let _ = nix::unistd::write(wake, &[1]);
+            let _ = sys::write_nonblocking(wake.as_fd(), &[1]);
             return;
         }
-        let started =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-                .map_err(io::Error::from)
-                .and_then(|(wake_rx, wake_tx)| {
-                    thread::Builder::new()
-                        .name("procpool-output".into())
-                        .stack_size(64 * 1024)
-                        .spawn(move || Poller::run(wake_rx))?;
-                    Ok(wake_tx)
-                });
+        let started = sys::nonblocking_pipe().and_then(|(wake_rx, wake_tx)| {
+            thread::Builder::new()
+                .name("procpool-output".into())
+                .stack_size(64 * 1024)
+                .spawn(move || Poller::run(wake_rx))?;
+            Ok(wake_tx)
+        });
         match started {
             Ok(wake_tx) => poller.wake = Some(wake_tx),
             // No thread: nothing will read these pipes; their readers say so.
@@ -332,7 +329,10 @@ impl Poller {
                 vec![true; watched.len() + 1]
             });
             if ready[0] {
-                while nix::unistd::read(wake_rx, &mut buf).is_ok_and(|n| n > 0) {}
+                while matches!(
+                    sys::read_nonblocking(wake_rx.as_fd(), &mut buf),
+                    Nonblocking::Bytes(1..)
+                ) {}
             }
             // Read each ready pipe once; take out those that ended.
             let mut open = Vec::with_capacity(watched.len());

@@ -4,7 +4,7 @@
 //! pin 2.0.1 (its serde path, standard config). Nothing outside this file names bincode.
 
 use std::cell::RefCell;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -156,8 +156,7 @@ pub(crate) fn take_fd(index: u32) -> Result<OwnedFd, String> {
             .get_mut(index as usize)
             .and_then(Option::take)
             .ok_or_else(|| format!("shared buffer #{index} did not come with the frame"))?;
-        let stat = nix::sys::stat::fstat(&fd).map_err(|e| e.to_string())?;
-        let file = (stat.st_dev, stat.st_ino);
+        let file = crate::sys::file_id(fd.as_fd()).map_err(|e| e.to_string())?;
         if incoming.taken.contains(&file) {
             return Err("the same shared memory twice in one value".to_owned());
         }

@@ -116,3 +116,56 @@ fn close_listed_but(keep: &[RawFd]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// What one read of a non-blocking descriptor gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nonblocking {
+    /// This many bytes (0 for an interrupted read, which may be tried again).
+    Bytes(usize),
+    /// Nothing to read now.
+    Empty,
+    /// End of file, or an error that ends reading.
+    Ended,
+}
+
+/// Reads once from a non-blocking descriptor into `buf`.
+pub(crate) fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Nonblocking {
+    match nix::unistd::read(fd, buf) {
+        Ok(0) => Nonblocking::Ended,
+        Ok(n) => Nonblocking::Bytes(n),
+        Err(Errno::EINTR) => Nonblocking::Bytes(0),
+        Err(Errno::EAGAIN) => Nonblocking::Empty,
+        Err(_) => Nonblocking::Ended,
+    }
+}
+
+/// Writes `bytes` once, without waiting; `false` if not all of them went (a full pipe).
+pub(crate) fn write_nonblocking(fd: BorrowedFd<'_>, bytes: &[u8]) -> bool {
+    nix::unistd::write(fd, bytes).is_ok_and(|n| n == bytes.len())
+}
+
+/// A pipe whose two ends are non-blocking and close-on-exec: (read end, write end).
+pub(crate) fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?)
+}
+
+/// The file behind a descriptor, as (device, inode): two descriptors of one file give
+/// the same.
+pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let stat = nix::sys::stat::fstat(fd)?;
+    Ok((stat.st_dev, stat.st_ino))
+}
+
+/// Whether `e` says the other end of a socket or pipe is gone (`EPIPE`, `ECONNRESET`,
+/// `ENOTCONN`), rather than that this end failed.
+pub(crate) fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EPIPE | nix::libc::ECONNRESET | nix::libc::ENOTCONN)
+    )
+}
+
+/// Whether `e` is `ECONNRESET`: the peer went with bytes of ours unread.
+pub(crate) fn is_reset(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::ECONNRESET)
+}

@@ -10,7 +10,10 @@ mod process;
 mod signals;
 mod socket;
 
-pub(crate) use self::fds::{adopt_inherited_fd, bytes_unread, inherit_fd, set_nonblocking};
+pub(crate) use self::fds::{
+    adopt_inherited_fd, bytes_unread, file_id, inherit_fd, is_peer_gone, is_reset,
+    nonblocking_pipe, read_nonblocking, set_nonblocking, write_nonblocking, Nonblocking,
+};
 pub(crate) use self::lifeline::{
     end_own_group, kill_group_on_parent_death, parent_changed, watch_lifeline, Lifeline,
 };
