@@ -23,7 +23,9 @@
 //! - Readiness: `wait_ready_for` (one descriptor, with a timeout), `wait_readable`, and
 //!   `wait_readable_in_place` (allocates nothing).
 //! - Descriptors: `adopt_inherited_fd` (one passed down by number), `inherit_fd`,
-//!   `set_nonblocking`, `bytes_unread`.
+//!   `set_nonblocking`, `bytes_unread`; `read_nonblocking` (`Nonblocking`),
+//!   `write_nonblocking`, `nonblocking_pipe`; `file_id` (device and inode);
+//!   `is_peer_gone` and `is_reset` (what an I/O error says of the other end).
 
 #[cfg(target_os = "linux")]
 #[path = "linux/mod.rs"]
