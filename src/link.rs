@@ -141,6 +141,11 @@ impl ParentEnd {
         (n <= self.fds.len()).then(|| self.fds.drain(..n).collect())
     }
 
+    /// Whether the link failed with the worker still there (see `RecvError::Broken`).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
     /// Whether everything sent so far has gone into the socket.
     pub(crate) fn is_flushed(&self) -> bool {
         self.unsent_at == self.unsent.len()
@@ -555,7 +560,7 @@ mod tests {
     fn a_descriptor_sent_with_a_frame_reaches_the_worker() {
         let (mut parent, theirs) = ParentEnd::pair().unwrap();
         let mut worker = WorkerEnd::new(theirs).unwrap();
-        let memory = sys::SharedMemory::create_sealed("link-test", 4096).unwrap();
+        let mut memory = sys::SharedMemory::create_sealed("link-test", 4096).unwrap();
         memory.write_at(100, &[42]);
         parent.send(b"before").unwrap();
         parent
@@ -580,7 +585,7 @@ mod tests {
         let big = vec![7u8; 4 << 20];
         parent.send(&big).unwrap();
         assert!(!parent.is_flushed(), "the socket took 4 MiB at once");
-        let memory = sys::SharedMemory::create_sealed("link-test", 4096).unwrap();
+        let mut memory = sys::SharedMemory::create_sealed("link-test", 4096).unwrap();
         memory.write_at(0, &[42]);
         parent
             .send_with_fds([b"wi", b"th"], &[memory.fd()])

@@ -109,19 +109,44 @@ impl TaskTypes {
         format!("{} -> {}", (self.task)(), (self.output)())
     }
 
-    /// What crosses the wire: a hash of both type names (FNV-1a, the same in every
-    /// build). Type names are what a separately built worker can compare; the standard
-    /// library does not promise them stable across compiler versions, so a worker
-    /// built by another compiler may refuse a task it could run, and never the other
-    /// way round.
+    /// What crosses the wire: a hash (FNV-1a, the same in every build) of both type
+    /// names without their paths (`Double<u32> -> u32`), so that the same types
+    /// compiled into another crate, a separately built worker say, still match.
+    /// Type names are what such a worker can compare; the standard library does not
+    /// promise them stable across compiler versions, so a worker built by another
+    /// compiler may refuse a task it could run, and never the other way round.
     pub(crate) fn fingerprint(&self) -> u64 {
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        let names = [(self.task)().as_bytes(), &[0], (self.output)().as_bytes()];
+        let task = without_paths((self.task)());
+        let output = without_paths((self.output)());
+        let names = [task.as_bytes(), &[0], output.as_bytes()];
         for byte in names.into_iter().flatten() {
             hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
         }
         hash
     }
+}
+
+/// A type name with every path cut to its last segment:
+/// `app::tasks::Double<alloc::vec::Vec<app::Item>>` is `Double<Vec<Item>>`.
+fn without_paths(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    // Where the path being read began in `out`.
+    let mut path_start = 0;
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("::") {
+            out.truncate(path_start);
+            rest = after;
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        if !(c.is_alphanumeric() || c == '_') {
+            path_start = out.len();
+        }
+    }
+    out
 }
 
 impl fmt::Debug for TaskTypes {
@@ -197,9 +222,11 @@ pub(crate) fn duplicate_names() -> Vec<&'static str> {
 }
 
 /// The parent's check before it sends a task: the fingerprint of `T`'s types, or, if
-/// this program registered `T::NAME` for other types only, the error that says so. A
-/// name this program did not register at all is left to the worker to judge.
-pub(crate) fn fingerprint_of<T: Task>() -> Result<u64, TaskError> {
+/// the workers run this program (`registry_here`) and it registered `T::NAME` for other
+/// types only, the error that says so. Anything else (a name this program did not
+/// register, a separate worker binary, which may register more) is left to the worker
+/// to judge.
+pub(crate) fn fingerprint_of<T: Task>(registry_here: bool) -> Result<u64, TaskError> {
     let types = TaskTypes::of::<T>();
     let Some(entries) = registry().get(T::NAME) else {
         return Ok(types.fingerprint());
@@ -207,6 +234,7 @@ pub(crate) fn fingerprint_of<T: Task>() -> Result<u64, TaskError> {
     let id = TypeId::of::<T>();
     match entries.iter().find(|e| (e.registration.types.id)() == id) {
         Some(entry) => Ok(entry.fingerprint),
+        None if !registry_here => Ok(types.fingerprint()),
         None => Err(TaskError::WrongTypes {
             name: T::NAME.to_owned(),
             submitted: types.describe(),
@@ -441,6 +469,27 @@ mod tests {
         assert!(TaskTypes::of::<Halve<u32>>()
             .describe()
             .ends_with("Halve<u32> -> u32"));
+    }
+
+    #[test]
+    fn paths_are_cut_from_type_names() {
+        assert_eq!(
+            without_paths("app::tasks::Double<alloc::vec::Vec<app::Item>>"),
+            "Double<Vec<Item>>"
+        );
+        assert_eq!(without_paths("u32"), "u32");
+        assert_eq!(
+            without_paths("(core::option::Option<u8>, [x::Y; 3], &str)"),
+            "(Option<u8>, [Y; 3], &str)"
+        );
+        // The same task compiled into another crate has the same fingerprint.
+        let ours = TaskTypes::of::<Halve<u32>>();
+        let theirs = TaskTypes {
+            task: || "worker_bin::copied::Halve<u32>",
+            output: || "u32",
+            id: TypeId::of::<()>,
+        };
+        assert_eq!(ours.fingerprint(), theirs.fingerprint());
     }
 
     #[test]

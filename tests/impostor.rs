@@ -55,8 +55,22 @@ fn impostor() {
         link.write_all(&(bytes.len() as u32).to_le_bytes()).unwrap();
         link.write_all(bytes).unwrap();
     };
+    if let Ok(log) = std::env::var("IMPOSTOR_LOG") {
+        use std::io::Write as _;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        writeln!(log, "started").unwrap();
+    }
     if mode == "garbage-setup" {
         reply(GARBAGE);
+    } else if mode == "ready-then-exit" {
+        // Ready, then gone before any task: every time it is started.
+        reply(&with_length(ready(PROTOCOL, env!("CARGO_PKG_VERSION"))));
+        std::thread::sleep(Duration::from_millis(50));
+        std::process::exit(0);
     } else if mode == "other-protocol" {
         // A worker built from another procpool version.
         reply(&with_length(ready(PROTOCOL - 1, "0.0.9")));
@@ -187,6 +201,31 @@ fn a_worker_of_another_protocol_is_a_start_error_naming_both() {
         message.contains(&theirs) && message.contains(&ours),
         "{message}"
     );
+}
+
+/// A worker that says `Ready`, then dies while idle before its first task, every time:
+/// each death is a failed start, so the slot backs off and gives up after
+/// `max_start_failures` instead of replacing it again and again at once.
+#[test]
+fn a_worker_that_dies_idle_before_its_first_task_is_a_failed_start() {
+    let log = std::env::temp_dir().join(format!("procpool-idle-deaths-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let pool = impostor_pool("ready-then-exit")
+        .env("IMPOSTOR_LOG", &log)
+        .max_start_failures(3)
+        .build()
+        .unwrap();
+    // Three starts and two back-offs (50 and 100 ms) take well under this.
+    std::thread::sleep(Duration::from_secs(3));
+    let starts = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(starts, 3, "the slot started {starts} workers");
+    // The slot gave up: the pool refuses tasks rather than spin.
+    let e = pool.submit(Square(3)).unwrap_err();
+    assert!(e.is_broken(), "{e:?}");
 }
 
 #[test]

@@ -81,9 +81,6 @@ pub(crate) fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             skip,
         } = inbound;
         let sent = match request {
-            Request::Setup { protocol, .. } if protocol != frame::PROTOCOL => {
-                return other_protocol(&mut link, protocol);
-            }
             Request::Setup {
                 memory_limit,
                 core_dumps,
@@ -234,6 +231,11 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
                 waiting.skip = true;
             }
             Ok(())
+        }
+        // A parent of another protocol is told at once, before any frame after its
+        // `Setup` (which may not read as this version's) ends the worker otherwise.
+        Ok((Request::Setup { protocol, .. }, _)) if protocol != frame::PROTOCOL => {
+            Err(other_protocol(link, protocol))
         }
         Ok((request, payload_len)) => {
             let count = match request {

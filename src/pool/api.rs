@@ -59,6 +59,11 @@ impl Pool {
         self.shared.config.workers
     }
 
+    /// Whether the workers share this program's task registry (see `Config`).
+    pub(crate) fn registry_here(&self) -> bool {
+        self.shared.config.registry_here
+    }
+
     pub(crate) fn max_tasks_per_worker(&self) -> Option<u64> {
         self.shared.config.max_tasks_per_worker
     }
@@ -154,7 +159,7 @@ impl Pool {
         let id = self.shared.new_id();
         // Checked before anything is encoded: never sent as types a worker would read
         // as others.
-        let types = match task::fingerprint_of::<T>() {
+        let types = match task::fingerprint_of::<T>(self.shared.config.registry_here) {
             Ok(types) => types,
             Err(error) => {
                 ticket.complete(Err(error));

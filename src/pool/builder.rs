@@ -72,6 +72,7 @@ impl Default for PoolBuilder {
                 kill_grace: Duration::from_millis(500),
                 core_dumps: true,
                 max_start_failures: 3,
+                registry_here: true,
             },
             spawn: SpawnSettings::default(),
             workers: None,
@@ -278,6 +279,8 @@ impl PoolBuilder {
                 }
             }
         }
+        self.config.registry_here =
+            matches!(self.spawn.launch, Launch::CurrentExe | Launch::ForkServer);
         Pool::start(self.config, self.spawn)
     }
 }

@@ -19,6 +19,9 @@ pub(crate) struct Config {
     pub(crate) kill_grace: Duration,
     pub(crate) core_dumps: bool,
     pub(crate) max_start_failures: u32,
+    /// Workers run this program, so its task registry is theirs: a task it has
+    /// registered for other types only is refused before it is sent.
+    pub(crate) registry_here: bool,
 }
 
 impl Config {

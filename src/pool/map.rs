@@ -146,7 +146,7 @@ where
             received: 0,
             yielded: 0,
             running: Vec::new(),
-            types: task::fingerprint_of::<I::Item>(),
+            types: task::fingerprint_of::<I::Item>(pool.registry_here()),
         }
     }
 

@@ -67,6 +67,9 @@ struct Worker {
     process: WorkerProcess,
     link: ParentEnd,
     tasks: u64,
+    /// Failed starts in a row before this worker's: a worker that dies before its
+    /// first task, soon after its start, is one more.
+    start_failures: u32,
     /// When the job at the head of the pipeline started (as far as the parent can
     /// tell: when the answer before it arrived, or when it was sent to an idle worker).
     head_started: Instant,
@@ -221,7 +224,10 @@ impl Supervisor {
         }
         let (worker, sent) = self.start(failures, &mut backlog);
         let mut worker = match worker {
-            Ok(worker) => worker,
+            Ok(mut worker) => {
+                worker.start_failures = failures;
+                worker
+            }
             Err(message) => {
                 // A job sent to a worker that never started goes back, no attempt
                 // counted.
@@ -298,12 +304,17 @@ impl Supervisor {
                     None
                 }
             };
-            // As a job comes, only the link is looked at (one system call): a worker
-            // that has ended has closed it. Each tick also asks after the process, in
-            // case something it started holds the link open.
-            if !idle_worker_lives(&mut worker, job.is_none()) {
+            if !idle_worker_lives(&mut worker) {
                 if let Some(job) = job {
                     backlog.push_front(job);
+                }
+                // One that dies before its first task, soon after its start, failed
+                // its start: replacing it again and again, at once, would spin.
+                let soon = worker.head_started.elapsed() < self.shared.config.start_timeout;
+                if worker.tasks == 0 && soon {
+                    let failures = worker.start_failures;
+                    let message = self.died_idle(&mut worker);
+                    return self.start_failed(failures, message, backlog);
                 }
                 // Killed (its group too) and reaped.
                 drop(worker);
@@ -335,7 +346,11 @@ impl Supervisor {
             Ok(()) => {}
             // A ready worker that ended before its job went in never started it: the
             // job goes back, no attempt counted, and the worker is replaced.
-            Err(e) if worker.not_ready.is_none() && crate::link::is_peer_gone(&e) => {
+            Err(e)
+                if worker.not_ready.is_none()
+                    && !worker.link.is_broken()
+                    && crate::link::is_peer_gone(&e) =>
+            {
                 backlog.push_front(job);
                 drop(worker);
                 return State::Exited { backlog };
@@ -868,6 +883,7 @@ impl Supervisor {
             process,
             link,
             tasks: 0,
+            start_failures: 0,
             head_started: Instant::now(),
             per_task: None,
             dead: false,
@@ -920,6 +936,20 @@ impl Supervisor {
             "worker {} was not ready within {:?}",
             self.shared.spawner.program(),
             self.shared.config.start_timeout
+        )
+    }
+
+    /// Why a worker ended while idle before its first task: its exit and its first
+    /// words.
+    fn died_idle(&self, worker: &mut Worker) -> String {
+        let status = worker.process.wait_or_kill(self.shared.config.kill_grace);
+        let said = worker.process.first_stderr_line(TAIL_WAIT);
+        format!(
+            "worker {} {} while idle, before its first task{}",
+            self.shared.spawner.program(),
+            describe_status(status),
+            said.map(|l| format!("; its first stderr line: {l}"))
+                .unwrap_or_default()
         )
     }
 
@@ -1134,10 +1164,11 @@ fn recall(link: &mut ParentEnd, job: Job, why: &str) -> Option<Job> {
 
 /// Whether an idle worker is still there to take a job: its link neither closed nor
 /// broken, no frame on it (an idle worker has nothing to say; one that speaks breaks
-/// the protocol and is replaced), and, when `ask_process`, its process not ended.
-fn idle_worker_lives(worker: &mut Worker, ask_process: bool) -> bool {
+/// the protocol and is replaced), and its process not ended (something it started may
+/// hold the link open).
+fn idle_worker_lives(worker: &mut Worker) -> bool {
     match worker.link.recv_timeout(Duration::ZERO) {
-        Err(RecvError::Timeout) => !ask_process || worker.process.try_wait().is_none(),
+        Err(RecvError::Timeout) => worker.process.try_wait().is_none(),
         Ok(_) | Err(RecvError::Closed | RecvError::Broken(_)) => false,
     }
 }

@@ -121,10 +121,11 @@ impl SharedMemory {
 
     /// Copies `bytes` into the region at `offset`. No reference into the region is
     /// made: another process may read it meanwhile and sees the bytes as they land.
+    /// `&mut self`: no slice of [`bytes`](Self::bytes) is alive in this process.
     ///
     /// # Panics
     /// If the bytes do not fit the region at `offset`.
-    pub(crate) fn write_at(&self, offset: usize, bytes: &[u8]) {
+    pub(crate) fn write_at(&mut self, offset: usize, bytes: &[u8]) {
         let end = offset.checked_add(bytes.len());
         assert!(
             end.is_some_and(|end| end <= self.len),
