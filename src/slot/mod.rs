@@ -6,8 +6,12 @@
 //! ahead of the running task ([`pipeline`]).
 
 pub(crate) mod answer;
+mod busy;
 pub(crate) mod loss;
 pub(crate) mod pipeline;
 pub(crate) mod process;
 pub(crate) mod reaper;
+mod start;
+mod state;
 pub(crate) mod supervisor;
+mod worker;

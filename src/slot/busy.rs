@@ -1,0 +1,541 @@
+//! A busy slot: keeping jobs flowing to its worker, reading its answers, watching it
+//! every tick (cancel, deadline, memory, death), and settling a loss by the rules of
+//! [`loss`].
+
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use super::answer::{classify, Classified, Expected};
+use super::loss::{self, Loss, Verdict};
+use super::pipeline;
+use super::state::{Backlog, State};
+use super::supervisor::{Supervisor, TAIL_WAIT, TICK};
+use super::worker::{send_jobs, InFlight, Worker};
+use crate::error::TaskError;
+use crate::link::RecvError;
+use crate::pool::job::{Encoded, Job, RawOutcome, Segment};
+use crate::sys;
+use crate::wire::frame::{self, Request};
+use crate::wire::journal::Journal;
+
+/// What happened to the job at the head.
+enum Answer {
+    /// A single task's outcome; the worker lives on.
+    Outcome(RawOutcome),
+    /// `count` more tasks of a batch have their outcomes (delivered); `last` if that
+    /// was all of them.
+    Batch { count: usize, last: bool },
+    /// The worker skipped it, as asked: it was cancelled before it started.
+    Skipped,
+    /// The worker applied its `Setup`: the head job starts now.
+    Ready,
+    /// The worker is gone (reaped, or killed for breaking the protocol), with the
+    /// error of the task it was running.
+    Lost(TaskError),
+}
+
+impl Supervisor {
+    /// Keeps jobs flowing to the worker and records their outcomes in order.
+    pub(super) fn busy(
+        &self,
+        mut worker: Worker,
+        mut in_flight: VecDeque<InFlight>,
+        mut backlog: Backlog,
+    ) -> State {
+        let mut peak = None;
+        // The per-tick checks also run while answers keep coming (quick pipelined
+        // tasks), at least once a tick.
+        let mut last_watch = Instant::now();
+        loop {
+            if !worker.dead {
+                self.top_up(&mut worker, &mut in_flight, &mut backlog);
+            }
+            let Some(head) = in_flight.front_mut() else {
+                if self.is_due_for_recycling(&worker) {
+                    self.retire(worker);
+                    return State::Exited { backlog };
+                }
+                return State::Idle { worker, backlog };
+            };
+            // Before `Ready`, no task has started: only the start deadline counts.
+            let deadline = match worker.not_ready {
+                Some(not_ready) => Some(not_ready.deadline),
+                None => head.job.options.timeout.map(|t| worker.head_started + t),
+            };
+            let wait = deadline.map_or(TICK, |d| {
+                d.saturating_duration_since(Instant::now()).min(TICK)
+            });
+            let answer = match worker.link.recv_timeout(wait) {
+                Ok(frame) => self.answer(&mut worker, head, frame),
+                Err(RecvError::Closed) => Answer::Lost(self.crashed(&mut worker, peak)),
+                Err(RecvError::Broken(message)) => {
+                    worker.process.kill();
+                    Answer::Lost(TaskError::Link { message })
+                }
+                Err(RecvError::Timeout) => {
+                    last_watch = Instant::now();
+                    match self.watch(&mut worker, &mut in_flight, &mut peak) {
+                        Some(error) => Answer::Lost(error),
+                        None => continue,
+                    }
+                }
+            };
+            let lost = match self.settle(&mut worker, &mut in_flight, answer) {
+                Some(error) => error,
+                None => {
+                    if in_flight.is_empty() || last_watch.elapsed() < TICK {
+                        continue;
+                    }
+                    last_watch = Instant::now();
+                    match self.watch(&mut worker, &mut in_flight, &mut peak) {
+                        Some(error) => error,
+                        None => continue,
+                    }
+                }
+            };
+            // The worker is gone (reaped), but answers it sent before it went may still
+            // be unread: take them first, so finished tasks keep their outcomes.
+            let target = in_flight.front().map(|f| f.job.id);
+            let was_not_ready = worker.not_ready;
+            self.drain(&mut worker, &mut in_flight);
+            // Still not ready, or killed for its start (deadline, bad frame) although a
+            // `Ready` turned up in the drain: a failed start either way.
+            let failed_start = loss::is_failed_start(
+                was_not_ready.is_none(),
+                worker.not_ready.is_none(),
+                lost.is_crash(),
+            );
+            if let (true, Some(not_ready)) = (failed_start, was_not_ready.or(worker.not_ready)) {
+                // Lost before `Ready`: a failed start. No task ran; all go back.
+                let message = match lost {
+                    TaskError::WorkerStart { message } => message,
+                    TaskError::Protocol { .. } => {
+                        "worker answered its set-up with a malformed frame".to_owned()
+                    }
+                    TaskError::Link { message } => message,
+                    _ => self.died_starting(&mut worker),
+                };
+                drop(worker);
+                for rest in in_flight.into_iter().rev() {
+                    backlog.push_front(rest.job);
+                }
+                return self.start_failed(not_ready.failures, message, backlog);
+            }
+            // The running task takes the error: the head's (for a batch, the journal,
+            // read now that the worker is dead, says which of its tasks had finished).
+            // The tasks behind it never started and go back to the backlog, in order,
+            // for the next worker. If the head's answer turned up and the worker was
+            // killed for that head (deadline, cancel, memory), the task it had moved
+            // on to is not to blame and runs again.
+            let journal = worker.journal.take();
+            drop(worker);
+            let Some(head) = in_flight.pop_front() else {
+                return State::Exited { backlog };
+            };
+            let was_head = Some(head.job.id) == target;
+            for rest in in_flight.into_iter().rev() {
+                backlog.push_front(rest.job);
+            }
+            let Some(mut crashed) = self.salvage(head, journal.as_ref(), &mut backlog) else {
+                return State::Exited { backlog };
+            };
+            let verdict = loss::verdict(Loss {
+                crash: lost.is_crash(),
+                retryable: lost.is_retryable(),
+                was_head,
+                attempts: crashed.attempts,
+                retries: crashed.options.retries,
+                terminating: self.shared.is_terminating(),
+            });
+            match verdict {
+                Verdict::Closed => {
+                    crashed.fail(TaskError::PoolClosed);
+                    return State::Terminating {
+                        worker: None,
+                        backlog,
+                    };
+                }
+                Verdict::Requeue => backlog.push_front(crashed),
+                Verdict::Retry => {
+                    crashed.attempts += 1;
+                    backlog.push_front(crashed);
+                }
+                Verdict::Fail => crashed.fail(lost),
+            }
+            return State::Exited { backlog };
+        }
+    }
+
+    /// Records what an answer meant for the head job; `Some` with the error when the
+    /// worker is lost.
+    fn settle(
+        &self,
+        worker: &mut Worker,
+        in_flight: &mut VecDeque<InFlight>,
+        answer: Answer,
+    ) -> Option<TaskError> {
+        match answer {
+            Answer::Lost(error) => return Some(error),
+            Answer::Ready => {
+                // A `Skipped` for a job told to skip before `Ready` comes now: its
+                // grace (see `watch`) counts from here.
+                for waiting in in_flight.iter_mut() {
+                    if let Some(sent) = &mut waiting.skip_sent {
+                        *sent = Instant::now();
+                    }
+                }
+            }
+            Answer::Outcome(outcome) => {
+                let done = in_flight.pop_front().expect("a head");
+                done.job.complete(outcome);
+                worker.finished(1);
+            }
+            Answer::Batch { count, last: true } => {
+                let done = in_flight.pop_front().expect("a head");
+                done.job.finish();
+                worker.finished(count);
+            }
+            Answer::Batch { count, last: false } => worker.progressed(count),
+            Answer::Skipped => {
+                let done = in_flight.pop_front().expect("a head");
+                done.job.fail(TaskError::Cancelled);
+                worker.finished(0);
+            }
+        }
+        None
+    }
+
+    /// Takes the answers a lost worker sent before it went and that are still unread.
+    fn drain(&self, worker: &mut Worker, in_flight: &mut VecDeque<InFlight>) {
+        while let Some(head) = in_flight.front_mut() {
+            let Ok(frame) = worker.link.recv_timeout(Duration::ZERO) else {
+                return;
+            };
+            let answer = self.answer(worker, head, frame);
+            if self.settle(worker, in_flight, answer).is_some() {
+                return;
+            }
+        }
+    }
+
+    /// After the worker running `head` died: delivers what the journal shows finished
+    /// of a batch, puts the batch's tasks after the running one in the backlog, and
+    /// returns the job of the task that was running (`None` if none was: the batch had
+    /// finished).
+    fn salvage(
+        &self,
+        head: InFlight,
+        journal: Option<&Journal>,
+        backlog: &mut Backlog,
+    ) -> Option<Job> {
+        let InFlight {
+            mut job, received, ..
+        } = head;
+        let id = job.id;
+        let Some(batch) = job.batch_mut() else {
+            return Some(job);
+        };
+        let sent = received + batch.len();
+        if let Some(found) = journal.and_then(|j| j.recover(id, sent, received)) {
+            let count = found.done.saturating_sub(received);
+            if count > 0 {
+                let records = found.records;
+                batch.deliver(Segment::Records { count, records }, None);
+            }
+        }
+        match batch.len() {
+            0 => {
+                job.finish();
+                None
+            }
+            1 => Some(job),
+            _ => {
+                let running = job.split_front(1, self.shared.new_id());
+                backlog.push_front(job);
+                running
+            }
+        }
+    }
+
+    /// How many more tasks this worker may be sent before it is due for recycling.
+    pub(super) fn room(&self, worker: &Worker, in_flight: &VecDeque<InFlight>) -> usize {
+        let sent = in_flight.iter().map(|f| f.job.tasks()).sum();
+        pipeline::room(self.shared.config.max_tasks_per_worker, worker.tasks, sent)
+    }
+
+    /// Cuts a batch down to what this worker may take: at most `room` tasks, and one
+    /// at a time if it has no journal (none could be made). The rest waits in the
+    /// backlog.
+    pub(super) fn fit(
+        &self,
+        worker: &mut Worker,
+        job: Job,
+        room: usize,
+        backlog: &mut Backlog,
+    ) -> Job {
+        let mut take = job.tasks().min(room.max(1));
+        if take > 1 && !self.ensure_journal(worker) {
+            take = 1;
+        }
+        self.first_tasks(job, take, backlog)
+    }
+
+    /// The first `take` tasks of a batch as a job of their own, the rest back at the
+    /// front of the backlog; a job of `take` tasks or fewer as it is.
+    pub(super) fn first_tasks(&self, mut job: Job, take: usize, backlog: &mut Backlog) -> Job {
+        if take < job.tasks() {
+            if let Some(front) = job.split_front(take, self.shared.new_id()) {
+                backlog.push_front(job);
+                return front;
+            }
+        }
+        job
+    }
+
+    /// Gives the worker its batch journal if it has none; `false` if it cannot have one.
+    fn ensure_journal(&self, worker: &mut Worker) -> bool {
+        if worker.journal.is_some() {
+            return true;
+        }
+        let Ok(journal) = Journal::create() else {
+            return false;
+        };
+        let frame = frame::header_only(&Request::Journal);
+        match worker
+            .link
+            .send_with_fds([&frame, &[]], &[journal.memory().fd()])
+        {
+            Ok(()) => {
+                worker.journal = Some(journal);
+                true
+            }
+            Err(_) => {
+                worker.dead = true;
+                false
+            }
+        }
+    }
+
+    /// Sends more jobs while the worker's share of queued work is short: how many ride
+    /// behind the running one depends on how long tasks have been taking, so quick
+    /// tasks are pipelined and long ones are not held back from another slot. A batch
+    /// of several tasks is quick work by construction: one more always rides behind it.
+    fn top_up(
+        &self,
+        worker: &mut Worker,
+        in_flight: &mut VecDeque<InFlight>,
+        backlog: &mut Backlog,
+    ) {
+        let batched = |f: &InFlight| f.job.tasks() > 1 && f.job.is_batch();
+        let mut depth = pipeline::depth(worker.per_task, in_flight.iter().any(batched));
+        let first_new = in_flight.len();
+        while in_flight.len() < depth && !self.shared.is_terminating() {
+            let room = self.room(worker, in_flight);
+            if room == 0 {
+                break;
+            }
+            let Some(job) = self.next_job(backlog, false) else {
+                break;
+            };
+            // At most one job with shared buffers in a worker's pipeline: each holds up
+            // to 32 descriptors in the worker, which must not run out of them.
+            if job.has_fds() && in_flight.iter().any(|f| f.job.has_fds()) {
+                backlog.push_front(job);
+                break;
+            }
+            let job = self.fit(worker, job, room, backlog);
+            in_flight.push_back(InFlight::new(job));
+            if in_flight.back().is_some_and(batched) {
+                depth = pipeline::depth(worker.per_task, true);
+            }
+        }
+        let new = in_flight.iter().skip(first_new).map(|f| &f.job);
+        if send_jobs(&mut worker.link, new).is_err() {
+            worker.dead = true;
+        }
+    }
+
+    /// One tick without an answer: cancellations, the deadline, the memory limit, and a
+    /// worker that died without closing its socket. `Some` when the worker is gone.
+    fn watch(
+        &self,
+        worker: &mut Worker,
+        in_flight: &mut VecDeque<InFlight>,
+        peak: &mut Option<u64>,
+    ) -> Option<TaskError> {
+        let config = &self.shared.config;
+        if self.shared.is_terminating() {
+            worker.process.kill();
+            return Some(TaskError::PoolClosed);
+        }
+        // A new worker's output is read from its first tick on.
+        worker.process.start_output();
+        if let Some(not_ready) = worker.not_ready {
+            if Instant::now() >= not_ready.deadline {
+                worker.process.kill();
+                return Some(TaskError::WorkerStart {
+                    message: self.not_ready_in_time(),
+                });
+            }
+            // A job cancelled before the worker is ready is skipped by it, after `Ready`.
+            for waiting in in_flight.iter_mut() {
+                if waiting.skip_sent.is_none() && waiting.job.ticket.is_cancel_requested() {
+                    let skip = frame::header_only(&Request::Skip { id: waiting.job.id });
+                    let _ = worker.link.send(&skip);
+                    waiting.skip_sent = Some(Instant::now());
+                }
+            }
+            if worker.dead || worker.process.try_wait().is_some() {
+                return Some(self.crashed(worker, *peak));
+            }
+            return None;
+        }
+        let head = in_flight.front_mut().expect("a head");
+        // A batch is timed task by task: the journal shows when the next one started.
+        if let Some(done) = worker
+            .journal
+            .as_ref()
+            .and_then(|j| j.progress(head.job.id))
+        {
+            if done > head.seen {
+                head.seen = done;
+                worker.head_started = Instant::now();
+            }
+        }
+        // A head told to skip answers `Skipped` unless it had started: give the answer
+        // a couple of ticks before killing for it.
+        let skip_pending = head.skip_sent.is_some_and(|at| at.elapsed() < 2 * TICK);
+        if head.job.ticket.is_cancel_requested() && !skip_pending {
+            worker.process.kill();
+            return Some(TaskError::Cancelled);
+        }
+        for waiting in in_flight.iter_mut().skip(1) {
+            if waiting.skip_sent.is_none() && waiting.job.ticket.is_cancel_requested() {
+                let skip = frame::header_only(&Request::Skip { id: waiting.job.id });
+                let _ = worker.link.send(&skip);
+                waiting.skip_sent = Some(Instant::now());
+            }
+        }
+        if let Some(timeout) = in_flight.front().and_then(|head| head.job.options.timeout) {
+            if worker.head_started.elapsed() >= timeout {
+                worker.process.terminate(config.kill_grace);
+                return Some(TaskError::TimedOut {
+                    after: timeout,
+                    stderr: worker.process.stderr_tail(TAIL_WAIT),
+                });
+            }
+        }
+        if let Some(limit) = config.max_memory {
+            if let Some(rss) = sys::resident_bytes(worker.process.pid()) {
+                *peak = (*peak).max(Some(rss));
+                if rss > limit {
+                    worker.process.kill();
+                    return Some(TaskError::MemoryLimit {
+                        limit,
+                        used: Some(rss),
+                        stderr: worker.process.stderr_tail(TAIL_WAIT),
+                    });
+                }
+            }
+        }
+        // Dead, yet the socket is open: something it spawned holds it. The group kill
+        // in `crashed` takes that down too.
+        if worker.dead || worker.process.try_wait().is_some() {
+            return Some(self.crashed(worker, *peak));
+        }
+        None
+    }
+
+    /// Reads a response frame for the head job. A frame that breaks the protocol costs
+    /// the worker.
+    fn answer(&self, w: &mut Worker, head: &mut InFlight, mut frame: Vec<u8>) -> Answer {
+        let id = head.job.id;
+        let expected = match (&w.not_ready, head.job.is_batch()) {
+            (Some(_), _) => Expected::Ready,
+            (None, false) => Expected::Single { id },
+            (None, true) => Expected::Batch {
+                id,
+                left: head.job.tasks(),
+            },
+        };
+        let broken = |w: &mut Worker, message: String| {
+            w.process.kill();
+            Answer::Lost(TaskError::Protocol { message })
+        };
+        match classify(&frame, expected) {
+            Classified::Broken(message) => broken(w, message),
+            Classified::OtherProtocol(theirs) => {
+                w.process.kill();
+                let message = self.not_ready(Some(theirs));
+                Answer::Lost(TaskError::WorkerStart { message })
+            }
+            Classified::Ready => {
+                w.not_ready = None;
+                w.head_started = Instant::now();
+                w.process.clear_stderr_tail();
+                Answer::Ready
+            }
+            Classified::Output { len, fds: count } => {
+                let Some(fds) = w.link.take_fds(count) else {
+                    let message =
+                        format!("task #{id}'s output came without its {count} descriptors");
+                    return broken(w, message);
+                };
+                frame.truncate(len);
+                Answer::Outcome(Ok(Encoded { bytes: frame, fds }))
+            }
+            Classified::Failure(failure) => {
+                let types = head.job.types;
+                Answer::Outcome(Err(failure.into_error(|| types.describe())))
+            }
+            Classified::Skipped => Answer::Skipped,
+            Classified::Batch {
+                count,
+                last,
+                nanos,
+                len,
+            } => {
+                let batch = head.job.batch_mut().expect("a batch was expected");
+                let timing = last.then_some((nanos, head.received + batch.len()));
+                if count > 0 {
+                    frame.truncate(len);
+                    let records = frame;
+                    batch.deliver(Segment::Records { count, records }, timing);
+                }
+                head.received += count;
+                Answer::Batch { count, last }
+            }
+        }
+    }
+
+    /// The worker's link closed or the worker died: reap it and say how it ended.
+    fn crashed(&self, w: &mut Worker, peak: Option<u64>) -> TaskError {
+        let config = &self.shared.config;
+        let status = w.process.wait_or_kill(config.kill_grace);
+        let stderr = w.process.stderr_tail(TAIL_WAIT);
+        if let Some(limit) = config.max_memory {
+            // An allocation refused under the data-segment cap makes the Rust runtime
+            // print "memory allocation of N bytes failed" and abort.
+            if w.process.saw_allocation_failure() {
+                return TaskError::MemoryLimit {
+                    limit,
+                    used: peak,
+                    stderr,
+                };
+            }
+        }
+        match (status.signal(), status.code()) {
+            (Some(signal), _) => TaskError::Signaled {
+                signal,
+                name: sys::signal_name(signal),
+                core_dumped: status.core_dumped(),
+                stderr,
+            },
+            (None, code) => TaskError::Exited {
+                code: code.unwrap_or(-1),
+                stderr,
+            },
+        }
+    }
+}

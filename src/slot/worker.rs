@@ -1,0 +1,117 @@
+//! The slot's view of its worker: the process and its link, what has been sent to it
+//! ([`InFlight`]), and the sends and checks every state makes of it.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::process::WorkerProcess;
+use crate::link::{ParentEnd, RecvError};
+use crate::pool::job::Job;
+use crate::wire::journal::Journal;
+
+/// A started worker: its process and its link.
+#[derive(Debug)]
+pub(super) struct Worker {
+    pub(super) process: WorkerProcess,
+    pub(super) link: ParentEnd,
+    pub(super) tasks: u64,
+    /// Failed starts in a row before this worker's: a worker that dies before its
+    /// first task, soon after its start, is one more.
+    pub(super) start_failures: u32,
+    /// When the job at the head of the pipeline started (as far as the parent can
+    /// tell: when the answer before it arrived, or when it was sent to an idle worker).
+    pub(super) head_started: Instant,
+    /// Mean time per task lately, in seconds; `None` before the first answer.
+    pub(super) per_task: Option<f64>,
+    /// A send failed: the worker is gone, which the next tick confirms.
+    pub(super) dead: bool,
+    /// Where it records batch progress; made before its first batch of several tasks.
+    pub(super) journal: Option<Journal>,
+    /// Set while its `Ready` has not come: its first job went out behind the `Setup`.
+    pub(super) not_ready: Option<NotReady>,
+}
+
+/// A worker that was sent a job before it said `Ready`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NotReady {
+    /// When it counts as a failed start.
+    pub(super) deadline: Instant,
+    /// Failed starts in a row before this one.
+    pub(super) failures: u32,
+}
+
+impl Worker {
+    /// The head job answered in full (`tasks` outcomes): the next one has started.
+    pub(super) fn finished(&mut self, tasks: usize) {
+        let now = Instant::now();
+        let took = now.duration_since(self.head_started).as_secs_f64();
+        self.per_task = Some(self.per_task.map_or(took, |mean| 0.8 * mean + 0.2 * took));
+        self.head_started = now;
+        self.tasks += tasks as u64;
+        self.process.clear_stderr_tail();
+    }
+
+    /// The head batch answered for `tasks` of its tasks: the next of them has started.
+    pub(super) fn progressed(&mut self, tasks: usize) {
+        self.head_started = Instant::now();
+        self.tasks += tasks as u64;
+        self.process.clear_stderr_tail();
+    }
+}
+
+/// A job sent to the worker, and whether it has been told to skip it.
+pub(super) struct InFlight {
+    pub(super) job: Job,
+    pub(super) skip_sent: Option<Instant>,
+    /// A batch's tasks answered by this worker so far.
+    pub(super) received: usize,
+    /// A batch's tasks that the journal showed done at the last look.
+    pub(super) seen: u64,
+}
+
+impl InFlight {
+    pub(super) fn new(job: Job) -> InFlight {
+        InFlight {
+            job,
+            skip_sent: None,
+            received: 0,
+            seen: 0,
+        }
+    }
+}
+
+/// Whether an idle worker is still there to take a job: its link neither closed nor
+/// broken, no frame on it (an idle worker has nothing to say; one that speaks breaks
+/// the protocol and is replaced), and its process not ended (something it started may
+/// hold the link open).
+pub(super) fn idle_worker_lives(worker: &mut Worker) -> bool {
+    match worker.link.recv_timeout(Duration::ZERO) {
+        Err(RecvError::Timeout) => worker.process.try_wait().is_none(),
+        Ok(_) | Err(RecvError::Closed | RecvError::Broken(_)) => false,
+    }
+}
+
+/// Sends the frames of `jobs` in order: those without descriptors together, in one
+/// system call where the socket takes them, each with descriptors on its own.
+pub(super) fn send_jobs<'a>(
+    link: &mut ParentEnd,
+    jobs: impl IntoIterator<Item = &'a Job>,
+) -> io::Result<()> {
+    let mut plain: Vec<[&[u8]; 2]> = Vec::new();
+    for job in jobs {
+        let fds = job.fds();
+        if fds.is_empty() {
+            plain.push(job.frame());
+            continue;
+        }
+        if !plain.is_empty() {
+            link.send_many(&plain)?;
+            plain.clear();
+        }
+        link.send_with_fds(job.frame(), &fds)?;
+    }
+    if plain.is_empty() {
+        return Ok(());
+    }
+    link.send_many(&plain)
+}
