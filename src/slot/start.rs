@@ -202,24 +202,21 @@ impl Supervisor {
     /// Why a worker ended while idle before its first task: its exit and its first
     /// words.
     pub(super) fn died_idle(&self, worker: &mut Worker) -> String {
-        let status = worker.process.wait_or_kill(self.shared.config.kill_grace);
-        let said = worker.process.first_stderr_line(TAIL_WAIT);
-        format!(
-            "worker {} {} while idle, before its first task{}",
-            self.shared.spawner.program(),
-            describe_status(status),
-            said.map(|l| format!("; its first stderr line: {l}"))
-                .unwrap_or_default()
-        )
+        self.died(worker, "while idle, before its first task")
     }
 
     /// Why a worker ended before it was ready: its exit and its first words, which
     /// usually say why (a backtrace may follow and fill the tail).
     pub(super) fn died_starting(&self, worker: &mut Worker) -> String {
+        self.died(worker, "before it was ready")
+    }
+
+    /// "worker <program> <how it ended> `when`", with its first stderr line.
+    fn died(&self, worker: &mut Worker, when: &str) -> String {
         let status = worker.process.wait_or_kill(self.shared.config.kill_grace);
         let said = worker.process.first_stderr_line(TAIL_WAIT);
         format!(
-            "worker {} {} before it was ready{}",
+            "worker {} {} {when}{}",
             self.shared.spawner.program(),
             describe_status(status),
             said.map(|l| format!("; its first stderr line: {l}"))
