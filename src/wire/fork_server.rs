@@ -48,11 +48,12 @@ pub(crate) fn encode_into<T: Serialize>(message: &T, buf: &mut Vec<u8>) {
     codec::encode_into(message, buf).expect("fork-server messages always encode");
 }
 
-/// The protocol a packet announces if it is a `Ready` of any version, read from its
-/// fixed start.
+/// The protocol a packet announces if it is a `Ready` of this layout or a later one,
+/// read from its fixed start (variant 0, the protocol, the pid). A server from before
+/// protocols, whose `Ready` held the pid alone, announces none.
 pub(crate) fn ready_protocol(packet: &[u8]) -> Option<u32> {
-    match codec::decode_prefix::<(u32, u32)>(packet) {
-        Ok((0, protocol)) => Some(protocol),
+    match codec::decode_prefix::<(u32, u32, u32)>(packet) {
+        Ok((0, protocol, _)) => Some(protocol),
         _ => None,
     }
 }
@@ -98,5 +99,7 @@ mod tests {
         assert_eq!(ready_protocol(&later), Some(9));
         let spawned = encode(&FromServer::Spawned { pid: 3 });
         assert_eq!(ready_protocol(&spawned), None);
+        // A server from before protocols: `Ready { pid }` alone. Its pid is no protocol.
+        assert_eq!(ready_protocol(&encode(&(0u32, 4242u32))), None);
     }
 }
