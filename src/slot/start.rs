@@ -211,7 +211,7 @@ impl Supervisor {
         self.died(worker, "before it was ready")
     }
 
-    /// "worker <program> <how it ended> `when`", with its first stderr line.
+    /// "worker `program` `how it ended` `when`", with its first stderr line.
     fn died(&self, worker: &mut Worker, when: &str) -> String {
         let status = worker.process.wait_or_kill(self.shared.config.kill_grace);
         let said = worker.process.first_stderr_line(TAIL_WAIT);
