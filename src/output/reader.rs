@@ -22,7 +22,7 @@ use std::time::Duration;
 use super::mode::OutputMode;
 use super::poller::Poller;
 pub(crate) use super::sink::Sink;
-use super::tail::Tail;
+use super::tail::{self, Tail};
 use super::watched::{Read, Watched};
 
 /// What a pipe holds before its writer blocks (Linux's default).
@@ -119,7 +119,7 @@ impl OutputReader {
         let mut watched = Watched {
             pipe: Some(pipe),
             sink,
-            reader: self.clone(),
+            tail: self.shared.clone(),
         };
         let mut buf = [0u8; 8192];
         // A full pipe's worth, and as much again: a writer that escaped the worker's
@@ -143,7 +143,7 @@ impl OutputReader {
         let mut watched = Watched {
             pipe: Some(pipe),
             sink,
-            reader: self.clone(),
+            tail: self.shared.clone(),
         };
         if !watched.sink.is_capture() {
             Poller::watch(watched);
@@ -163,16 +163,11 @@ impl OutputReader {
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Tail> {
-        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+        tail::lock(&self.shared)
     }
 
     pub(super) fn close(&self) {
-        let mut tail = self.lock();
-        if !tail.partial.is_empty() {
-            tail.finish_line();
-        }
-        tail.closed = true;
-        self.shared.1.notify_all();
+        tail::close(&self.shared);
     }
 
     /// Waits up to `wait` for end-of-file.

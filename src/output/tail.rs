@@ -47,6 +47,24 @@ impl Tail {
     }
 }
 
+/// A reader's tail as the threads that read its pipe share it: the lines, and the
+/// condition that says when the pipe has closed.
+pub(super) type SharedTail = std::sync::Arc<(std::sync::Mutex<Tail>, std::sync::Condvar)>;
+
+pub(super) fn lock(shared: &SharedTail) -> std::sync::MutexGuard<'_, Tail> {
+    shared.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pipe has closed: the unfinished line ends, and whoever waits is told.
+pub(super) fn close(shared: &SharedTail) {
+    let mut tail = lock(shared);
+    if !tail.partial.is_empty() {
+        tail.finish_line();
+    }
+    tail.closed = true;
+    shared.1.notify_all();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

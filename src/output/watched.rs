@@ -2,19 +2,19 @@
 //! tail, by whichever thread holds it, and, once dropped, the pipe closed and the
 //! reader told.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
-use super::reader::{OutputReader, Pipe};
 use super::sink::Sink;
+use super::tail::{self, SharedTail};
 use crate::sys::{self, Nonblocking};
 
 /// A pipe being read, where its bytes go, and the reader that keeps its tail. Dropped
 /// (at end-of-file, or by a panic in the thread reading it), it closes the pipe and then
 /// tells the reader, so no reader waits for a pipe nobody reads.
 pub(super) struct Watched {
-    pub(super) pipe: Option<Pipe>,
+    pub(super) pipe: Option<OwnedFd>,
     pub(super) sink: Sink,
-    pub(super) reader: OutputReader,
+    pub(super) tail: SharedTail,
 }
 
 impl Watched {
@@ -34,7 +34,7 @@ impl Watched {
             Nonblocking::Bytes(0) => Read::Bytes,
             Nonblocking::Bytes(n) => {
                 self.sink.write(&buf[..n]);
-                self.reader.lock().push(&buf[..n]);
+                tail::lock(&self.tail).push(&buf[..n]);
                 Read::Bytes
             }
         }
@@ -62,6 +62,6 @@ impl Drop for Watched {
         // waiting for that (`wait_done`) finds the descriptor gone too.
         drop(self.pipe.take());
         self.sink.finish();
-        self.reader.close();
+        tail::close(&self.tail);
     }
 }
