@@ -3,6 +3,7 @@
 //! [`loss`].
 
 use std::collections::VecDeque;
+use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,64 @@ enum Answer {
 }
 
 impl Supervisor {
+    /// Waits for the `Ready` of a new worker that was sent jobs behind its `Setup`,
+    /// by `deadline`, telling it to skip those cancelled meanwhile. Lost before it is
+    /// ready, the worker failed its start.
+    pub(super) fn greeting(
+        &self,
+        mut worker: Worker,
+        mut in_flight: VecDeque<InFlight>,
+        backlog: Backlog,
+        deadline: Instant,
+    ) -> State {
+        let error = loop {
+            let wait = deadline.saturating_duration_since(Instant::now()).min(TICK);
+            let answer = match worker.link.recv_timeout(wait) {
+                Ok(frame) => {
+                    let head = in_flight.front_mut().expect("a greeting slot holds a job");
+                    self.answer(&mut worker, head, frame, Expected::Ready)
+                }
+                Err(RecvError::Closed) => Answer::Lost(self.crashed(&mut worker, None)),
+                Err(RecvError::Broken(message)) => {
+                    worker.process.kill();
+                    Answer::Lost(TaskError::Link { message })
+                }
+                Err(RecvError::Timeout) => {
+                    match self.watch_greeting(&mut worker, &mut in_flight, deadline) {
+                        Some(error) => Answer::Lost(error),
+                        None => continue,
+                    }
+                }
+            };
+            match answer {
+                Answer::Ready => {
+                    // A `Skipped` for a job told to skip before `Ready` comes now: its
+                    // grace (see `watch`) counts from here.
+                    for waiting in &mut in_flight {
+                        if let Some(sent) = &mut waiting.skip_sent {
+                            *sent = Instant::now();
+                        }
+                    }
+                    return State::Busy {
+                        worker,
+                        in_flight,
+                        backlog,
+                    };
+                }
+                Answer::Lost(error) => break error,
+                // `classify` finds nothing else where a `Ready` is expected.
+                _ => unreachable!("only a Ready or a loss answers a set-up"),
+            }
+        };
+        State::Lost {
+            worker,
+            in_flight,
+            backlog,
+            error,
+            ready: false,
+        }
+    }
+
     /// Keeps jobs flowing to the worker and records their outcomes in order.
     pub(super) fn busy(
         &self,
@@ -47,9 +106,12 @@ impl Supervisor {
         // The per-tick checks also run while answers keep coming (quick pipelined
         // tasks), at least once a tick.
         let mut last_watch = Instant::now();
-        loop {
-            if !worker.dead {
-                self.top_up(&mut worker, &mut in_flight, &mut backlog);
+        let error = loop {
+            if self
+                .top_up(&mut worker, &mut in_flight, &mut backlog)
+                .is_err()
+            {
+                break self.crashed(&mut worker, peak);
             }
             let Some(head) = in_flight.front_mut() else {
                 if self.is_due_for_recycling(&worker) {
@@ -58,16 +120,15 @@ impl Supervisor {
                 }
                 return State::Idle { worker, backlog };
             };
-            // Before `Ready`, no task has started: only the start deadline counts.
-            let deadline = match worker.not_ready {
-                Some(not_ready) => Some(not_ready.deadline),
-                None => head.job.options.timeout.map(|t| worker.head_started + t),
-            };
+            let deadline = head.job.options.timeout.map(|t| worker.head_started + t);
             let wait = deadline.map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
             });
             let answer = match worker.link.recv_timeout(wait) {
-                Ok(frame) => self.answer(&mut worker, head, frame),
+                Ok(frame) => {
+                    let expected = expected(head, true);
+                    self.answer(&mut worker, head, frame, expected)
+                }
                 Err(RecvError::Closed) => Answer::Lost(self.crashed(&mut worker, peak)),
                 Err(RecvError::Broken(message)) => {
                     worker.process.kill();
@@ -81,90 +142,101 @@ impl Supervisor {
                     }
                 }
             };
-            let lost = match self.settle(&mut worker, &mut in_flight, answer) {
-                Some(error) => error,
-                None => {
-                    if in_flight.is_empty() || last_watch.elapsed() < TICK {
-                        continue;
-                    }
-                    last_watch = Instant::now();
-                    match self.watch(&mut worker, &mut in_flight, &mut peak) {
-                        Some(error) => error,
-                        None => continue,
-                    }
-                }
-            };
-            // The worker is gone (reaped), but answers it sent before it went may still
-            // be unread: take them first, so finished tasks keep their outcomes.
-            let target = in_flight.front().map(|f| f.job.id);
-            let was_not_ready = worker.not_ready;
-            self.drain(&mut worker, &mut in_flight);
-            // Still not ready, or killed for its start (deadline, bad frame) although a
-            // `Ready` turned up in the drain: a failed start either way.
-            let failed_start = loss::is_failed_start(
-                was_not_ready.is_none(),
-                worker.not_ready.is_none(),
-                lost.is_crash(),
-            );
-            if let (true, Some(not_ready)) = (failed_start, was_not_ready.or(worker.not_ready)) {
-                // Lost before `Ready`: a failed start. No task ran; all go back.
-                let message = match lost {
-                    TaskError::WorkerStart { message } => message,
-                    TaskError::Protocol { .. } => {
-                        "worker answered its set-up with a malformed frame".to_owned()
-                    }
-                    TaskError::Link { message } => message,
-                    _ => self.died_starting(&mut worker),
-                };
-                drop(worker);
-                for rest in in_flight.into_iter().rev() {
-                    backlog.push_front(rest.job);
-                }
-                return self.start_failed(not_ready.failures, message, backlog);
+            if let Some(error) = self.settle(&mut worker, &mut in_flight, answer) {
+                break error;
             }
-            // The running task takes the error: the head's (for a batch, the journal,
-            // read now that the worker is dead, says which of its tasks had finished).
-            // The tasks behind it never started and go back to the backlog, in order,
-            // for the next worker. If the head's answer turned up and the worker was
-            // killed for that head (deadline, cancel, memory), the task it had moved
-            // on to is not to blame and runs again.
-            let journal = worker.journal.take();
-            drop(worker);
-            let Some(head) = in_flight.pop_front() else {
-                return State::Exited { backlog };
+            if in_flight.is_empty() || last_watch.elapsed() < TICK {
+                continue;
+            }
+            last_watch = Instant::now();
+            if let Some(error) = self.watch(&mut worker, &mut in_flight, &mut peak) {
+                break error;
+            }
+        };
+        State::Lost {
+            worker,
+            in_flight,
+            backlog,
+            error,
+            ready: true,
+        }
+    }
+
+    /// The worker is gone: takes what it sent before it went, then settles the jobs it
+    /// held by the rules of [`loss`] (`ready`: it had said `Ready`).
+    pub(super) fn lost(
+        &self,
+        mut worker: Worker,
+        mut in_flight: VecDeque<InFlight>,
+        mut backlog: Backlog,
+        error: TaskError,
+        ready: bool,
+    ) -> State {
+        // Answers it sent before it went may still be unread: take them first, so
+        // finished tasks keep their outcomes.
+        let target = in_flight.front().map(|f| f.job.id);
+        let mut ready_after = ready;
+        self.drain(&mut worker, &mut in_flight, &mut ready_after);
+        // Still not ready, or killed for its start (deadline, bad frame) although a
+        // `Ready` turned up in the drain: a failed start either way.
+        if loss::is_failed_start(ready, ready_after, error.is_crash()) {
+            // No task ran; all go back.
+            let message = match error {
+                TaskError::WorkerStart { message } | TaskError::Link { message } => message,
+                TaskError::Protocol { .. } => {
+                    "worker answered its set-up with a malformed frame".to_owned()
+                }
+                _ => self.died_starting(&mut worker),
             };
-            let was_head = Some(head.job.id) == target;
+            let failures = worker.start_failures;
+            drop(worker);
             for rest in in_flight.into_iter().rev() {
                 backlog.push_front(rest.job);
             }
-            let Some(mut crashed) = self.salvage(head, journal.as_ref(), &mut backlog) else {
-                return State::Exited { backlog };
-            };
-            let verdict = loss::verdict(Loss {
-                crash: lost.is_crash(),
-                retryable: lost.is_retryable(),
-                was_head,
-                attempts: crashed.attempts,
-                retries: crashed.options.retries,
-                terminating: self.shared.is_terminating(),
-            });
-            match verdict {
-                Verdict::Closed => {
-                    crashed.fail(TaskError::PoolClosed);
-                    return State::Terminating {
-                        worker: None,
-                        backlog,
-                    };
-                }
-                Verdict::Requeue => backlog.push_front(crashed),
-                Verdict::Retry => {
-                    crashed.attempts += 1;
-                    backlog.push_front(crashed);
-                }
-                Verdict::Fail => crashed.fail(lost),
-            }
-            return State::Exited { backlog };
+            return self.start_failed(failures, message, backlog);
         }
+        // The running task takes the error: the head's (for a batch, the journal,
+        // read now that the worker is dead, says which of its tasks had finished).
+        // The tasks behind it never started and go back to the backlog, in order,
+        // for the next worker. If the head's answer turned up and the worker was
+        // killed for that head (deadline, cancel, memory), the task it had moved
+        // on to is not to blame and runs again.
+        let journal = worker.journal.take();
+        drop(worker);
+        let Some(head) = in_flight.pop_front() else {
+            return State::Exited { backlog };
+        };
+        let was_head = Some(head.job.id) == target;
+        for rest in in_flight.into_iter().rev() {
+            backlog.push_front(rest.job);
+        }
+        let Some(mut crashed) = self.salvage(head, journal.as_ref(), &mut backlog) else {
+            return State::Exited { backlog };
+        };
+        let verdict = loss::verdict(Loss {
+            crash: error.is_crash(),
+            retryable: error.is_retryable(),
+            was_head,
+            attempts: crashed.attempts,
+            retries: crashed.options.retries,
+            terminating: self.shared.is_terminating(),
+        });
+        match verdict {
+            Verdict::Closed => {
+                crashed.fail(TaskError::PoolClosed);
+                return State::Terminating {
+                    worker: None,
+                    backlog,
+                };
+            }
+            Verdict::Requeue => backlog.push_front(crashed),
+            Verdict::Retry => {
+                crashed.attempts += 1;
+                backlog.push_front(crashed);
+            }
+            Verdict::Fail => crashed.fail(error),
+        }
+        State::Exited { backlog }
     }
 
     /// Records what an answer meant for the head job; `Some` with the error when the
@@ -206,13 +278,15 @@ impl Supervisor {
         None
     }
 
-    /// Takes the answers a lost worker sent before it went and that are still unread.
-    fn drain(&self, worker: &mut Worker, in_flight: &mut VecDeque<InFlight>) {
+    /// Takes the answers a lost worker sent before it went and that are still unread;
+    /// `ready` becomes true if its `Ready` is among them.
+    fn drain(&self, worker: &mut Worker, in_flight: &mut VecDeque<InFlight>, ready: &mut bool) {
         while let Some(head) = in_flight.front_mut() {
             let Ok(frame) = worker.link.recv_timeout(Duration::ZERO) else {
                 return;
             };
-            let answer = self.answer(worker, head, frame);
+            let answer = self.answer(worker, head, frame, expected(head, *ready));
+            *ready |= matches!(answer, Answer::Ready);
             if self.settle(worker, in_flight, answer).is_some() {
                 return;
             }
@@ -310,10 +384,8 @@ impl Supervisor {
                 worker.journal = Some(journal);
                 true
             }
-            Err(_) => {
-                worker.dead = true;
-                false
-            }
+            // The next send fails too, and settles what the failure means.
+            Err(_) => false,
         }
     }
 
@@ -321,12 +393,13 @@ impl Supervisor {
     /// behind the running one depends on how long tasks have been taking, so quick
     /// tasks are pipelined and long ones are not held back from another slot. A batch
     /// of several tasks is quick work by construction: one more always rides behind it.
+    /// `Err` if the send failed: the worker is lost.
     fn top_up(
         &self,
         worker: &mut Worker,
         in_flight: &mut VecDeque<InFlight>,
         backlog: &mut Backlog,
-    ) {
+    ) -> io::Result<()> {
         let batched = |f: &InFlight| f.job.tasks() > 1 && f.job.is_batch();
         let mut depth = pipeline::depth(worker.per_task, in_flight.iter().any(batched));
         let first_new = in_flight.len();
@@ -351,9 +424,35 @@ impl Supervisor {
             }
         }
         let new = in_flight.iter().skip(first_new).map(|f| &f.job);
-        if send_jobs(&mut worker.link, new).is_err() {
-            worker.dead = true;
+        send_jobs(&mut worker.link, new)
+    }
+
+    /// One tick of a greeting slot without an answer: the start deadline, jobs
+    /// cancelled meanwhile (the worker skips them after its `Ready`), and a worker that
+    /// died without closing its socket. `Some` when the worker is gone.
+    fn watch_greeting(
+        &self,
+        worker: &mut Worker,
+        in_flight: &mut VecDeque<InFlight>,
+        deadline: Instant,
+    ) -> Option<TaskError> {
+        if self.shared.is_terminating() {
+            worker.process.kill();
+            return Some(TaskError::PoolClosed);
         }
+        // A new worker's output is read from its first tick on.
+        worker.process.start_output();
+        if Instant::now() >= deadline {
+            worker.process.kill();
+            return Some(TaskError::WorkerStart {
+                message: self.not_ready_in_time(),
+            });
+        }
+        tell_cancelled_to_skip(worker, in_flight.iter_mut());
+        if worker.process.try_wait().is_some() {
+            return Some(self.crashed(worker, None));
+        }
+        None
     }
 
     /// One tick without an answer: cancellations, the deadline, the memory limit, and a
@@ -369,28 +468,7 @@ impl Supervisor {
             worker.process.kill();
             return Some(TaskError::PoolClosed);
         }
-        // A new worker's output is read from its first tick on.
         worker.process.start_output();
-        if let Some(not_ready) = worker.not_ready {
-            if Instant::now() >= not_ready.deadline {
-                worker.process.kill();
-                return Some(TaskError::WorkerStart {
-                    message: self.not_ready_in_time(),
-                });
-            }
-            // A job cancelled before the worker is ready is skipped by it, after `Ready`.
-            for waiting in in_flight.iter_mut() {
-                if waiting.skip_sent.is_none() && waiting.job.ticket.is_cancel_requested() {
-                    let skip = frame::header_only(&Request::Skip { id: waiting.job.id });
-                    let _ = worker.link.send(&skip);
-                    waiting.skip_sent = Some(Instant::now());
-                }
-            }
-            if worker.dead || worker.process.try_wait().is_some() {
-                return Some(self.crashed(worker, *peak));
-            }
-            return None;
-        }
         let head = in_flight.front_mut().expect("a head");
         // A batch is timed task by task: the journal shows when the next one started.
         if let Some(done) = worker
@@ -410,13 +488,7 @@ impl Supervisor {
             worker.process.kill();
             return Some(TaskError::Cancelled);
         }
-        for waiting in in_flight.iter_mut().skip(1) {
-            if waiting.skip_sent.is_none() && waiting.job.ticket.is_cancel_requested() {
-                let skip = frame::header_only(&Request::Skip { id: waiting.job.id });
-                let _ = worker.link.send(&skip);
-                waiting.skip_sent = Some(Instant::now());
-            }
-        }
+        tell_cancelled_to_skip(worker, in_flight.iter_mut().skip(1));
         if let Some(timeout) = in_flight.front().and_then(|head| head.job.options.timeout) {
             if worker.head_started.elapsed() >= timeout {
                 worker.process.terminate(config.kill_grace);
@@ -441,24 +513,22 @@ impl Supervisor {
         }
         // Dead, yet the socket is open: something it spawned holds it. The group kill
         // in `crashed` takes that down too.
-        if worker.dead || worker.process.try_wait().is_some() {
+        if worker.process.try_wait().is_some() {
             return Some(self.crashed(worker, *peak));
         }
         None
     }
 
-    /// Reads a response frame for the head job. A frame that breaks the protocol costs
-    /// the worker.
-    fn answer(&self, w: &mut Worker, head: &mut InFlight, mut frame: Vec<u8>) -> Answer {
+    /// Reads a response frame, `expected` for the head job. A frame that breaks the
+    /// protocol costs the worker.
+    fn answer(
+        &self,
+        w: &mut Worker,
+        head: &mut InFlight,
+        mut frame: Vec<u8>,
+        expected: Expected,
+    ) -> Answer {
         let id = head.job.id;
-        let expected = match (&w.not_ready, head.job.is_batch()) {
-            (Some(_), _) => Expected::Ready,
-            (None, false) => Expected::Single { id },
-            (None, true) => Expected::Batch {
-                id,
-                left: head.job.tasks(),
-            },
-        };
         let broken = |w: &mut Worker, message: String| {
             w.process.kill();
             Answer::Lost(TaskError::Protocol { message })
@@ -471,7 +541,6 @@ impl Supervisor {
                 Answer::Lost(TaskError::WorkerStart { message })
             }
             Classified::Ready => {
-                w.not_ready = None;
                 w.head_started = Instant::now();
                 w.process.clear_stderr_tail();
                 Answer::Ready
@@ -510,7 +579,7 @@ impl Supervisor {
     }
 
     /// The worker's link closed or the worker died: reap it and say how it ended.
-    fn crashed(&self, w: &mut Worker, peak: Option<u64>) -> TaskError {
+    pub(super) fn crashed(&self, w: &mut Worker, peak: Option<u64>) -> TaskError {
         let config = &self.shared.config;
         let status = w.process.wait_or_kill(config.kill_grace);
         let stderr = w.process.stderr_tail(TAIL_WAIT);
@@ -536,6 +605,35 @@ impl Supervisor {
                 code: code.unwrap_or(-1),
                 stderr,
             },
+        }
+    }
+}
+
+/// What the slot waits for from a worker (`ready`: it has said `Ready`) whose head job
+/// is `head`.
+fn expected(head: &InFlight, ready: bool) -> Expected {
+    let id = head.job.id;
+    match (ready, head.job.is_batch()) {
+        (false, _) => Expected::Ready,
+        (true, false) => Expected::Single { id },
+        (true, true) => Expected::Batch {
+            id,
+            left: head.job.tasks(),
+        },
+    }
+}
+
+/// Tells the worker to skip each of `waiting` cancelled since it was sent (it skips a
+/// job it has not started; see `watch` for one that has).
+fn tell_cancelled_to_skip<'a>(
+    worker: &mut Worker,
+    waiting: impl Iterator<Item = &'a mut InFlight>,
+) {
+    for job in waiting {
+        if job.skip_sent.is_none() && job.job.ticket.is_cancel_requested() {
+            let skip = frame::header_only(&Request::Skip { id: job.job.id });
+            let _ = worker.link.send(&skip);
+            job.skip_sent = Some(Instant::now());
         }
     }
 }

@@ -2,6 +2,7 @@
 //! built), its `Setup` and an early job, waiting for `Ready`, failed starts and their
 //! back-off, and taking a job back from a worker whose start failed ([`recall`]).
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -9,9 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::process::WorkerProcess;
-use super::state::{busy_with, Backlog, State};
+use super::state::{Backlog, State};
 use super::supervisor::{Supervisor, MAX_BACKOFF, TAIL_WAIT, TICK};
-use super::worker::{send_jobs, NotReady, Worker};
+use super::worker::{send_jobs, InFlight, Worker};
 use crate::error::TaskError;
 use crate::link::{ParentEnd, RecvError};
 use crate::pool::job::Job;
@@ -45,19 +46,17 @@ impl Supervisor {
                 return self.start_failed(failures, message, backlog);
             }
         };
-        let waiting = match sent {
-            Some(job) => Some((job, true)),
-            None => self.next_job(&mut backlog, false).map(|job| (job, false)),
-        };
-        if let Some((job, already_sent)) = waiting {
-            worker.not_ready = Some(NotReady {
-                deadline: Instant::now() + self.shared.config.start_timeout,
-                failures,
-            });
-            if already_sent {
-                return busy_with(worker, job, backlog);
-            }
-            return self.dispatch(worker, job, backlog);
+        let deadline = Instant::now() + self.shared.config.start_timeout;
+        if let Some(job) = sent {
+            return State::Greeting {
+                worker,
+                in_flight: VecDeque::from([InFlight::new(job)]),
+                backlog,
+                deadline,
+            };
+        }
+        if let Some(job) = self.next_job(&mut backlog, false) {
+            return self.dispatch(worker, job, backlog, Some(deadline));
         }
         match self.await_ready(&mut worker) {
             Ok(()) => State::Idle { worker, backlog },
@@ -146,9 +145,7 @@ impl Supervisor {
             start_failures: 0,
             head_started: Instant::now(),
             per_task: None,
-            dead: false,
             journal: None,
-            not_ready: None,
         }
     }
 

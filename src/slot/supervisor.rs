@@ -13,10 +13,10 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::state::{busy_with, Backlog, State};
-use super::worker::{idle_worker_lives, send_jobs, Worker};
+use super::worker::{idle_worker_lives, send_jobs, InFlight, Worker};
 use crate::error::TaskError;
 use crate::pool::job::Job;
 use crate::pool::shared::Shared;
@@ -67,12 +67,25 @@ impl Supervisor {
         loop {
             state = match state {
                 State::Starting { failures, backlog } => self.starting(failures, backlog),
+                State::Greeting {
+                    worker,
+                    in_flight,
+                    backlog,
+                    deadline,
+                } => self.greeting(worker, in_flight, backlog, deadline),
                 State::Idle { worker, backlog } => self.idle(worker, backlog),
                 State::Busy {
                     worker,
                     in_flight,
                     backlog,
                 } => self.busy(worker, in_flight, backlog),
+                State::Lost {
+                    worker,
+                    in_flight,
+                    backlog,
+                    error,
+                    ready,
+                } => self.lost(worker, in_flight, backlog, error, ready),
                 State::Exited { backlog } => State::Starting {
                     failures: 0,
                     backlog,
@@ -128,13 +141,20 @@ impl Supervisor {
                 return State::Exited { backlog };
             }
             if let Some(job) = job {
-                return self.dispatch(worker, job, backlog);
+                return self.dispatch(worker, job, backlog, None);
             }
         }
     }
 
-    /// Sends `job` to a worker with nothing in flight.
-    pub(super) fn dispatch(&self, mut worker: Worker, job: Job, mut backlog: Backlog) -> State {
+    /// Sends `job` to a worker with nothing in flight: a ready one (`greeting` is
+    /// `None`), or a new one that must be ready by the `greeting` deadline.
+    pub(super) fn dispatch(
+        &self,
+        mut worker: Worker,
+        job: Job,
+        mut backlog: Backlog,
+        greeting: Option<Instant>,
+    ) -> State {
         if self.shared.is_terminating() {
             job.fail(TaskError::PoolClosed);
             return State::Terminating {
@@ -146,27 +166,37 @@ impl Supervisor {
         let job = self.fit(&mut worker, job, room, &mut backlog);
         // A crash report shows what the worker wrote while running the task; a worker
         // not ready yet keeps its words until `Ready` (a failed start quotes them).
-        if worker.not_ready.is_none() {
+        if greeting.is_none() {
             worker.process.clear_stderr_tail();
         }
-        match send_jobs(&mut worker.link, [&job]) {
-            Ok(()) => {}
+        match (send_jobs(&mut worker.link, [&job]), greeting) {
+            (Ok(()), Some(deadline)) => State::Greeting {
+                worker,
+                in_flight: VecDeque::from([InFlight::new(job)]),
+                backlog,
+                deadline,
+            },
+            (Ok(()), None) => busy_with(worker, job, backlog),
             // A ready worker that ended before its job went in never started it: the
             // job goes back, no attempt counted, and the worker is replaced.
-            Err(e)
-                if worker.not_ready.is_none()
-                    && !worker.link.is_broken()
-                    && crate::link::is_peer_gone(&e) =>
-            {
+            (Err(e), None) if !worker.link.is_broken() && crate::link::is_peer_gone(&e) => {
                 backlog.push_front(job);
                 drop(worker);
-                return State::Exited { backlog };
+                State::Exited { backlog }
             }
-            // The crash is noticed (and the job dealt with) in Busy: a worker not ready
-            // yet has failed its start, and none of its jobs started.
-            Err(_) => worker.dead = true,
+            // Lost: a worker not ready yet has failed its start (none of its jobs
+            // started); a ready one whose link broke mid-frame is blamed as crashed.
+            (Err(_), greeting) => {
+                let error = self.crashed(&mut worker, None);
+                State::Lost {
+                    worker,
+                    in_flight: VecDeque::from([InFlight::new(job)]),
+                    backlog,
+                    error,
+                    ready: greeting.is_none(),
+                }
+            }
         }
-        busy_with(worker, job, backlog)
     }
 
     /// The next job to send: the backlog's first, else the queue's (waiting for one if

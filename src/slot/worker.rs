@@ -23,21 +23,8 @@ pub(super) struct Worker {
     pub(super) head_started: Instant,
     /// Mean time per task lately, in seconds; `None` before the first answer.
     pub(super) per_task: Option<f64>,
-    /// A send failed: the worker is gone, which the next tick confirms.
-    pub(super) dead: bool,
     /// Where it records batch progress; made before its first batch of several tasks.
     pub(super) journal: Option<Journal>,
-    /// Set while its `Ready` has not come: its first job went out behind the `Setup`.
-    pub(super) not_ready: Option<NotReady>,
-}
-
-/// A worker that was sent a job before it said `Ready`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct NotReady {
-    /// When it counts as a failed start.
-    pub(super) deadline: Instant,
-    /// Failed starts in a row before this one.
-    pub(super) failures: u32,
 }
 
 impl Worker {
