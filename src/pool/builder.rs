@@ -12,6 +12,7 @@ use crate::error::BuildError;
 use crate::launch::exec::SpawnSettings;
 use crate::launch::Launch;
 use crate::output::mode::OutputMode;
+use crate::slot::event::Events;
 use crate::wire::codec;
 use crate::wire::env;
 
@@ -73,6 +74,7 @@ impl Default for PoolBuilder {
                 core_dumps: true,
                 max_start_failures: 3,
                 registry_here: true,
+                events: Events::default(),
             },
             spawn: SpawnSettings::default(),
             workers: None,
@@ -189,6 +191,16 @@ impl PoolBuilder {
     /// How long a new worker has to connect (default 10 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.config.start_timeout = timeout;
+        self
+    }
+
+    /// Tells `events` what happens in the slots (internal until the public events API).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the public API comes with issue 10")
+    )]
+    pub(crate) fn events(mut self, events: Events) -> Self {
+        self.config.events = events;
         self
     }
 

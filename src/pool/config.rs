@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::job::JobOptions;
+use crate::slot::event::Events;
 use crate::wire::frame::{self, Request};
 
 /// The settings a running pool reads.
@@ -22,6 +23,8 @@ pub(crate) struct Config {
     /// Workers run this program, so its task registry is theirs: a task it has
     /// registered for other types only is refused before it is sent.
     pub(crate) registry_here: bool,
+    /// Where the slots tell what happens in them.
+    pub(crate) events: Events,
 }
 
 impl Config {

@@ -8,6 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use super::answer::{classify, Classified, Expected};
+use super::event::{Event, ExitCause};
 use super::loss::{self, Loss, Verdict};
 use super::pipeline;
 use super::state::{Backlog, State};
@@ -68,6 +69,8 @@ impl Supervisor {
             };
             match answer {
                 Answer::Ready => {
+                    let head = &in_flight.front().expect("a greeting slot holds a job").job;
+                    self.job_started(&worker, head);
                     // A `Skipped` for a job told to skip before `Ready` comes now: its
                     // grace (see `watch`) counts from here.
                     for waiting in &mut in_flight {
@@ -115,7 +118,7 @@ impl Supervisor {
             }
             let Some(head) = in_flight.front_mut() else {
                 if self.is_due_for_recycling(&worker) {
-                    self.retire(worker);
+                    self.retire(worker, ExitCause::Retired);
                     return State::Exited { backlog };
                 }
                 return State::Idle { worker, backlog };
@@ -189,7 +192,7 @@ impl Supervisor {
                 _ => self.died_starting(&mut worker),
             };
             let failures = worker.start_failures;
-            drop(worker);
+            self.exited(worker, ExitCause::FailedStart(message.clone()));
             for rest in in_flight.into_iter().rev() {
                 backlog.push_front(rest.job);
             }
@@ -202,7 +205,8 @@ impl Supervisor {
         // killed for that head (deadline, cancel, memory), the task it had moved
         // on to is not to blame and runs again.
         let journal = worker.journal.take();
-        drop(worker);
+        let pid = worker.process.pid();
+        self.exited(worker, ExitCause::Lost(error.clone()));
         let Some(head) = in_flight.pop_front() else {
             return State::Exited { backlog };
         };
@@ -210,7 +214,8 @@ impl Supervisor {
         for rest in in_flight.into_iter().rev() {
             backlog.push_front(rest.job);
         }
-        let Some(mut crashed) = self.salvage(head, journal.as_ref(), &mut backlog) else {
+        let salvaged = self.salvage(head, pid, journal.as_ref(), &mut backlog);
+        let Some(mut crashed) = salvaged else {
             return State::Exited { backlog };
         };
         let verdict = loss::verdict(Loss {
@@ -223,7 +228,7 @@ impl Supervisor {
         });
         match verdict {
             Verdict::Closed => {
-                crashed.fail(TaskError::PoolClosed);
+                self.fail(crashed, Some(pid), TaskError::PoolClosed);
                 return State::Terminating {
                     worker: None,
                     backlog,
@@ -234,7 +239,7 @@ impl Supervisor {
                 crashed.attempts += 1;
                 backlog.push_front(crashed);
             }
-            Verdict::Fail => crashed.fail(error),
+            Verdict::Fail => self.fail(crashed, Some(pid), error),
         }
         State::Exited { backlog }
     }
@@ -260,20 +265,32 @@ impl Supervisor {
             }
             Answer::Outcome(outcome) => {
                 let done = in_flight.pop_front().expect("a head");
+                self.job_finished(worker, &done.job, 1, || {
+                    outcome.as_ref().map(drop).map_err(Clone::clone)
+                });
                 done.job.complete(outcome);
                 worker.finished(1);
             }
-            Answer::Batch { count, last: true } => {
+            Answer::Batch { count, last } => {
+                let head = &in_flight.front().expect("a head").job;
+                self.job_finished(worker, head, count, || Ok(()));
+                if !last {
+                    worker.progressed(count);
+                    return None;
+                }
                 let done = in_flight.pop_front().expect("a head");
                 done.job.finish();
                 worker.finished(count);
             }
-            Answer::Batch { count, last: false } => worker.progressed(count),
             Answer::Skipped => {
                 let done = in_flight.pop_front().expect("a head");
-                done.job.fail(TaskError::Cancelled);
+                let pid = Some(worker.process.pid());
+                self.fail(done.job, pid, TaskError::Cancelled);
                 worker.finished(0);
             }
+        }
+        if let Some(next) = in_flight.front() {
+            self.job_started(worker, &next.job);
         }
         None
     }
@@ -300,6 +317,7 @@ impl Supervisor {
     fn salvage(
         &self,
         head: InFlight,
+        pid: u32,
         journal: Option<&Journal>,
         backlog: &mut Backlog,
     ) -> Option<Job> {
@@ -316,6 +334,13 @@ impl Supervisor {
             if count > 0 {
                 let records = found.records;
                 batch.deliver(Segment::Records { count, records }, None);
+                self.emit(|slot| Event::JobFinished {
+                    slot,
+                    pid: Some(pid),
+                    job: id,
+                    tasks: count,
+                    outcome: Ok(()),
+                });
             }
         }
         match batch.len() {
@@ -330,6 +355,24 @@ impl Supervisor {
                 running
             }
         }
+    }
+
+    /// `tasks` tasks of `job`, on `worker`, have the outcome `outcome` makes.
+    fn job_finished(
+        &self,
+        worker: &Worker,
+        job: &Job,
+        tasks: usize,
+        outcome: impl FnOnce() -> Result<(), TaskError>,
+    ) {
+        let (pid, id) = (worker.process.pid(), job.id);
+        self.emit(|slot| Event::JobFinished {
+            slot,
+            pid: Some(pid),
+            job: id,
+            tasks,
+            outcome: outcome(),
+        });
     }
 
     /// How many more tasks this worker may be sent before it is due for recycling.

@@ -9,6 +9,7 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::event::{Event, ExitCause};
 use super::process::WorkerProcess;
 use super::state::{Backlog, State};
 use super::supervisor::{Supervisor, MAX_BACKOFF, TAIL_WAIT, TICK};
@@ -60,7 +61,10 @@ impl Supervisor {
         }
         match self.await_ready(&mut worker) {
             Ok(()) => State::Idle { worker, backlog },
-            Err(message) => self.start_failed(failures, message, backlog),
+            Err(message) => {
+                self.exited(worker, ExitCause::FailedStart(message.clone()));
+                self.start_failed(failures, message, backlog)
+            }
         }
     }
 
@@ -129,7 +133,17 @@ impl Supervisor {
             Ok(process) => (Ok(self.adopt(link, process)), sent),
             Err(e) => {
                 let message = format!("cannot run {}: {e}", program());
-                let sent = sent.and_then(|job| recall(&mut link, job, &message));
+                let sent = match sent.map(|job| recall(&mut link, job)) {
+                    None => None,
+                    Some(Recalled::NotStarted(job)) => Some(job),
+                    // That worker cannot be stopped (its pid is not known) and may still
+                    // be running the task: no retry.
+                    Some(Recalled::MayHaveStarted(job)) => {
+                        let message = format!("{message}; its worker may have started the task");
+                        self.fail(job, None, TaskError::WorkerStart { message });
+                        None
+                    }
+                };
                 (Err(message), sent)
             }
         }
@@ -138,6 +152,8 @@ impl Supervisor {
     /// The slot's worker, once its process is known.
     fn adopt(&self, link: ParentEnd, process: WorkerProcess) -> Worker {
         self.shared.track_readers(process.readers());
+        let pid = process.pid();
+        self.emit(|slot| Event::WorkerStarted { slot, pid });
         Worker {
             process,
             link,
@@ -238,18 +254,25 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
+/// What became of a job sent to a worker whose start failed.
+#[derive(Debug)]
+enum Recalled {
+    /// It never started and never will: it goes back.
+    NotStarted(Job),
+    /// It may have started.
+    MayHaveStarted(Job),
+}
+
 /// Takes back `job`, sent into the link of a worker whose start then failed (the fork
 /// server's answer did not come, so the worker may exist). A `Run` frame not yet all in
 /// the socket cannot have been read whole. Otherwise a `Skip` goes after it: a worker
 /// reads every frame that has come before it starts a task, and answers `Ready` before
 /// it reads any, so if the `Skip` went in whole and the link holds no `Ready` (or holds
 /// the `Skipped` answer), the worker had not started the task and now never will, and
-/// the job comes back. Otherwise it may have run: it ends in `WorkerStart` (why: `why`)
-/// with no retry, since that worker cannot be stopped (its pid is not known) and may
-/// still be running it.
-fn recall(link: &mut ParentEnd, job: Job, why: &str) -> Option<Job> {
+/// the job comes back. Otherwise it may have run.
+fn recall(link: &mut ParentEnd, job: Job) -> Recalled {
     if !link.is_flushed() {
-        return Some(job);
+        return Recalled::NotStarted(job);
     }
     let skip_arrives = match link.send(&frame::header_only(&Request::Skip { id: job.id })) {
         Ok(()) => link.is_flushed(),
@@ -262,18 +285,15 @@ fn recall(link: &mut ParentEnd, job: Job, why: &str) -> Option<Job> {
     let mut ready = false;
     while let Ok(frame) = link.recv_timeout(Duration::ZERO) {
         match frame::decode(&frame) {
-            Ok((Response::Skipped { id }, _)) if id == job.id => return Some(job),
+            Ok((Response::Skipped { id }, _)) if id == job.id => return Recalled::NotStarted(job),
             Ok((Response::Ready { .. }, _)) => ready = true,
             _ => {}
         }
     }
     if ready || !skip_arrives {
-        job.fail(TaskError::WorkerStart {
-            message: format!("{why}; its worker may have started the task"),
-        });
-        return None;
+        return Recalled::MayHaveStarted(job);
     }
-    Some(job)
+    Recalled::NotStarted(job)
 }
 
 #[cfg(test)]
@@ -309,15 +329,13 @@ mod tests {
         found
     }
 
-    fn not_started(back: Option<Job>) -> bool {
-        back.is_some_and(|job| job.id == 7)
+    fn not_started(back: Recalled) -> bool {
+        matches!(back, Recalled::NotStarted(job) if job.id == 7)
     }
 
-    /// Recalled, `job` may have run: it ends in `WorkerStart`, saying why.
-    fn may_have_started(back: Option<Job>, ticket: &Ticket) -> bool {
-        back.is_none()
-            && matches!(ticket.wait(), Err(TaskError::WorkerStart { message })
-                if message == "the server died; its worker may have started the task")
+    /// Recalled, `job` may have run (the caller ends it in `WorkerStart`).
+    fn may_have_started(back: Recalled, ticket: &Ticket) -> bool {
+        !ticket.is_done() && matches!(back, Recalled::MayHaveStarted(job) if job.id == 7)
     }
 
     #[test]
@@ -325,7 +343,7 @@ mod tests {
         let (mut link, end) = ParentEnd::pair().unwrap();
         let mut worker = WorkerEnd::new(end).unwrap();
         let (job, ticket) = job();
-        assert!(not_started(recall(&mut link, job, "the server died")));
+        assert!(not_started(recall(&mut link, job)));
         assert!(!ticket.is_done());
         assert!(matches!(
             requests(&mut worker)[..],
@@ -338,7 +356,7 @@ mod tests {
         let (mut link, end) = ParentEnd::pair().unwrap();
         drop(end);
         let (job, _) = job();
-        assert!(not_started(recall(&mut link, job, "the server died")));
+        assert!(not_started(recall(&mut link, job)));
     }
 
     /// A link whose worker has answered its `Setup`.
@@ -357,13 +375,13 @@ mod tests {
     fn a_recalled_job_whose_worker_said_ready_may_have_started() {
         let (mut link, _worker) = link_after_ready();
         let (sent, ticket) = job();
-        let back = recall(&mut link, sent, "the server died");
+        let back = recall(&mut link, sent);
         assert!(may_have_started(back, &ticket));
         // Also once the worker is gone: its Ready is still there to read.
         let (mut link, worker) = link_after_ready();
         drop(worker);
         let (sent, ticket) = job();
-        let back = recall(&mut link, sent, "the server died");
+        let back = recall(&mut link, sent);
         assert!(may_have_started(back, &ticket));
     }
 
@@ -373,7 +391,7 @@ mod tests {
         let skipped = frame::header_only(&Response::Skipped { id: 7 });
         worker.send(&skipped).unwrap();
         let (job, _) = job();
-        assert!(not_started(recall(&mut link, job, "the server died")));
+        assert!(not_started(recall(&mut link, job)));
     }
 
     #[test]
@@ -383,6 +401,6 @@ mod tests {
         link.send(&vec![0u8; 8 << 20]).unwrap();
         assert!(!link.is_flushed());
         let (job, _) = job();
-        assert!(not_started(recall(&mut link, job, "the server died")));
+        assert!(not_started(recall(&mut link, job)));
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::event::{Event, ExitCause};
 use super::state::{busy_with, Backlog, State};
 use super::worker::{idle_worker_lives, send_jobs, InFlight, Worker};
 use crate::error::TaskError;
@@ -50,13 +51,15 @@ enum NoJob {
 #[derive(Debug)]
 pub(crate) struct Supervisor {
     pub(super) shared: Arc<Shared>,
+    /// The slot's number, from 0: it names the thread and the slot's events.
+    pub(super) slot: usize,
 }
 
 impl Supervisor {
     pub(crate) fn spawn(shared: Arc<Shared>, slot: usize) -> io::Result<JoinHandle<()>> {
         thread::Builder::new()
             .name(format!("procpool-slot-{slot}"))
-            .spawn(move || Supervisor { shared }.run())
+            .spawn(move || Supervisor { shared, slot }.run())
     }
 
     fn run(self) {
@@ -134,10 +137,11 @@ impl Supervisor {
                 if worker.tasks == 0 && soon {
                     let failures = worker.start_failures;
                     let message = self.died_idle(&mut worker);
+                    self.exited(worker, ExitCause::FailedStart(message.clone()));
                     return self.start_failed(failures, message, backlog);
                 }
                 // Killed (its group too) and reaped.
-                drop(worker);
+                self.exited(worker, ExitCause::DiedIdle);
                 return State::Exited { backlog };
             }
             if let Some(job) = job {
@@ -156,7 +160,7 @@ impl Supervisor {
         greeting: Option<Instant>,
     ) -> State {
         if self.shared.is_terminating() {
-            job.fail(TaskError::PoolClosed);
+            self.fail(job, None, TaskError::PoolClosed);
             return State::Terminating {
                 worker: Some(worker),
                 backlog,
@@ -176,12 +180,15 @@ impl Supervisor {
                 backlog,
                 deadline,
             },
-            (Ok(()), None) => busy_with(worker, job, backlog),
+            (Ok(()), None) => {
+                self.job_started(&worker, &job);
+                busy_with(worker, job, backlog)
+            }
             // A ready worker that ended before its job went in never started it: the
             // job goes back, no attempt counted, and the worker is replaced.
             (Err(e), None) if !worker.link.is_broken() && crate::link::is_peer_gone(&e) => {
                 backlog.push_front(job);
-                drop(worker);
+                self.exited(worker, ExitCause::DiedIdle);
                 State::Exited { backlog }
             }
             // Lost: a worker not ready yet has failed its start (none of its jobs
@@ -216,7 +223,7 @@ impl Supervisor {
             let job = match backlog.pop_front() {
                 // Already Running; only a cancel may have come since.
                 Some(job) if job.ticket.is_cancel_requested() => {
-                    job.fail(TaskError::Cancelled);
+                    self.fail(job, None, TaskError::Cancelled);
                     continue;
                 }
                 Some(job) => return Ok(job),
@@ -245,13 +252,13 @@ impl Supervisor {
     /// (kill it). Jobs still owed an outcome end in `PoolClosed`.
     fn terminating(&self, worker: Option<Worker>, backlog: Backlog) {
         for job in backlog {
-            job.fail(TaskError::PoolClosed);
+            self.fail(job, None, TaskError::PoolClosed);
         }
         if let Some(worker) = worker {
             if self.shared.is_terminating() {
-                drop(worker); // killed and reaped by WorkerProcess::drop
+                self.exited(worker, ExitCause::PoolClosed); // killed and reaped
             } else {
-                self.retire(worker);
+                self.retire(worker, ExitCause::PoolClosed);
             }
         }
     }
@@ -270,7 +277,9 @@ impl Supervisor {
     }
 
     /// Asks a worker to exit and leaves it to the reaper, which makes sure it does.
-    pub(super) fn retire(&self, mut w: Worker) {
+    pub(super) fn retire(&self, mut w: Worker, cause: ExitCause) {
+        let pid = w.process.pid();
+        self.emit(|slot| Event::WorkerExited { slot, pid, cause });
         // What it writes on its way out is read by the reaper, as it writes it or
         // once it has ended; a captured stream, which has a thread of its own, from
         // now on (the user's function may be slow, and the reaper must not be).
@@ -285,7 +294,7 @@ impl Supervisor {
     fn give_up(&self, message: String, backlog: Backlog) {
         let error = TaskError::WorkerStart { message };
         for job in backlog {
-            job.fail(error.clone());
+            self.fail(job, None, error.clone());
         }
         if !self.shared.slot_gave_up() {
             return;
@@ -296,11 +305,49 @@ impl Supervisor {
             if !job.ticket.start() {
                 continue;
             }
-            job.fail(if self.shared.is_terminating() {
+            let error = if self.shared.is_terminating() {
                 TaskError::PoolClosed
             } else {
                 error.clone()
-            });
+            };
+            self.fail(job, None, error);
         }
+    }
+
+    /// Tells the pool's listener, if any, the event `make` makes for this slot.
+    pub(super) fn emit(&self, make: impl FnOnce(usize) -> Event) {
+        self.shared.config.events.emit(|| make(self.slot));
+    }
+
+    /// Ends `job` in `error` (`pid`: the worker it was sent to, if any).
+    pub(super) fn fail(&self, job: Job, pid: Option<u32>, error: TaskError) {
+        let (id, tasks) = (job.id, job.tasks());
+        self.emit(|slot| Event::JobFinished {
+            slot,
+            pid,
+            job: id,
+            tasks,
+            outcome: Err(error.clone()),
+        });
+        job.fail(error);
+    }
+
+    /// `job` is the one `worker` runs now.
+    pub(super) fn job_started(&self, worker: &Worker, job: &Job) {
+        let (pid, id, tasks) = (worker.process.pid(), job.id, job.tasks());
+        self.emit(|slot| Event::JobStarted {
+            slot,
+            pid,
+            job: id,
+            tasks,
+        });
+    }
+
+    /// The worker leaves the slot for `cause`: dropped, it is killed (its group too) and
+    /// reaped, if it has not been already.
+    pub(super) fn exited(&self, worker: Worker, cause: ExitCause) {
+        let pid = worker.process.pid();
+        drop(worker);
+        self.emit(|slot| Event::WorkerExited { slot, pid, cause });
     }
 }
