@@ -12,6 +12,7 @@ use super::Launch;
 use crate::child::test_entry::worker_args;
 use crate::link::ParentEnd;
 use crate::slot::process::WorkerProcess;
+use crate::slot::starter::Starter;
 use crate::sys;
 use crate::wire::env;
 
@@ -25,7 +26,7 @@ pub(crate) struct Spawner {
 impl Spawner {
     /// With `Launch::ForkServer`, a program still single-threaded forks its first
     /// `workers` workers itself, whose links start with `setup` (see
-    /// [`take_prestarted`](Spawner::take_prestarted)).
+    /// [`take_prestarted`](Starter::take_prestarted)).
     pub(crate) fn new(
         settings: SpawnSettings,
         start_timeout: Duration,
@@ -48,9 +49,11 @@ impl Spawner {
             fork_server,
         })
     }
+}
 
+impl Starter for Spawner {
     /// The executable workers run, for error messages.
-    pub(crate) fn program(&self) -> String {
+    fn program(&self) -> String {
         match self.fork_server {
             Some(_) => format!("{} (fork server)", self.command.program()),
             None => self.command.program(),
@@ -58,15 +61,15 @@ impl Spawner {
     }
 
     /// A worker already started for a slot's first start, with its link; its process
-    /// comes from [`finish`](Spawner::finish).
-    pub(crate) fn take_prestarted(&self) -> Option<(ParentEnd, Spawning)> {
+    /// comes from [`finish`](Starter::finish).
+    fn take_prestarted(&self) -> Option<(ParentEnd, Spawning)> {
         let (link, started) = self.fork_server.as_ref()?.take_prestarted()?;
         Some((link, Spawning::Prestarted(started)))
     }
 
     /// Starts a worker on the link socket `socket` (its end of the pair): execs it, or
-    /// asks the fork server for it, whose answer [`finish`](Spawner::finish) waits for.
-    pub(crate) fn start(&self, socket: OwnedFd) -> io::Result<Spawning> {
+    /// asks the fork server for it, whose answer [`finish`](Starter::finish) waits for.
+    fn start(&self, socket: OwnedFd) -> io::Result<Spawning> {
         if let Some(server) = &self.fork_server {
             return server.ask(socket).map(Spawning::Asked);
         }
@@ -83,7 +86,7 @@ impl Spawner {
     }
 
     /// The process of a worker on its way.
-    pub(crate) fn finish(&self, spawning: Spawning) -> io::Result<WorkerProcess> {
+    fn finish(&self, spawning: Spawning) -> io::Result<WorkerProcess> {
         match spawning {
             Spawning::Exec(process) => Ok(process),
             Spawning::Asked(asked) => asked.finish(&self.command),

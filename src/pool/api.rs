@@ -41,7 +41,7 @@ impl Pool {
         let spawner = Spawner::new(spawn, config.start_timeout, config.workers, &setup)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let workers = config.workers;
-        let shared = Arc::new(Shared::new(config, spawner, rx));
+        let shared = Arc::new(Shared::new(config, Box::new(spawner), rx));
         let pool = Pool {
             shared: shared.clone(),
             intake: Mutex::new(Some(tx)),

@@ -194,6 +194,12 @@ impl PoolBuilder {
         self
     }
 
+    /// The settings built so far, for tests that run a slot without a pool.
+    #[cfg(test)]
+    pub(crate) fn into_config(self) -> Config {
+        self.config
+    }
+
     /// Tells `events` what happens in the slots (internal until the public events API).
     #[cfg_attr(
         not(test),

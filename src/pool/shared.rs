@@ -9,15 +9,15 @@ use crossbeam_channel::Receiver;
 use super::config::Config;
 use super::gate::Gate;
 use super::job::Job;
-use crate::launch::spawner::Spawner;
 use crate::output::reader::OutputReader;
 use crate::slot::reaper::Reaper;
+use crate::slot::starter::Starter;
 
 /// What the pool and its supervisor threads share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) spawner: Spawner,
+    pub(crate) spawner: Box<dyn Starter>,
     pub(crate) queue: Receiver<Job>,
     pub(crate) gate: Arc<Gate>,
     pub(crate) reaper: Reaper,
@@ -30,7 +30,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The state of a new pool with `config`, whose slots take jobs from `queue`.
-    pub(crate) fn new(config: Config, spawner: Spawner, queue: Receiver<Job>) -> Shared {
+    pub(crate) fn new(config: Config, spawner: Box<dyn Starter>, queue: Receiver<Job>) -> Shared {
         Shared {
             gate: Arc::new(Gate::new(config.max_in_flight)),
             reaper: Reaper::new(),

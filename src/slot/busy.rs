@@ -467,7 +467,13 @@ impl Supervisor {
             }
         }
         let new = in_flight.iter().skip(first_new).map(|f| &f.job);
-        send_jobs(&mut worker.link, new)
+        send_jobs(&mut worker.link, new)?;
+        // Into an empty pipeline: the first job sent is the one the worker runs now.
+        if let (0, Some(head)) = (first_new, in_flight.front()) {
+            worker.head_started = Instant::now();
+            self.job_started(worker, &head.job);
+        }
+        Ok(())
     }
 
     /// One tick of a greeting slot without an answer: the start deadline, jobs

@@ -13,7 +13,10 @@ pub(crate) mod loss;
 pub(crate) mod pipeline;
 pub(crate) mod process;
 pub(crate) mod reaper;
+#[cfg(test)]
+mod scripted;
 mod start;
+pub(crate) mod starter;
 mod state;
 pub(crate) mod supervisor;
 mod worker;
