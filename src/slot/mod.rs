@@ -1,9 +1,10 @@
 //! The parent's side of one worker slot: the supervisor thread that starts, watches
-//! and replaces its worker ([`supervisor`]), the worker process handle with its kill
-//! sequence ([`process`]), and the reaper that sees retired workers out ([`reaper`]).
-//! The slot's decisions are pure functions, tested without processes: what a frame
-//! from the worker is ([`answer`]), blame after a loss ([`loss`]), and how much to send
-//! ahead of the running task ([`pipeline`]).
+//! and replaces its worker ([`supervisor`]), the worker process handle ([`process`]),
+//! and the reaper that sees retired workers out ([`reaper`]). Both stop a worker the
+//! same way, by one state machine ([`stop`]). The slot's decisions are pure functions,
+//! tested without processes: what a frame from the worker is ([`answer`]), blame after
+//! a loss ([`loss`]), how much to send ahead of the running task ([`pipeline`]), and
+//! the next step of a worker's stop ([`stop::next`]).
 
 pub(crate) mod answer;
 mod busy;
@@ -13,5 +14,6 @@ pub(crate) mod process;
 pub(crate) mod reaper;
 mod start;
 mod state;
+pub(crate) mod stop;
 pub(crate) mod supervisor;
 mod worker;
