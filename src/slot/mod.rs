@@ -1,10 +1,12 @@
 //! The parent's side of one worker slot: the supervisor thread that starts, watches
-//! and replaces its worker ([`supervisor`]), the worker process handle with its kill
-//! sequence ([`process`]), the reaper that sees retired workers out ([`reaper`]), and what it tells
-//! as it goes ([`event`]).
-//! The slot's decisions are pure functions, tested without processes: what a frame
-//! from the worker is ([`answer`]), blame after a loss ([`loss`]), and how much to send
-//! ahead of the running task ([`pipeline`]).
+//! and replaces its worker ([`supervisor`], through the states of `state.rs`), the
+//! worker process handle ([`process`]), and the reaper that sees retired workers out
+//! ([`reaper`]). Both stop a worker the same way, by one state machine ([`stop`]). Workers
+//! come from a [`starter`]; what happens is told as [`event`]s. The slot's decisions are
+//! pure functions, tested without processes: what a frame from the worker is
+//! ([`answer`]), blame after a loss ([`loss`]), how much to send ahead of the running
+//! task ([`pipeline`]), and the next step of a worker's stop ([`stop::next`]); the
+//! supervisor itself is driven by scripted workers in `scripted.rs`.
 
 pub(crate) mod answer;
 mod busy;
@@ -18,5 +20,6 @@ mod scripted;
 mod start;
 pub(crate) mod starter;
 mod state;
+pub(crate) mod stop;
 pub(crate) mod supervisor;
 mod worker;

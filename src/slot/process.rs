@@ -5,19 +5,19 @@
 //! or one of the first workers forked from the pool's program, is our own child; one
 //! forked by the fork server is the server's. [`Reap`] is that small contract;
 //! [`WorkerProcess`] keeps the rules on top of it (group kill only before the reap, one
-//! reap, never a zombie) and is tested against a mock.
+//! reap, never a zombie) and is tested against a mock. Every way of stopping it (a
+//! kill, a terminate, a wait after a crash, a retirement) is the one state machine of
+//! [`stop`], whose steps it takes in [`advance`](WorkerProcess::advance).
 
 use std::fmt;
 use std::process::{Child, ExitStatus};
-use std::thread;
 use std::time::{Duration, Instant};
 
+use super::stop::{self, Progress, Seen, Step, Stop};
 use crate::output::mode::{OutputMode, OutputStream};
 use crate::output::reader::{OutputReader, Pipe, Sink};
 use crate::sys::{self, Signal};
 
-/// How often a stop polls for the exit.
-const REAP_POLL: Duration = Duration::from_millis(2);
 /// How long dropping a worker waits for its captured output to be delivered (a process
 /// the task left in the background may hold the pipe open for good). `join` waits for
 /// the readers of all workers to close their pipes, with one deadline for all.
@@ -58,7 +58,8 @@ impl Reap for Child {
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
     child: Box<dyn Reap>,
-    status: Option<ExitStatus>,
+    /// Where it is on its way out; every stop goes through [`stop::next`].
+    stop: Stop,
     stderr: OutputReader,
     stdout: OutputReader,
 }
@@ -100,7 +101,7 @@ impl WorkerProcess {
         let stderr_sink = sink(pipes.stderr_to, OutputStream::Stderr);
         let stderr = OutputReader::later(pipes.stderr, stderr_sink);
         WorkerProcess {
-            status: None,
+            stop: Stop::Running,
             stderr,
             stdout: OutputReader::later(pipes.stdout, sink(pipes.stdout_to, OutputStream::Stdout)),
             child,
@@ -119,11 +120,11 @@ impl WorkerProcess {
         self.stdout.begin();
     }
 
-    /// Starts reading the output pipes that hold bytes: a retired worker's last
-    /// words are read while it exits (its reaper calls this as it waits), and a
-    /// worker that says nothing on its way out wakes no reading thread. `true` if it
-    /// started one.
-    pub(crate) fn start_output_written(&self) -> bool {
+    /// Starts reading the output pipes that hold bytes: a worker's last words are read
+    /// while it exits (each look at a worker being stopped calls this, the reaper's
+    /// included), and a worker that says nothing on its way out wakes no reading
+    /// thread. `true` if it started one.
+    fn start_output_written(&self) -> bool {
         let mut started = false;
         for reader in [&self.stderr, &self.stdout] {
             if reader.holds_bytes() {
@@ -149,32 +150,36 @@ impl WorkerProcess {
     }
 
     /// The exit status if the process has ended, without blocking. Whatever is left in
-    /// its group is killed before the reap (see [`kill`](Self::kill)).
+    /// its group is killed before the reap (see [`stop::next`]).
     pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() && self.child.has_exited() {
-            self.kill();
+        match self.advance(false) {
+            Progress::Reaped(status) => Some(status),
+            Progress::Waiting { .. } => None,
         }
-        self.status
     }
 
-    /// Waits up to `grace` for the process to end by itself, then kills its group.
+    /// Waits up to `grace` for the process to end by itself, then kills its group;
+    /// reaped either way. A stop already under way keeps its deadline.
     pub(crate) fn wait_or_kill(&mut self, grace: Duration) -> ExitStatus {
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(status) = self.try_wait() {
-                return status;
-            }
-            thread::sleep(REAP_POLL);
-        }
-        self.kill()
+        self.ask(grace);
+        self.see_out(false)
     }
 
     /// SIGTERM to the group, `grace` to go, then SIGKILL; reaped either way.
     pub(crate) fn terminate(&mut self, grace: Duration) -> ExitStatus {
-        if self.status.is_none() {
+        self.send_term(grace);
+        self.see_out(false)
+    }
+
+    /// SIGTERM to the group, unless it was sent already or the process is killed: it
+    /// has `grace` from now to end.
+    fn send_term(&mut self, grace: Duration) {
+        if let Stop::Running | Stop::Asked { .. } = self.stop {
             self.child.signal_group(sys::TERM);
+            self.stop = Stop::Terminated {
+                deadline: Instant::now() + grace,
+            };
         }
-        self.wait_or_kill(grace)
     }
 
     /// SIGKILL to the whole group (grandchildren too), then reap.
@@ -183,13 +188,69 @@ impl WorkerProcess {
     /// which is the group id, cannot belong to anyone else. After the reap nothing is
     /// signalled again.
     pub(crate) fn kill(&mut self) -> ExitStatus {
-        if let Some(status) = self.status {
-            return status;
+        self.see_out(true)
+    }
+
+    /// Notes that the process was asked to exit (its slot sent `Shutdown`): it has
+    /// `grace` to do so, counted from now. Only a running process starts a stop here;
+    /// one already on its way out keeps its course.
+    pub(crate) fn ask(&mut self, grace: Duration) {
+        if self.stop == Stop::Running {
+            self.stop = Stop::Asked {
+                deadline: Instant::now() + grace,
+            };
         }
-        self.child.signal_group(sys::KILL);
-        let status = self.child.reap();
-        self.status = Some(status);
-        status
+    }
+
+    /// Takes every step of its stop that is due now ([`stop::next`] decides each):
+    /// it kills and reaps what has ended or run out of time, and says what it waits for
+    /// otherwise. `hurry` kills it now, grace or not.
+    ///
+    /// The reaper calls this once a round for each of its retirees; the slot's own
+    /// waits call it until the process is reaped.
+    pub(crate) fn advance(&mut self, hurry: bool) -> Progress {
+        loop {
+            match stop::next(self.stop, self.look(hurry)) {
+                Step::Done(status) => return Progress::Reaped(status),
+                Step::Wait { until } => return Progress::Waiting { until },
+                Step::Kill => {
+                    self.child.signal_group(sys::KILL);
+                    self.stop = Stop::Killed;
+                }
+                Step::Reap => self.stop = Stop::Reaped(self.child.reap()),
+            }
+        }
+    }
+
+    /// What the next step of its stop rests on. Only what can change the step is looked
+    /// at: nothing once it is killed, nor in a hurry (it is killed either way), and its
+    /// pipes only while it is being stopped.
+    fn look(&mut self, hurry: bool) -> Seen {
+        let unreaped_and_unkilled = matches!(
+            self.stop,
+            Stop::Running | Stop::Asked { .. } | Stop::Terminated { .. }
+        );
+        let exited = unreaped_and_unkilled && !hurry && self.child.has_exited();
+        let stopping = matches!(self.stop, Stop::Asked { .. } | Stop::Terminated { .. });
+        // A worker held up by a full pipe is let go on: its last words are read as it
+        // exits (a stop that reads nothing wakes no reading thread).
+        let unblocked = stopping && !hurry && !exited && self.start_output_written();
+        Seen {
+            exited,
+            unblocked,
+            hurry,
+            now: Instant::now(),
+        }
+    }
+
+    /// Steps its stop until it is reaped, pausing in between.
+    fn see_out(&mut self, hurry: bool) -> ExitStatus {
+        loop {
+            match self.advance(hurry) {
+                Progress::Reaped(status) => return status,
+                Progress::Waiting { until } => stop::pause(until),
+            }
+        }
     }
 
     /// The first non-empty stderr line since the last clear, once the pipe has drained
@@ -229,75 +290,199 @@ impl Drop for WorkerProcess {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use std::io::{self, Write};
     use std::os::unix::process::ExitStatusExt;
     use std::sync::{Arc, Mutex};
 
+    /// A mock child as its test sees it: what it has been asked, and whether it has
+    /// ended.
+    #[derive(Debug, Default)]
+    pub(in crate::slot) struct Child {
+        pub(in crate::slot) exited: bool,
+        /// SIGTERM ends it.
+        pub(in crate::slot) ends_on_term: bool,
+        pub(in crate::slot) log: Vec<String>,
+    }
+
+    pub(in crate::slot) type Shared = Arc<Mutex<Child>>;
+
     /// Records what a [`WorkerProcess`] asks of its child.
     #[derive(Debug)]
-    struct Mock {
-        exited: bool,
-        log: Arc<Mutex<Vec<String>>>,
-    }
+    struct Mock(Shared);
 
     impl Reap for Mock {
         fn pid(&self) -> u32 {
             42
         }
         fn has_exited(&mut self) -> bool {
-            self.exited
+            self.0.lock().unwrap().exited
         }
         fn signal_group(&mut self, signal: Signal) {
-            self.log.lock().unwrap().push(signal.as_str().to_owned());
+            let mut child = self.0.lock().unwrap();
+            child.log.push(signal.as_str().to_owned());
+            child.exited |= signal == sys::KILL || (signal == sys::TERM && child.ends_on_term);
         }
         fn reap(&mut self) -> ExitStatus {
-            self.log.lock().unwrap().push("reap".to_owned());
+            self.0.lock().unwrap().log.push("reap".to_owned());
             ExitStatus::from_raw(9)
         }
     }
 
-    fn mock(exited: bool) -> (WorkerProcess, Arc<Mutex<Vec<String>>>) {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let child = Mock {
+    /// A worker process over a mock child that is as `child` says.
+    pub(in crate::slot) fn mock_with(child: Child, pipes: Pipes<'_>) -> (WorkerProcess, Shared) {
+        let shared = Arc::new(Mutex::new(child));
+        let process = WorkerProcess::new(Box::new(Mock(shared.clone())), pipes);
+        (process, shared)
+    }
+
+    pub(in crate::slot) fn mock(exited: bool) -> (WorkerProcess, Shared) {
+        let child = Child {
             exited,
-            log: log.clone(),
+            ..Child::default()
         };
-        let process = WorkerProcess::new(Box::new(child), Pipes::default());
-        (process, log)
+        mock_with(child, Pipes::default())
+    }
+
+    pub(in crate::slot) fn log(shared: &Shared) -> Vec<String> {
+        shared.lock().unwrap().log.clone()
     }
 
     #[test]
     fn the_group_is_killed_once_before_the_one_reap() {
-        let (mut process, log) = mock(false);
+        let (mut process, child) = mock(false);
         assert_eq!(process.try_wait(), None);
         assert_eq!(process.kill().signal(), Some(9));
         process.kill();
         process.terminate(Duration::ZERO);
+        process.wait_or_kill(Duration::ZERO);
+        assert!(process.try_wait().is_some());
         drop(process);
-        assert_eq!(*log.lock().unwrap(), ["SIGKILL", "reap"]);
+        assert_eq!(log(&child), ["SIGKILL", "reap"]);
     }
 
     #[test]
     fn terminate_asks_politely_first() {
-        let (mut process, log) = mock(false);
+        let (mut process, child) = mock(false);
         process.terminate(Duration::from_millis(5));
-        assert_eq!(*log.lock().unwrap(), ["SIGTERM", "SIGKILL", "reap"]);
+        assert_eq!(log(&child), ["SIGTERM", "SIGKILL", "reap"]);
     }
 
     #[test]
     fn an_ended_worker_has_its_group_killed_before_the_reap() {
-        let (mut process, log) = mock(true);
+        let (mut process, child) = mock(true);
         assert!(process.try_wait().is_some());
         assert!(process.try_wait().is_some());
         drop(process);
-        assert_eq!(*log.lock().unwrap(), ["SIGKILL", "reap"]);
+        assert_eq!(log(&child), ["SIGKILL", "reap"]);
     }
 
     #[test]
     fn dropping_a_live_worker_kills_and_reaps_it() {
-        let (process, log) = mock(false);
+        let (process, child) = mock(false);
         drop(process);
-        assert_eq!(*log.lock().unwrap(), ["SIGKILL", "reap"]);
+        assert_eq!(log(&child), ["SIGKILL", "reap"]);
+    }
+
+    /// Asked, waited for until its deadline, then SIGKILL and the reap.
+    #[test]
+    fn an_asked_worker_that_stays_is_killed_at_its_deadline() {
+        let (mut process, child) = mock(false);
+        let grace = Duration::from_millis(30);
+        let start = Instant::now();
+        process.ask(grace);
+        let Progress::Waiting {
+            until: Some(deadline),
+        } = process.advance(false)
+        else {
+            panic!("not waiting for its deadline");
+        };
+        assert!(deadline >= start + grace);
+        assert!(log(&child).is_empty(), "signalled in its grace");
+        while process.try_wait().is_none() {
+            stop::pause(Some(deadline));
+        }
+        assert!(start.elapsed() >= grace);
+        assert_eq!(log(&child), ["SIGKILL", "reap"]);
+
+        // The slot's blocking wait is the same stop.
+        let (mut process, child) = mock(false);
+        let start = Instant::now();
+        process.wait_or_kill(grace);
+        assert!(start.elapsed() >= grace);
+        assert_eq!(log(&child), ["SIGKILL", "reap"]);
+    }
+
+    /// Asked, and gone before its deadline: reaped at the next look, with no wait for
+    /// the deadline.
+    #[test]
+    fn an_asked_worker_that_ends_in_its_grace_is_reaped_at_the_next_look() {
+        let (mut process, child) = mock(false);
+        process.ask(Duration::from_secs(60));
+        assert!(matches!(process.advance(false), Progress::Waiting { .. }));
+        child.lock().unwrap().exited = true;
+        assert!(matches!(process.advance(false), Progress::Reaped(_)));
+        // What it left in its group is killed before the reap.
+        assert_eq!(log(&child), ["SIGKILL", "reap"]);
+    }
+
+    /// SIGTERM, and it ends in its grace: reaped at once, not at the deadline. The
+    /// SIGKILL that follows is for whatever it left in its group; the leader is gone.
+    #[test]
+    fn a_terminated_worker_that_ends_in_its_grace_is_reaped_at_once() {
+        let child = Child {
+            ends_on_term: true,
+            ..Child::default()
+        };
+        let (mut process, child) = mock_with(child, Pipes::default());
+        let start = Instant::now();
+        process.terminate(Duration::from_secs(60));
+        assert!(start.elapsed() < Duration::from_secs(30));
+        assert_eq!(log(&child), ["SIGTERM", "SIGKILL", "reap"]);
+    }
+
+    /// In a hurry (the pool terminates), a worker in its grace is killed now.
+    #[test]
+    fn a_hurry_kills_a_worker_in_its_grace() {
+        for terminated in [false, true] {
+            let (mut process, child) = mock(false);
+            let grace = Duration::from_secs(60);
+            if terminated {
+                process.send_term(grace);
+            } else {
+                process.ask(grace);
+            }
+            assert!(matches!(process.advance(false), Progress::Waiting { .. }));
+            assert!(matches!(process.advance(true), Progress::Reaped(_)));
+            let mut expected = vec!["SIGKILL", "reap"];
+            if terminated {
+                expected.insert(0, "SIGTERM");
+            }
+            assert_eq!(log(&child), expected);
+        }
+    }
+
+    /// A worker whose output pipe gets its reader only after its deadline has one more
+    /// poll to end by itself, then is killed.
+    #[test]
+    fn an_unblocked_worker_gets_one_more_poll() {
+        let (reader, mut writer) = io::pipe().unwrap();
+        writer.write_all(b"last words\n").unwrap();
+        drop(writer);
+        let pipes = Pipes {
+            stderr: Some(reader.into()),
+            ..Pipes::default()
+        };
+        let (mut process, child) = mock_with(Child::default(), pipes);
+        process.ask(Duration::ZERO);
+        let before = Instant::now();
+        let Progress::Waiting { until: Some(until) } = process.advance(false) else {
+            panic!("killed although its output was just unblocked");
+        };
+        assert!(until >= before + stop::POLL);
+        assert!(log(&child).is_empty());
+        assert!(matches!(process.advance(false), Progress::Reaped(_)));
+        assert_eq!(log(&child), ["SIGKILL", "reap"]);
     }
 }
