@@ -80,6 +80,10 @@ pub(crate) fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             fds,
             skip,
         } = inbound;
+        // Each job sent after the journal is counted as it is taken up; one the parent
+        // has taken back for another worker is refused (see `wire::journal`).
+        let refused = matches!(request, Request::Run { .. } | Request::Batch { .. })
+            && journal.as_ref().is_some_and(|j| !j.take_up());
         let sent = match request {
             Request::Setup {
                 memory_limit,
@@ -97,7 +101,7 @@ pub(crate) fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 }
                 link.send(&frame::header_only(&ready()))
             }
-            Request::Run { id, .. } | Request::Batch { id, .. } if skip => {
+            Request::Run { id, .. } | Request::Batch { id, .. } if skip || refused => {
                 link.send(&frame::header_only(&Response::Skipped { id }))
             }
             Request::Run {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::config::Config;
 use super::gate::Gate;
@@ -19,6 +19,9 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) spawner: Box<dyn Starter>,
     pub(crate) queue: Receiver<Job>,
+    /// Jobs a slot took back from its worker for another (see `slot::pipeline`): a
+    /// slot looking for work takes these before the queue's.
+    returned: (Sender<Job>, Receiver<Job>),
     pub(crate) gate: Arc<Gate>,
     pub(crate) reaper: Reaper,
     terminating: AtomicBool,
@@ -38,6 +41,7 @@ impl Shared {
             config,
             spawner,
             queue,
+            returned: crossbeam_channel::unbounded(),
             terminating: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             readers: Mutex::new(Vec::new()),
@@ -60,6 +64,16 @@ impl Shared {
         for reader in readers {
             reader.wait_done(deadline.saturating_duration_since(Instant::now()));
         }
+    }
+
+    /// Hands a job taken back from a worker to whichever slot looks for work next.
+    pub(crate) fn give_back(&self, job: Job) {
+        self.returned.0.send(job).expect("the pool holds both ends");
+    }
+
+    /// Jobs handed back, for slots looking for work.
+    pub(crate) fn returned(&self) -> &Receiver<Job> {
+        &self.returned.1
     }
 
     /// A job id no other job of this pool has.

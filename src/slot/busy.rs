@@ -13,12 +13,12 @@ use super::loss::{self, Loss, Verdict};
 use super::pipeline;
 use super::state::{Backlog, State};
 use super::supervisor::{Supervisor, TAIL_WAIT, TICK};
-use super::worker::{send_jobs, InFlight, Worker};
+use super::worker::{InFlight, Worker};
 use crate::error::TaskError;
 use crate::link::RecvError;
 use crate::pool::job::{Encoded, Job, RawOutcome, Segment};
 use crate::sys;
-use crate::wire::frame::{self, Request};
+use crate::wire::frame::{self, Request, Response};
 use crate::wire::journal::Journal;
 
 /// What happened to the job at the head.
@@ -117,6 +117,12 @@ impl Supervisor {
                 break self.crashed(&mut worker, peak);
             }
             let Some(head) = in_flight.front_mut() else {
+                if let Some(&id) = worker.taken_back.front() {
+                    match self.refusal(&mut worker, id) {
+                        Ok(()) => continue,
+                        Err(error) => break error,
+                    }
+                }
                 if self.is_due_for_recycling(&worker) {
                     self.retire(worker, ExitCause::Retired);
                     return State::Exited { backlog };
@@ -204,6 +210,10 @@ impl Supervisor {
         // for the next worker. If the head's answer turned up and the worker was
         // killed for that head (deadline, cancel, memory), the task it had moved
         // on to is not to blame and runs again.
+        // A head numbered past what the worker took up had not begun: no blame.
+        let began = in_flight
+            .front()
+            .is_none_or(|head| worker.may_have_begun(head.number));
         let journal = worker.journal.take();
         let pid = worker.process.pid();
         self.exited(worker, ExitCause::Lost(error.clone()));
@@ -222,6 +232,7 @@ impl Supervisor {
             crash: error.is_crash(),
             retryable: error.is_retryable(),
             was_head,
+            began,
             attempts: crashed.attempts,
             retries: crashed.options.retries,
             terminating: self.shared.is_terminating(),
@@ -284,8 +295,14 @@ impl Supervisor {
             }
             Answer::Skipped => {
                 let done = in_flight.pop_front().expect("a head");
-                let pid = Some(worker.process.pid());
-                self.fail(done.job, pid, TaskError::Cancelled);
+                if done.job.ticket.is_cancel_requested() {
+                    let pid = Some(worker.process.pid());
+                    self.fail(done.job, pid, TaskError::Cancelled);
+                } else {
+                    // Refused, not cancelled: the worker saw it taken back as the
+                    // slot gave up taking it back. It did not run; another worker may.
+                    self.shared.give_back(done.job);
+                }
                 worker.finished(0);
             }
         }
@@ -375,6 +392,60 @@ impl Supervisor {
         });
     }
 
+    /// The head has run well past what its jobs take: the jobs queued behind it go to
+    /// other workers, unless this one has taken them up already (see `wire::journal`).
+    fn take_back(&self, worker: &mut Worker, in_flight: &mut VecDeque<InFlight>) {
+        let (Some(journal), Some(from)) = (&worker.journal, in_flight[1].number) else {
+            return;
+        };
+        if !journal.refuse_from(from) {
+            // It has moved on past the head meanwhile: nothing to take back. It may
+            // refuse a job still, which then comes back as `Skipped` (see `settle`).
+            journal.lift_refusal();
+            return;
+        }
+        for taken in in_flight.drain(1..) {
+            worker.taken_back.push_back(taken.job.id);
+            self.shared.give_back(taken.job);
+        }
+    }
+
+    /// Waits a tick for the worker's `Skipped` for `id`, the first of the jobs taken
+    /// back from it; once all have come, it may take up jobs again. `Err` when the
+    /// worker is lost (no task of its own was running, so none is blamed).
+    fn refusal(&self, worker: &mut Worker, id: u64) -> Result<(), TaskError> {
+        match worker.link.recv_timeout(TICK) {
+            Ok(frame) => match frame::decode::<Response>(&frame) {
+                Ok((Response::Skipped { id: got }, _)) if got == id => {
+                    worker.taken_back.pop_front();
+                    if let (true, Some(journal)) = (worker.taken_back.is_empty(), &worker.journal) {
+                        journal.lift_refusal();
+                    }
+                    Ok(())
+                }
+                _ => {
+                    worker.process.kill();
+                    Err(TaskError::Protocol {
+                        message: format!("expected the refusal of job #{id} taken back"),
+                    })
+                }
+            },
+            Err(RecvError::Closed) => Err(self.crashed(worker, None)),
+            Err(RecvError::Broken(message)) => {
+                worker.process.kill();
+                Err(TaskError::Link { message })
+            }
+            Err(RecvError::Timeout) if self.shared.is_terminating() => {
+                worker.process.kill();
+                Err(TaskError::PoolClosed)
+            }
+            Err(RecvError::Timeout) => match worker.process.try_wait() {
+                Some(_) => Err(self.crashed(worker, None)),
+                None => Ok(()),
+            },
+        }
+    }
+
     /// How many more tasks this worker may be sent before it is due for recycling.
     pub(super) fn room(&self, worker: &Worker, in_flight: &VecDeque<InFlight>) -> usize {
         let sent = in_flight.iter().map(|f| f.job.tasks()).sum();
@@ -443,6 +514,11 @@ impl Supervisor {
         in_flight: &mut VecDeque<InFlight>,
         backlog: &mut Backlog,
     ) -> io::Result<()> {
+        // Jobs taken back from behind a long task are answered `Skipped` first; the
+        // refusal stands until then (see `wire::journal`).
+        if !worker.taken_back.is_empty() {
+            return Ok(());
+        }
         let batched = |f: &InFlight| f.job.tasks() > 1 && f.job.is_batch();
         let mut depth = pipeline::depth(worker.per_task, in_flight.iter().any(batched));
         let first_new = in_flight.len();
@@ -451,7 +527,7 @@ impl Supervisor {
             if room == 0 {
                 break;
             }
-            let Some(job) = self.next_job(backlog, false) else {
+            let Some(job) = self.next_job(backlog) else {
                 break;
             };
             // At most one job with shared buffers in a worker's pipeline: each holds up
@@ -460,14 +536,19 @@ impl Supervisor {
                 backlog.push_front(job);
                 break;
             }
+            // A job behind another is numbered in the worker's journal, so it can be
+            // taken back if the one before it runs too long (without a journal, it
+            // cannot be, and waits its turn).
+            if !in_flight.is_empty() {
+                self.ensure_journal(worker);
+            }
             let job = self.fit(worker, job, room, backlog);
             in_flight.push_back(InFlight::new(job));
             if in_flight.back().is_some_and(batched) {
                 depth = pipeline::depth(worker.per_task, true);
             }
         }
-        let new = in_flight.iter().skip(first_new).map(|f| &f.job);
-        send_jobs(&mut worker.link, new)?;
+        worker.send(in_flight.iter_mut().skip(first_new))?;
         // Into an empty pipeline: the first job sent is the one the worker runs now.
         if let (0, Some(head)) = (first_new, in_flight.front()) {
             worker.head_started = Instant::now();
@@ -546,6 +627,11 @@ impl Supervisor {
                     stderr: worker.process.stderr_tail(TAIL_WAIT),
                 });
             }
+        }
+        if in_flight.len() > 1
+            && pipeline::take_back_due(worker.head_started.elapsed(), worker.per_task)
+        {
+            self.take_back(worker, in_flight);
         }
         if let Some(limit) = config.max_memory {
             if let Some(rss) = sys::resident_bytes(worker.process.pid()) {

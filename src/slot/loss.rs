@@ -16,8 +16,8 @@ pub(crate) fn is_failed_start(ready_before: bool, ready_after: bool, crash: bool
 pub(crate) enum Verdict {
     /// The pool is closing: `PoolClosed`.
     Closed,
-    /// Not to blame (its worker was killed for the task before it, whose answer came):
-    /// it runs again, no attempt counted.
+    /// Not to blame (it never began, or its worker was killed for the task before it,
+    /// whose answer came): it runs again, no attempt counted.
     Requeue,
     /// To blame, with a retry to spare: it runs again on a fresh worker, one more
     /// attempt counted.
@@ -37,6 +37,9 @@ pub(crate) struct Loss {
     /// The task was the head when the worker was lost, not one it moved on to after
     /// the head's answer turned up in the last frames.
     pub(crate) was_head: bool,
+    /// The worker may have begun it: its journal counted it taken up, or it was sent
+    /// before the journal (so nothing tells).
+    pub(crate) began: bool,
     /// Runs of the task lost so far, and reruns it may have.
     pub(crate) attempts: u32,
     pub(crate) retries: u32,
@@ -47,7 +50,7 @@ pub(crate) struct Loss {
 pub(crate) fn verdict(loss: Loss) -> Verdict {
     if loss.terminating {
         Verdict::Closed
-    } else if !(loss.crash || loss.was_head) {
+    } else if !loss.began || !(loss.crash || loss.was_head) {
         Verdict::Requeue
     } else if loss.retryable && loss.attempts < loss.retries {
         Verdict::Retry
@@ -87,6 +90,7 @@ mod tests {
             crash: true,
             retryable: true,
             was_head: true,
+            began: true,
             attempts: 0,
             retries: 0,
             terminating: false,
@@ -133,6 +137,24 @@ mod tests {
             ..loss()
         };
         assert_eq!(verdict(crashed), Verdict::Fail);
+    }
+
+    #[test]
+    fn a_task_its_worker_never_began_is_not_blamed() {
+        // Its worker died before taking it up (killed while idle, say): whatever the
+        // loss, it runs again, no attempt counted.
+        let never_began = Loss {
+            began: false,
+            ..loss()
+        };
+        assert_eq!(verdict(never_began), Verdict::Requeue);
+        let timed_out_before_it = Loss {
+            began: false,
+            crash: false,
+            retryable: false,
+            ..loss()
+        };
+        assert_eq!(verdict(timed_out_before_it), Verdict::Requeue);
     }
 
     #[test]

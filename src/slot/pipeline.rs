@@ -10,6 +10,11 @@ use std::time::Duration;
 pub(crate) const PIPELINE_AHEAD: Duration = Duration::from_micros(500);
 /// Most jobs sent to one worker at once.
 pub(crate) const MAX_PIPELINE: usize = 64;
+/// How many times its jobs' usual time the running task may take before the jobs
+/// queued behind it are taken back for other workers.
+pub(crate) const TAKE_BACK_FACTOR: f64 = 8.0;
+/// However quick its jobs lately, the running task keeps the jobs behind it this long.
+pub(crate) const TAKE_BACK_AFTER: Duration = Duration::from_millis(20);
 
 /// How many jobs to keep sent to a worker whose tasks have lately taken `per_task`
 /// seconds each (`None` before the first answer): the running one, plus about
@@ -28,6 +33,16 @@ pub(crate) fn depth(per_task: Option<f64>, batched: bool) -> usize {
     } else {
         depth
     }
+}
+
+/// Whether the jobs queued behind a task that has run for `running` are taken back for
+/// other workers, its worker's jobs having taken `per_job` seconds each lately (`None`
+/// before the first answer): once it has run well past that, at least
+/// [`TAKE_BACK_AFTER`]. A hung task then holds only its own worker; a task merely a
+/// little slow keeps its pipeline.
+pub(crate) fn take_back_due(running: Duration, per_job: Option<f64>) -> bool {
+    let usual = TAKE_BACK_FACTOR * per_job.unwrap_or(0.0);
+    running.as_secs_f64() > usual.max(TAKE_BACK_AFTER.as_secs_f64())
 }
 
 /// How many more tasks a worker may be sent: with `max_tasks` per worker, less those it
@@ -54,6 +69,19 @@ mod tests {
         assert_eq!(depth(None, true), 2);
         assert_eq!(depth(Some(1.0), true), 2);
         assert_eq!(depth(Some(0.000_1), true), 6);
+    }
+
+    #[test]
+    fn the_jobs_behind_a_task_far_slower_than_usual_are_taken_back() {
+        let ms = Duration::from_millis;
+        // Quick jobs (1 ms): not before 20 ms, then yes.
+        assert!(!take_back_due(ms(5), Some(0.001)));
+        assert!(!take_back_due(ms(20), Some(0.001)));
+        assert!(take_back_due(ms(21), Some(0.001)));
+        assert!(take_back_due(ms(21), None));
+        // Jobs of 100 ms: only past 800 ms.
+        assert!(!take_back_due(ms(700), Some(0.1)));
+        assert!(take_back_due(ms(801), Some(0.1)));
     }
 
     #[test]

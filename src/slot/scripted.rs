@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::pool::shared::Shared;
 use crate::sys::{self, Signal};
 use crate::task::TaskTypes;
 use crate::wire::frame::{self, Request, Response};
+use crate::wire::journal::Journal;
 use crate::{Pool, PoolBuilder};
 
 /// How a scripted worker answers its `Setup`.
@@ -46,6 +48,8 @@ struct Fate {
     status: Mutex<Option<ExitStatus>>,
     ended: Condvar,
     signals: Mutex<Vec<&'static str>>,
+    /// Jobs it refused, having been taken back (see `wire::journal`).
+    refused: AtomicUsize,
 }
 
 impl Fate {
@@ -161,9 +165,11 @@ fn next_frame(end: &mut WorkerEnd, fate: &Fate) -> Option<Vec<u8>> {
 }
 
 /// Worker `n`'s script. A task's payload says what it does: `ok` answers with the
-/// payload and the worker's number (`ok@0`); `crash` dies of SIGSEGV; `hang` runs until
-/// a signal ends it; `garbage` answers with bytes that are no frame; `quit` answers,
-/// then exits with code 0 while idle.
+/// payload and the worker's number (`ok@0`); `tick` does so after 200 µs, `slow` after
+/// 100 ms; `crash` dies
+/// of SIGSEGV; `hang` runs until a signal ends it; `garbage` answers with bytes that
+/// are no frame; `quit` answers, then exits with code 0 while idle. Like a real
+/// worker, it counts the jobs it takes up in its journal and refuses those taken back.
 fn serve(mut end: WorkerEnd, start: Start, fate: &Fate, n: usize) {
     if next_frame(&mut end, fate).is_none() {
         return;
@@ -183,13 +189,27 @@ fn serve(mut end: WorkerEnd, start: Start, fate: &Fate, n: usize) {
     if end.send(&frame::header_only(&ready)).is_err() {
         return;
     }
+    let mut journal = None;
     while let Some(frame) = next_frame(&mut end, fate) {
         let (request, len) = frame::decode::<Request>(&frame).expect("a request");
         let id = match request {
             Request::Run { id, .. } => id,
             Request::Shutdown => return fate.end(ExitStatus::from_raw(0)),
+            Request::Journal => {
+                let fd = end.take_fds(1).and_then(|mut fds| fds.pop());
+                journal = Some(Journal::open(fd.expect("its descriptor")).unwrap());
+                continue;
+            }
             _ => continue,
         };
+        if journal.as_ref().is_some_and(|j: &Journal| !j.take_up()) {
+            fate.refused.fetch_add(1, Ordering::SeqCst);
+            let refused = frame::header_only(&Response::Skipped { id });
+            if end.send(&refused).is_err() {
+                return;
+            }
+            continue;
+        }
         let output = |payload: &[u8]| {
             let mut out = payload.to_vec();
             out.extend_from_slice(format!("@{n}").as_bytes());
@@ -202,6 +222,14 @@ fn serve(mut end: WorkerEnd, start: Start, fate: &Fate, n: usize) {
                 return;
             }
             b"garbage" => b"\x01\x02".to_vec(),
+            b"tick" => {
+                thread::sleep(Duration::from_micros(200));
+                output(b"tick")
+            }
+            b"slow" => {
+                thread::sleep(Duration::from_millis(100));
+                output(b"slow")
+            }
             payload => output(payload),
         };
         if end.send(&answer).is_err() {
@@ -218,7 +246,7 @@ fn serve(mut end: WorkerEnd, start: Start, fate: &Fate, n: usize) {
 struct Slot {
     shared: Arc<Shared>,
     intake: Option<Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     events: Arc<Mutex<Vec<Event>>>,
     fates: Arc<Mutex<Vec<Arc<Fate>>>>,
 }
@@ -226,13 +254,18 @@ struct Slot {
 impl Slot {
     /// A slot whose workers start as `starts` says, with the pool settings `tune` makes.
     fn new(starts: &[Start], tune: impl FnOnce(PoolBuilder) -> PoolBuilder) -> Slot {
+        Slot::several(1, starts, tune)
+    }
+
+    /// `n` slots sharing one queue (a pool of `n`, as far as the slots can tell).
+    fn several(n: usize, starts: &[Start], tune: impl FnOnce(PoolBuilder) -> PoolBuilder) -> Slot {
         let events = Arc::new(Mutex::new(Vec::new()));
         let listener = events.clone();
         let builder = Pool::builder().events(Events::to(move |e: &Event| {
             lock(&listener).push(e.clone());
         }));
         let mut config = tune(builder).into_config();
-        config.workers = 1;
+        config.workers = n;
         let fates = Arc::new(Mutex::new(Vec::new()));
         let starter = Scripted {
             starts: Mutex::new(starts.iter().copied().collect()),
@@ -240,11 +273,13 @@ impl Slot {
         };
         let (intake, queue) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared::new(config, Box::new(starter), queue));
-        let thread = Supervisor::spawn(shared.clone(), 0).unwrap();
+        let threads = (0..n)
+            .map(|slot| Supervisor::spawn(shared.clone(), slot).unwrap())
+            .collect();
         Slot {
             shared,
             intake: Some(intake),
-            thread: Some(thread),
+            threads,
             events,
             fates,
         }
@@ -276,6 +311,14 @@ impl Slot {
         ticket
     }
 
+    /// Jobs refused by all workers so far, having been taken back.
+    fn refused(&self) -> usize {
+        lock(&self.fates)
+            .iter()
+            .map(|f| f.refused.load(Ordering::SeqCst))
+            .sum()
+    }
+
     /// The signals worker `n` got.
     fn signals(&self, n: usize) -> Vec<&'static str> {
         lock(&self.fates)[n].signals()
@@ -285,7 +328,9 @@ impl Slot {
     /// lines (pids as `w0`, `w1`… in the order the workers started).
     fn close(mut self) -> Vec<String> {
         drop(self.intake.take());
-        self.thread.take().unwrap().join().unwrap();
+        for thread in self.threads.drain(..) {
+            thread.join().unwrap();
+        }
         self.shared.reaper.finish(false);
         let events = lock(&self.events);
         events.iter().map(line).collect()
@@ -296,7 +341,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.shared.set_terminating();
         drop(self.intake.take());
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -440,4 +485,56 @@ fn a_task_past_its_timeout_is_asked_to_stop_then_replaced() {
     );
     assert_eq!(slot.signals(0).first(), Some(&"SIGTERM"));
     assert_eq!(output(&after), Ok("a@1".to_owned()));
+}
+
+/// Quick tasks so the workers' pipelines fill (their jobs take microseconds).
+fn warm(slots: &Slot) {
+    let warm: Vec<_> = (0..50).map(|_| slots.submit("ok")).collect();
+    for ticket in warm {
+        assert!(output(&ticket).is_ok());
+    }
+}
+
+#[test]
+fn jobs_queued_behind_a_hung_task_are_taken_back_for_the_other_worker() {
+    let slots = Slot::several(2, &[], |b| b.timeout(Duration::from_secs(5)));
+    warm(&slots);
+    // Tasks of 200 µs: a few ride behind each running one, and the worker free of the
+    // hung one cannot run them all before the hung one's slot looks for more.
+    let hung = slots.submit("hang");
+    let quick: Vec<_> = (0..300).map(|_| slots.submit("tick")).collect();
+    for ticket in &quick {
+        assert!(output(ticket).is_ok());
+    }
+    // Every quick task had its outcome while the hung one still ran.
+    assert!(!hung.is_done());
+    drop(slots);
+    assert!(matches!(hung.wait(), Err(TaskError::PoolClosed)));
+}
+
+#[test]
+fn a_slow_task_s_worker_refuses_what_was_taken_back_then_serves_on() {
+    let slots = Slot::several(2, &[], |b| b);
+    let mut refused = 0;
+    for _ in 0..20 {
+        warm(&slots);
+        let slow = slots.submit("slow");
+        let quick: Vec<_> = (0..300).map(|_| slots.submit("ok")).collect();
+        for ticket in &quick {
+            assert!(output(ticket).is_ok());
+        }
+        assert!(output(&slow).is_ok());
+        refused = slots.refused();
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "no job was ever queued behind the slow one");
+    // The refusals were read, and both workers serve on, no task lost or run twice.
+    warm(&slots);
+    let lines = slots.close();
+    assert!(
+        lines.iter().all(|l| !l.contains("exited: lost")),
+        "{lines:?}"
+    );
 }

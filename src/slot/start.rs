@@ -56,7 +56,7 @@ impl Supervisor {
                 deadline,
             };
         }
-        if let Some(job) = self.next_job(&mut backlog, false) {
+        if let Some(job) = self.next_job(&mut backlog) {
             return self.dispatch(worker, job, backlog, Some(deadline));
         }
         match self.await_ready(&mut worker) {
@@ -117,7 +117,7 @@ impl Supervisor {
         // A slot whose starts fail takes no job from the others until one succeeds.
         let mut sent = None;
         if failures == 0 {
-            if let Some(job) = self.next_job(backlog, false) {
+            if let Some(job) = self.next_job(backlog) {
                 // Of a batch, the first task only: a worker takes more at once only
                 // with a batch journal (see `fit`); the rest goes out, cut to its
                 // room, once that task is answered.
@@ -162,6 +162,8 @@ impl Supervisor {
             head_started: Instant::now(),
             per_task: None,
             journal: None,
+            numbered: 0,
+            taken_back: VecDeque::new(),
         }
     }
 

@@ -70,12 +70,12 @@ pub(super) enum State {
     GaveUp { message: String, backlog: Backlog },
 }
 
-/// `job`, just sent to a ready worker with nothing else in flight, is its head job now.
-pub(super) fn busy_with(mut worker: Worker, job: Job, backlog: Backlog) -> State {
+/// `sent`, just sent to a ready worker with nothing else in flight, is its head now.
+pub(super) fn busy_with(mut worker: Worker, sent: InFlight, backlog: Backlog) -> State {
     worker.head_started = Instant::now();
     State::Busy {
         worker,
-        in_flight: VecDeque::from([InFlight::new(job)]),
+        in_flight: VecDeque::from([sent]),
         backlog,
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::event::{Event, ExitCause};
 use super::state::{busy_with, Backlog, State};
-use super::worker::{idle_worker_lives, send_jobs, InFlight, Worker};
+use super::worker::{idle_worker_lives, InFlight, Worker};
 use crate::error::TaskError;
 use crate::pool::job::Job;
 use crate::pool::shared::Shared;
@@ -30,14 +30,6 @@ pub(super) const TICK: Duration = Duration::from_millis(10);
 pub(super) const TAIL_WAIT: Duration = Duration::from_millis(250);
 /// Longest pause between two start attempts.
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// How long [`Supervisor::next_job_waiting`] waits for the queue.
-#[derive(Clone, Copy)]
-enum Wait {
-    Not,
-    For(Duration),
-    Forever,
-}
 
 /// Why [`Supervisor::next_job_waiting`] found no job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +103,7 @@ impl Supervisor {
                     backlog,
                 };
             }
-            let job = match self.next_job_waiting(&mut backlog, Wait::For(TICK)) {
+            let job = match self.next_job_waiting(&mut backlog, Some(TICK)) {
                 Ok(job) => Some(job),
                 Err(NoJob::Closed) => {
                     return State::Terminating {
@@ -173,21 +165,22 @@ impl Supervisor {
         if greeting.is_none() {
             worker.process.clear_stderr_tail();
         }
-        match (send_jobs(&mut worker.link, [&job]), greeting) {
+        let mut sent = InFlight::new(job);
+        match (worker.send([&mut sent]), greeting) {
             (Ok(()), Some(deadline)) => State::Greeting {
                 worker,
-                in_flight: VecDeque::from([InFlight::new(job)]),
+                in_flight: VecDeque::from([sent]),
                 backlog,
                 deadline,
             },
             (Ok(()), None) => {
-                self.job_started(&worker, &job);
-                busy_with(worker, job, backlog)
+                self.job_started(&worker, &sent.job);
+                busy_with(worker, sent, backlog)
             }
             // A ready worker that ended before its job went in never started it: the
             // job goes back, no attempt counted, and the worker is replaced.
             (Err(e), None) if !worker.link.is_broken() && crate::link::is_peer_gone(&e) => {
-                backlog.push_front(job);
+                backlog.push_front(sent.job);
                 self.exited(worker, ExitCause::DiedIdle);
                 State::Exited { backlog }
             }
@@ -197,7 +190,7 @@ impl Supervisor {
                 let error = self.crashed(&mut worker, None);
                 State::Lost {
                     worker,
-                    in_flight: VecDeque::from([InFlight::new(job)]),
+                    in_flight: VecDeque::from([sent]),
                     backlog,
                     error,
                     ready: greeting.is_none(),
@@ -206,52 +199,73 @@ impl Supervisor {
         }
     }
 
-    /// The next job to send: the backlog's first, else the queue's (waiting for one if
-    /// `block`). A job cancelled while it waited gets its outcome here and is skipped.
-    /// `None` with an empty backlog means the queue is closed and drained (or, without
-    /// `block`, empty).
-    pub(super) fn next_job(&self, backlog: &mut Backlog, block: bool) -> Option<Job> {
-        self.next_job_waiting(backlog, if block { Wait::Forever } else { Wait::Not })
-            .ok()
+    /// The next job to send, without waiting: the backlog's first, else one handed
+    /// back by another slot, else the queue's. A job cancelled while it waited gets its
+    /// outcome here and is skipped. `None` if there is none now.
+    pub(super) fn next_job(&self, backlog: &mut Backlog) -> Option<Job> {
+        self.next_job_waiting(backlog, None).ok()
     }
 
-    /// [`next_job`](Self::next_job), waiting for the queue as `wait` says, and saying
-    /// why there is none: the queue is empty (a wait `For` a while ran out) or closed.
-    fn next_job_waiting(&self, backlog: &mut Backlog, wait: Wait) -> Result<Job, NoJob> {
-        use crossbeam_channel::{RecvTimeoutError, TryRecvError};
+    /// [`next_job`](Self::next_job), waiting up to `wait` for one to come, and saying
+    /// why there is none: none came in time, or the queue is closed (and drained).
+    fn next_job_waiting(
+        &self,
+        backlog: &mut Backlog,
+        wait: Option<Duration>,
+    ) -> Result<Job, NoJob> {
+        use crossbeam_channel::{select, TryRecvError};
         loop {
-            let job = match backlog.pop_front() {
-                // Already Running; only a cancel may have come since.
-                Some(job) if job.ticket.is_cancel_requested() => {
-                    self.fail(job, None, TaskError::Cancelled);
-                    continue;
-                }
-                Some(job) => return Ok(job),
-                None => match wait {
-                    Wait::Not => self.shared.queue.try_recv().map_err(|e| match e {
-                        TryRecvError::Empty => NoJob::Empty,
-                        TryRecvError::Disconnected => NoJob::Closed,
-                    })?,
-                    Wait::For(time) => {
-                        self.shared.queue.recv_timeout(time).map_err(|e| match e {
-                            RecvTimeoutError::Timeout => NoJob::Empty,
-                            RecvTimeoutError::Disconnected => NoJob::Closed,
-                        })?
-                    }
-                    Wait::Forever => self.shared.queue.recv().map_err(|_| NoJob::Closed)?,
+            let (job, queued) = match backlog.pop_front() {
+                Some(job) => (job, false),
+                None => match self.shared.returned().try_recv() {
+                    Ok(job) => (job, false),
+                    Err(_) => match wait {
+                        None => match self.shared.queue.try_recv() {
+                            Ok(job) => (job, true),
+                            Err(TryRecvError::Empty) => return Err(NoJob::Empty),
+                            Err(TryRecvError::Disconnected) => return Err(NoJob::Closed),
+                        },
+                        Some(time) => select! {
+                            recv(self.shared.returned()) -> job => {
+                                (job.expect("the pool holds both ends"), false)
+                            }
+                            recv(self.shared.queue) -> job => match job {
+                                Ok(job) => (job, true),
+                                Err(_) => return Err(NoJob::Closed),
+                            },
+                            default(time) => return Err(NoJob::Empty),
+                        },
+                    },
                 },
             };
-            // A job cancelled while queued has its outcome already.
-            if job.ticket.start() {
-                return Ok(job);
+            if queued {
+                // A job cancelled while queued has its outcome already.
+                if job.ticket.start() {
+                    return Ok(job);
+                }
+                continue;
             }
+            // Already running (held here, or handed back); only a cancel may have
+            // come since.
+            if job.ticket.is_cancel_requested() {
+                self.fail(job, None, TaskError::Cancelled);
+                continue;
+            }
+            return Ok(job);
         }
     }
 
     /// The queue is closed and drained (retire the worker), or the pool is terminating
-    /// (kill it). Jobs still owed an outcome end in `PoolClosed`.
+    /// (kill it). Jobs still owed an outcome end in `PoolClosed`: those this slot
+    /// holds and, when terminating, any handed back that no slot has taken. (While the
+    /// pool only closes, a job handed back runs: the slot that handed it back is busy,
+    /// and takes it when its worker is free, if no other slot has.)
     fn terminating(&self, worker: Option<Worker>, backlog: Backlog) {
-        for job in backlog {
+        let returned: Vec<Job> = match self.shared.is_terminating() {
+            true => self.shared.returned().try_iter().collect(),
+            false => Vec::new(),
+        };
+        for job in backlog.into_iter().chain(returned) {
             self.fail(job, None, TaskError::PoolClosed);
         }
         if let Some(worker) = worker {

@@ -1,6 +1,7 @@
 //! The slot's view of its worker: the process and its link, what has been sent to it
 //! ([`InFlight`]), and the sends and checks every state makes of it.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,14 @@ pub(super) struct Worker {
     pub(super) head_started: Instant,
     /// Mean time per task lately, in seconds; `None` before the first answer.
     pub(super) per_task: Option<f64>,
-    /// Where it records batch progress; made before its first batch of several tasks.
+    /// Where it records batch progress and counts the jobs it takes up; made before
+    /// its first batch of several tasks, or its first job sent behind another.
     pub(super) journal: Option<Journal>,
+    /// The number of the last job sent after the journal (see `wire::journal`).
+    pub(super) numbered: u64,
+    /// Jobs taken back from behind a long task, by id, in the order sent: the worker
+    /// answers `Skipped` for each, and is sent nothing new until it has.
+    pub(super) taken_back: VecDeque<u64>,
 }
 
 impl Worker {
@@ -49,6 +56,9 @@ impl Worker {
 /// A job sent to the worker, and whether it has been told to skip it.
 pub(super) struct InFlight {
     pub(super) job: Job,
+    /// Its number if it was sent after the journal: the worker had not begun it while
+    /// the journal counted fewer jobs taken up.
+    pub(super) number: Option<u64>,
     pub(super) skip_sent: Option<Instant>,
     /// A batch's tasks answered by this worker so far.
     pub(super) received: usize,
@@ -60,6 +70,7 @@ impl InFlight {
     pub(super) fn new(job: Job) -> InFlight {
         InFlight {
             job,
+            number: None,
             skip_sent: None,
             received: 0,
             seen: 0,
@@ -75,6 +86,33 @@ pub(super) fn idle_worker_lives(worker: &mut Worker) -> bool {
     match worker.link.recv_timeout(Duration::ZERO) {
         Err(RecvError::Timeout) => worker.process.try_wait().is_none(),
         Ok(_) | Err(RecvError::Closed | RecvError::Broken(_)) => false,
+    }
+}
+
+impl Worker {
+    /// Sends `jobs`, in order, numbering them if the worker has a journal.
+    pub(super) fn send<'a>(
+        &mut self,
+        jobs: impl IntoIterator<Item = &'a mut InFlight>,
+    ) -> io::Result<()> {
+        let mut sent = Vec::new();
+        for f in jobs {
+            if self.journal.is_some() {
+                self.numbered += 1;
+                f.number = Some(self.numbered);
+            }
+            sent.push(&f.job);
+        }
+        send_jobs(&mut self.link, sent)
+    }
+
+    /// Whether the worker had begun the job numbered `number` (`None`: sent before the
+    /// journal, so it cannot tell; it may have).
+    pub(super) fn may_have_begun(&self, number: Option<u64>) -> bool {
+        match (number, &self.journal) {
+            (Some(n), Some(journal)) => journal.taken_up() >= n,
+            _ => true,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::error::{Direction, Side, TaskError};
 /// Whatever else changes, two things keep their place in every version, so that each
 /// side can tell the other's version: the first field of `Setup`, and `Ready` as the
 /// first variant of `Response` with the protocol as its first field.
-pub(crate) const PROTOCOL: u32 = 2;
+pub(crate) const PROTOCOL: u32 = 3;
 
 /// The procpool release this protocol is spoken by, for messages about a mismatch.
 pub(crate) const RELEASE: &str = env!("CARGO_PKG_VERSION");
@@ -77,7 +77,8 @@ pub(crate) enum Response {
         id: u64,
         failure: Failure,
     },
-    /// Task (or batch) `id` was skipped, as asked, before it started.
+    /// Task (or batch) `id` was skipped before it started: as asked (`Skip`), or
+    /// refused because the parent took it back (see `wire::journal`).
     Skipped {
         id: u64,
     },

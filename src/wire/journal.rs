@@ -8,7 +8,7 @@
 //! start), and the records only once the worker is dead.
 //!
 //! ```text
-//! header: batch id | done | base | bytes     (four u64)
+//! header: batch id | done | base | bytes | taken up | refused from   (six u64)
 //! data:   the records of tasks base..done, `bytes` long (wire::batch records)
 //! ```
 //!
@@ -16,6 +16,20 @@
 //! the parent in a `Batch` response; records before `base` were sent. The worker writes
 //! a record, then `bytes`, then `done`; it clears `bytes` and moves `done` before `base`.
 //! A worker killed between two stores leaves a journal that is short, never wrong.
+//!
+//! The last two words let the parent take back jobs queued behind a task that runs too
+//! long, without any chance that both this worker and another run them. Jobs sent
+//! after the journal are numbered from 1 in the order they were sent (the worker takes
+//! them up in that order). Before it begins one, run or skipped, the worker counts it
+//! in `taken up`, then reads `refused from`: a job numbered at or past it (when it is
+//! not 0) is refused, answered `Skipped`. To take back the jobs from number `n` on,
+//! the parent stores `n` in `refused from`, then reads `taken up`: below `n`, the
+//! worker had not taken up job `n` and will refuse it and those after it. Each side
+//! stores before it reads, both sequentially consistent, so at least one of them sees
+//! the other's store: if the parent does not, the worker refuses; if the worker runs
+//! the job, the parent sees it taken up and keeps it. (Both may see each other: then
+//! the worker refuses a job the parent kept, and the parent, reading `Skipped` for a
+//! job nobody cancelled, gives it back.)
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -32,6 +46,8 @@ const ID: usize = 0;
 const DONE: usize = 1;
 const BASE: usize = 2;
 const BYTES: usize = 3;
+const TAKEN_UP: usize = 4;
+const REFUSED_FROM: usize = 5;
 const HEADER: usize = 64;
 
 /// One worker's journal, as either side maps it.
@@ -111,6 +127,14 @@ impl Journal {
         true
     }
 
+    /// Counts one more job taken up (the next by number); `false` if it is refused
+    /// (see the module's notes): the worker answers `Skipped` and does not run it.
+    pub(crate) fn take_up(&self) -> bool {
+        let number = self.word(TAKEN_UP).fetch_add(1, Ordering::SeqCst) + 1;
+        let refused_from = self.word(REFUSED_FROM).load(Ordering::SeqCst);
+        refused_from == 0 || number < refused_from
+    }
+
     /// Tasks before `base` were sent to the parent: the data area starts over.
     pub(crate) fn sent_up_to(&mut self, base: usize) {
         self.word(BYTES).store(0, Ordering::Release);
@@ -128,6 +152,27 @@ impl Journal {
         }
         let done = self.word(DONE).load(Ordering::Acquire);
         (self.word(ID).load(Ordering::Acquire) == id).then_some(done)
+    }
+
+    /// Takes back the jobs numbered `from` on: `true` if the worker had not taken up
+    /// job `from`, and so will refuse it and every job after it until
+    /// [`lift_refusal`](Self::lift_refusal). On `false` it may refuse some of them
+    /// still; lift the refusal at once.
+    pub(crate) fn refuse_from(&self, from: u64) -> bool {
+        debug_assert!(from > 0, "jobs are numbered from 1");
+        self.word(REFUSED_FROM).store(from, Ordering::SeqCst);
+        self.word(TAKEN_UP).load(Ordering::SeqCst) < from
+    }
+
+    /// Jobs may be taken up again, by number, past any refusal.
+    pub(crate) fn lift_refusal(&self) {
+        self.word(REFUSED_FROM).store(0, Ordering::SeqCst);
+    }
+
+    /// How many of the jobs sent after the journal the worker has taken up (run,
+    /// skipped or refused): job `n` had not begun when this was below `n`.
+    pub(crate) fn taken_up(&self) -> u64 {
+        self.word(TAKEN_UP).load(Ordering::SeqCst)
     }
 
     /// What the journal holds of batch `id` of `count` tasks, once its worker is dead,
@@ -185,6 +230,25 @@ mod tests {
         let parent = Journal::create().unwrap();
         let fd = parent.memory().fd().try_clone_to_owned().unwrap();
         (parent, Journal::open(fd).unwrap())
+    }
+
+    #[test]
+    fn jobs_not_taken_up_are_refused_once_taken_back() {
+        let (parent, worker) = pair();
+        assert!(worker.take_up(), "job 1 runs");
+        assert_eq!(parent.taken_up(), 1);
+        // Job 2 is running, 3 and 4 are behind it.
+        assert!(worker.take_up());
+        assert!(parent.refuse_from(3), "3 was not taken up");
+        assert!(!worker.take_up(), "3 is refused");
+        assert!(!worker.take_up(), "4 is refused");
+        parent.lift_refusal();
+        assert!(worker.take_up(), "5, sent after the lift, runs");
+        // Too late: 6 was taken up before the parent tried.
+        assert!(worker.take_up());
+        assert!(!parent.refuse_from(6));
+        parent.lift_refusal();
+        assert_eq!(parent.taken_up(), 6);
     }
 
     #[test]
