@@ -1,12 +1,14 @@
 //! Code that runs inside a worker or the fork server, never in the pool's process:
 //! the role chosen at [`init`](crate::init) ([`entry`], [`role`]), the worker loop
-//! ([`serve`]; in a forked process, [`forked`]),
+//! ([`serve`], which answers batches in parts as they run long: [`flush`]; in a forked
+//! process, [`forked`]),
 //! the fork server's loop ([`fork_server`]), and what tasks reach from inside
 //! ([`context`], panic capture in [`panics`]). [`test_entry`] is the test harness's
 //! way into the same entry.
 
 pub(crate) mod context;
 pub(crate) mod entry;
+pub(crate) mod flush;
 pub(crate) mod fork_server;
 pub(crate) mod forked;
 pub(crate) mod panics;

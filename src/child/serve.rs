@@ -10,6 +10,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
+use super::flush::Flush;
 use super::{context, panics};
 use crate::link::WorkerEnd;
 use crate::sys;
@@ -131,7 +132,14 @@ pub(crate) fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
             } => {
                 let items = &frame[..payload_len];
                 let batch = (id, task.as_str(), types);
-                match run_batch(&mut link, journal.as_mut(), batch, items, count) {
+                match run_batch(
+                    &mut link,
+                    journal.as_mut(),
+                    batch,
+                    items,
+                    count,
+                    Instant::now,
+                ) {
                     Ok(sent) => sent,
                     Err(code) => return code,
                 }
@@ -277,19 +285,22 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
 
 /// Runs the `count` tasks of batch `id` in order, recording each outcome in the journal
 /// before the next task starts, and answers with their records: in one response, or in
-/// several when the journal fills up. `Err` holds the exit code for a malformed batch.
+/// several when the journal fills up or the batch runs long (see [`super::flush`]), by
+/// `clock`. `Err` holds the exit code for a malformed batch.
 fn run_batch(
     link: &mut WorkerEnd,
     mut journal: Option<&mut Journal>,
     (id, task, types): (u64, &str, u64),
     items: &[u8],
     count: u32,
+    clock: fn() -> Instant,
 ) -> Result<std::io::Result<()>, i32> {
     let runner = task::find(task, types);
     if let Some(journal) = journal.as_deref_mut() {
         journal.begin(id);
     }
-    let started = Instant::now();
+    let started = clock();
+    let mut flush = Flush::new(count, started);
     let mut out = Vec::new();
     // How many tasks have their records in `out`, not sent yet.
     let mut held = 0u32;
@@ -305,27 +316,41 @@ fn run_batch(
             Ok(run) => run(item, None, buf).map(drop),
             Err(failure) => Err(failure.clone()),
         });
-        let Some(journal) = journal.as_deref_mut() else {
-            held += 1;
-            continue;
+        let done = index + 1;
+        let recorded = match journal.as_deref_mut() {
+            Some(journal) => journal.record(&out[record.clone()]),
+            None => true,
         };
-        if journal.record(&out[record.clone()]) {
+        if recorded {
             held += 1;
+            // The batch runs long: what it has finished goes now (but for its last
+            // task, whose record goes with the final answer just after), and the
+            // journal starts over, as when it fills up.
+            if done < count && flush.is_due(done, clock) {
+                let part = partial(id, held, started, clock);
+                if let Err(e) = link.send(&frame::seal(std::mem::take(&mut out), &part)) {
+                    return Ok(Err(e));
+                }
+                held = 0;
+                if let Some(journal) = journal.as_deref_mut() {
+                    journal.sent_up_to(done as usize);
+                }
+                flush.sent(clock());
+            }
             continue;
         }
+        let Some(journal) = journal.as_deref_mut() else {
+            unreachable!("only a journal refuses a record")
+        };
         // The journal is full: send what it holds, then start it over with this record
         // (or, if even that does not fit, send the record at once as well).
         let current = out.split_off(record.start);
         if held > 0 {
-            let part = Response::Batch {
-                id,
-                count: held,
-                last: false,
-                nanos: elapsed_nanos(started),
-            };
+            let part = partial(id, held, started, clock);
             if let Err(e) = link.send(&frame::seal(out, &part)) {
                 return Ok(Err(e));
             }
+            flush.sent(clock());
         }
         out = current;
         held = 1;
@@ -335,13 +360,14 @@ fn run_batch(
                 id,
                 count: 1,
                 last: index + 1 == count,
-                nanos: elapsed_nanos(started),
+                nanos: elapsed_nanos(started, clock),
             };
             if let Err(e) = link.send(&frame::seal(std::mem::take(&mut out), &part)) {
                 return Ok(Err(e));
             }
             held = 0;
             journal.sent_up_to(index as usize + 1);
+            flush.sent(clock());
             answered = index + 1 == count;
         }
     }
@@ -357,13 +383,25 @@ fn run_batch(
         id,
         count: held,
         last: true,
-        nanos: elapsed_nanos(started),
+        nanos: elapsed_nanos(started, clock),
     };
     Ok(link.send(&frame::seal(out, &last)))
 }
 
-fn elapsed_nanos(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+/// A partial answer to batch `id`, of `count` records, the batch having begun at
+/// `started` by `clock`.
+fn partial(id: u64, count: u32, started: Instant, clock: fn() -> Instant) -> Response {
+    Response::Batch {
+        id,
+        count,
+        last: false,
+        nanos: elapsed_nanos(started, clock),
+    }
+}
+
+fn elapsed_nanos(since: Instant, clock: fn() -> Instant) -> u64 {
+    let elapsed = clock().saturating_duration_since(since);
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn setup(memory_limit: Option<u64>, core_dumps: bool) -> std::io::Result<()> {
@@ -392,10 +430,76 @@ mod tests {
             batch::push_item(&mut items, |b| codec::encode_into(&n, b)).unwrap();
         }
         for count in [1, 3] {
-            let ran = run_batch(&mut link, None, (9, "no::Such", 0), &items, count);
+            let ran = run_batch(
+                &mut link,
+                None,
+                (9, "no::Such", 0),
+                &items,
+                count,
+                Instant::now,
+            );
             assert_eq!(ran.err(), Some(exit_code::PROTOCOL), "count {count}");
         }
-        let ran = run_batch(&mut link, None, (9, "no::Such", 0), &items, 2);
+        let ran = run_batch(&mut link, None, (9, "no::Such", 0), &items, 2, Instant::now);
         assert!(matches!(ran, Ok(Ok(()))), "two tasks, two entries");
+    }
+
+    thread_local! {
+        /// Milliseconds the test clock has advanced, from its first reading.
+        static TICKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        static BASE: Instant = Instant::now();
+    }
+
+    /// A clock that moves on 1 ms at each reading: every task of a batch seems to take
+    /// that long.
+    fn slow_clock() -> Instant {
+        let ticks = TICKS.with(|t| t.replace(t.get() + 1));
+        BASE.with(|base| *base + std::time::Duration::from_millis(ticks))
+    }
+
+    /// A batch that runs long answers in parts as it goes, and the journal starts over
+    /// after each: a worker killed after a part leaves a journal that holds the rest.
+    #[test]
+    fn a_batch_that_runs_long_answers_in_parts() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        let mut link = WorkerEnd::new(theirs).unwrap();
+        let watcher = Journal::create().unwrap();
+        let fd = watcher.memory().fd().try_clone_to_owned().unwrap();
+        let mut journal = Journal::open(fd).unwrap();
+        let mut items = Vec::new();
+        for n in 0..6u64 {
+            batch::push_item(&mut items, |b| codec::encode_into(&n, b)).unwrap();
+        }
+        let ran = run_batch(
+            &mut link,
+            Some(&mut journal),
+            (4, "no::Such", 0),
+            &items,
+            6,
+            slow_clock,
+        );
+        assert!(matches!(ran, Ok(Ok(()))));
+        let mut answers = Vec::new();
+        while let Ok(frame) = parent.recv_timeout(std::time::Duration::ZERO) {
+            let (response, len) = frame::decode::<Response>(&frame).unwrap();
+            let Response::Batch {
+                id: 4, count, last, ..
+            } = response
+            else {
+                panic!("{response:?}");
+            };
+            assert!(batch::records_are_well_formed(
+                &frame[..len],
+                count as usize
+            ));
+            answers.push((count, last));
+        }
+        // Each task seems to take 1 ms, and records go once 2 ms have passed since the
+        // last answer; the last task's goes with the final answer.
+        assert_eq!(answers, [(2, false), (2, false), (2, true)]);
+        let recovered = watcher.recover(4, 6, 4).unwrap();
+        assert_eq!(recovered.done, 6);
+        assert!(batch::records_are_well_formed(&recovered.records, 2));
+        assert_eq!(watcher.recover(4, 6, 2), None, "sent records are gone");
     }
 }

@@ -8,8 +8,10 @@
 //! worker that dies mid-batch leaves a journal (`worker::journal`) saying which tasks
 //! finished. Only the task that was running fails; those after it run again.
 //!
-//! The window of inputs pulled but not yet yielded is a few batches per worker (and at
-//! least 32 tasks per worker), so the input is never swallowed whole.
+//! The window (`window`) is a few batches per worker in flight (and at least 32 tasks
+//! per worker), plus, for the ordered `map`, a budget in bytes for outcomes that wait
+//! for an earlier one: a slow or hung task holds its own batches, not the map, and the
+//! input is never swallowed whole.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +25,7 @@ use serde::de::DeserializeOwned;
 
 use super::handle::decode_slice;
 use super::job::{Batch, Delivery, Segment, Ticket};
+use super::window::{self, Ledger, Limits, Load};
 use super::Pool;
 use crate::error::{Direction, Side, TaskError};
 use crate::task::{self, Task, TaskTypes};
@@ -36,11 +39,6 @@ pub(crate) const BATCH_TIME: Duration = Duration::from_millis(1);
 pub(crate) const MAX_BATCH_TASKS: usize = 65_536;
 /// A batch stops growing once its inputs' encodings reach this size.
 pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
-/// Batches in flight per worker: one running, one waiting at the worker, and more
-/// queued so that no worker waits for the caller to decode outcomes.
-pub(crate) const BATCHES_PER_WORKER: usize = 4;
-/// Tasks in flight per worker however small the batches.
-pub(crate) const MIN_WINDOW_PER_WORKER: usize = 32;
 
 /// Picks batch sizes from the time the tasks have been taking.
 #[derive(Debug)]
@@ -108,9 +106,12 @@ impl Sizer {
 struct Stream<'p, I: Iterator> {
     pool: &'p Pool,
     inputs: Fuse<I>,
+    /// Batches in flight allowed.
     batches: usize,
     /// Tasks in flight allowed however small the batches (see `fill`).
     min_window: usize,
+    /// The cost of outcomes held back for order allowed (see `window`).
+    held_budget: usize,
     sizer: Sizer,
     tx: Sender<Delivery>,
     rx: Receiver<Delivery>,
@@ -120,6 +121,11 @@ struct Stream<'p, I: Iterator> {
     received: usize,
     /// Outcomes handed to the caller so far.
     yielded: usize,
+    /// The batches in flight.
+    ledger: Ledger,
+    /// What the outcomes the ordered `map` holds back for order cost
+    /// (`window::held_cost`), kept by `Map`.
+    held_bytes: usize,
     /// Tickets of the batches sent, to cancel if the map is dropped.
     running: Vec<Arc<Ticket>>,
     /// The fingerprint of the tasks' types, or why they cannot be sent (see
@@ -137,14 +143,23 @@ where
         Stream {
             pool,
             inputs: inputs.fuse(),
-            batches: pool.workers().saturating_mul(BATCHES_PER_WORKER).max(2),
-            min_window: pool.workers().saturating_mul(MIN_WINDOW_PER_WORKER).max(1),
+            batches: pool
+                .workers()
+                .saturating_mul(window::BATCHES_PER_WORKER)
+                .max(2),
+            min_window: pool
+                .workers()
+                .saturating_mul(window::MIN_WINDOW_PER_WORKER)
+                .max(1),
+            held_budget: pool.workers().saturating_mul(window::HELD_BYTES_PER_WORKER),
             sizer: Sizer::new(pool),
             tx,
             rx,
             pulled: 0,
             received: 0,
             yielded: 0,
+            ledger: Ledger::default(),
+            held_bytes: 0,
             running: Vec::new(),
             types: task::fingerprint_of::<I::Item>(pool.registry_here()),
         }
@@ -155,14 +170,23 @@ where
         loop {
             let size = self.sizer.batch_len();
             // Small batches get a window of at least `MIN_WINDOW_PER_WORKER` tasks per
-            // worker (while their inputs stay within the bytes of the batches): when
-            // `map` waits in order for a slow task (a hang, until its timeout), the
-            // other workers keep busy on the tasks behind it.
+            // worker, while their inputs stay within the bytes of the batches.
             let floor = self
                 .min_window
                 .min(self.sizer.tasks_in(self.batches * MAX_BATCH_BYTES));
-            let window = (self.batches * size).max(floor);
-            if self.pulled - self.yielded + size > window {
+            let limits = Limits {
+                batches: self.batches,
+                floor,
+                held_bytes: self.held_budget,
+            };
+            // What is really out: outcomes received count as in, whether yielded or
+            // held back for order, which has a budget of its own.
+            let load = Load {
+                batches: self.ledger.batches(),
+                tasks: self.pulled - self.received,
+                held_bytes: self.held_bytes,
+            };
+            if !window::may_send(load, size, limits) {
                 return;
             }
             if !self.send_batch(size) {
@@ -222,6 +246,7 @@ where
         );
         match self.pool.enqueue_batch(batch, TaskTypes::of::<I::Item>()) {
             Ok(ticket) => {
+                self.ledger.sent(first, count);
                 if self.running.len() >= 2 * self.batches {
                     self.running.retain(|t| !t.is_done());
                 }
@@ -255,6 +280,7 @@ where
             .recv()
             .expect("the stream holds a sender, so the channel stays open");
         self.received += delivery.segment.len();
+        self.ledger.received(delivery.index, delivery.segment.len());
         if let Some((nanos, tasks)) = delivery.timing {
             self.sizer.observe(nanos, tasks);
         }
@@ -338,7 +364,8 @@ where
     I::Item: Task,
 {
     stream: Stream<'p, I>,
-    /// Deliveries that came before their turn, by the index of their first task.
+    /// Deliveries that came before their turn, by the index of their first task (and
+    /// the next one in turn, for a moment).
     ready: HashMap<usize, Delivery>,
     current: Option<Cursor>,
     _output: PhantomData<fn() -> <I::Item as Task>::Output>,
@@ -377,11 +404,14 @@ where
             }
             // Deliveries tile the inputs, so the next one in order starts exactly here.
             if let Some(delivery) = self.ready.remove(&self.stream.yielded) {
+                self.stream.held_bytes -= window::held_cost(&delivery);
                 self.current = Some(Cursor::new(delivery));
                 continue;
             }
-            // The window counts outcomes held here, so `ready` stays small.
+            // The window counts what `ready` holds against a budget of its own: the
+            // outcomes behind a slow task wait here while the other workers go on.
             let delivery = self.stream.next_delivery()?;
+            self.stream.held_bytes += window::held_cost(&delivery);
             self.ready.insert(delivery.index, delivery);
         }
     }

@@ -1,6 +1,6 @@
 //! The pool, in the parent: its builder and settings, admission (the in-flight
 //! limit), the job queue the slots take from, the handles it gives out and the map
-//! iterators that batch inputs.
+//! iterators that batch inputs (with the window of what they have out).
 
 pub(crate) mod api;
 pub(crate) mod builder;
@@ -10,6 +10,7 @@ pub(crate) mod handle;
 pub(crate) mod job;
 pub(crate) mod map;
 pub(crate) mod shared;
+pub(crate) mod window;
 
 pub use api::Pool;
 pub use builder::PoolBuilder;

@@ -3,13 +3,13 @@
 //! every function here.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use procpool::{Direction, OutputMode, OutputStream, PoolBuilder, Side, TaskError};
 use procpool_worker::{
-    read_tally, BadOutput, CStdioPrint, Double, Fault, PanickyError, PanicsOnDecode,
-    PanicsOnEncode, PanicsWithBadPayload, ParentPid, PidAfter, Reverse, Square, Tally, Undecodable,
-    Unregistered, WorkerPid,
+    micros_since_epoch, read_tally, BadOutput, CStdioPrint, Double, Fault, PanickyError,
+    PanicsOnDecode, PanicsOnEncode, PanicsWithBadPayload, ParentPid, PidAfter, Reverse, Square,
+    Tally, Undecodable, Unregistered, WorkerPid,
 };
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
@@ -325,6 +325,124 @@ pub(crate) fn endless_loop_times_out(b: PoolBuilder) {
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
+/// Quick tasks before the hung one in [`hung_map_inputs`]: enough that the map has
+/// learnt how quick they are and sends them in batches of hundreds (about 1 ms of work
+/// each), so the hung task lands in the middle of a batch, behind quick tasks of its own
+/// batch.
+const BEFORE_HANG: usize = 600;
+/// Quick tasks after the hung one.
+const AFTER_HANG: usize = 2_000;
+/// The hung task's timeout.
+const HANG_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long before the hung task timed out its quick neighbours must have finished (or
+/// reached the caller). They take milliseconds, so this leaves seconds of room on a
+/// loaded machine, while a task held back until the timeout cannot pass.
+const HANG_MARGIN: Duration = Duration::from_secs(1);
+
+/// A map's inputs: quick tasks that return when they finished, one endless loop at
+/// `BEFORE_HANG`, then more quick tasks.
+fn hung_map_inputs() -> impl Iterator<Item = Fault> {
+    (0..BEFORE_HANG + 1 + AFTER_HANG).map(|n| {
+        if n == BEFORE_HANG {
+            Fault::Hang
+        } else {
+            Fault::Now
+        }
+    })
+}
+
+/// A map's outcome, with when it reached the caller.
+type Arrival = (usize, Result<u64, TaskError>, SystemTime);
+
+/// A hung task holds its own worker, not the map: with 2 workers, the other one runs
+/// every quick task after it (and any queued behind it is taken back), all finished
+/// long before it times out; the quick tasks before it, its batch's among them, reach
+/// the caller long before then too. Exactly one outcome per input.
+pub(crate) fn a_hung_task_holds_only_its_own_worker_in_a_map(b: PoolBuilder) {
+    let pool = b.workers(2).timeout(HANG_TIMEOUT).build().unwrap();
+    let arrivals = (0..)
+        .zip(pool.map(hung_map_inputs()))
+        .map(|(index, outcome)| (index, outcome, SystemTime::now()))
+        .collect();
+    check_hung_map(arrivals, false);
+}
+
+/// The same through `map_unordered`, where every quick outcome, the ones after the hung
+/// task too, reaches the caller long before the hung task's `TimedOut`.
+pub(crate) fn a_hung_task_holds_only_its_own_worker_in_an_unordered_map(b: PoolBuilder) {
+    let pool = b.workers(2).timeout(HANG_TIMEOUT).build().unwrap();
+    let arrivals = pool
+        .map_unordered(hung_map_inputs())
+        .map(|(index, outcome)| (index, outcome, SystemTime::now()))
+        .collect();
+    check_hung_map(arrivals, true);
+}
+
+/// Checks the outcomes of `hung_map_inputs` in the order they arrived: every quick task
+/// finished at least `HANG_MARGIN` before the hung one's `TimedOut` reached the caller,
+/// and those before it (or, `unordered`, all of them) reached the caller by then too.
+fn check_hung_map(arrivals: Vec<Arrival>, unordered: bool) {
+    let total = BEFORE_HANG + 1 + AFTER_HANG;
+    let mut seen = vec![0; total];
+    for (index, _, _) in &arrivals {
+        seen[*index] += 1;
+    }
+    let wrong: Vec<_> = (0..total).filter(|&i| seen[i] != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "inputs without exactly one outcome: {wrong:?}"
+    );
+    let (_, hung, timed_out) = &arrivals[arrivals.iter().position(|a| a.0 == BEFORE_HANG).unwrap()];
+    assert!(hung.as_ref().is_err_and(TaskError::is_timeout), "{hung:?}");
+    let deadline = *timed_out - HANG_MARGIN;
+    let mut late_finish = Vec::new();
+    let mut late_arrival = Vec::new();
+    for (index, outcome, arrived) in arrivals.iter().filter(|a| a.0 != BEFORE_HANG) {
+        let finished = *outcome
+            .as_ref()
+            .unwrap_or_else(|e| panic!("task {index}: {e:?}"));
+        if finished > micros_since_epoch(deadline) {
+            late_finish.push(*index);
+        }
+        if (unordered || *index < BEFORE_HANG) && *arrived > deadline {
+            late_arrival.push(*index);
+        }
+    }
+    assert!(
+        late_finish.is_empty() && late_arrival.is_empty(),
+        "of the quick tasks, {} finished and {} reached the caller less than {HANG_MARGIN:?} \
+         before the hung task's TimedOut did: {} and {}",
+        late_finish.len(),
+        late_arrival.len(),
+        spans(&late_finish),
+        spans(&late_arrival),
+    );
+}
+
+/// Indices as runs, `3..=7, 12`, for a failure message.
+fn spans(indices: &[usize]) -> String {
+    let mut sorted = indices.to_vec();
+    sorted.sort_unstable();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for i in sorted {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    let runs: Vec<String> = runs
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..={b}")
+            }
+        })
+        .collect();
+    format!("[{}]", runs.join(", "))
+}
+
 pub(crate) fn loop_ignoring_sigterm_is_killed_after_the_grace(b: PoolBuilder) {
     let b = b
         .timeout(Duration::from_millis(300))
@@ -591,6 +709,8 @@ macro_rules! fault_matrix {
             a_panic_in_a_task_s_serialize_gives_its_place_back,
             a_generic_task_runs_only_as_a_registered_instantiation,
             endless_loop_times_out,
+            a_hung_task_holds_only_its_own_worker_in_a_map,
+            a_hung_task_holds_only_its_own_worker_in_an_unordered_map,
             loop_ignoring_sigterm_is_killed_after_the_grace,
             allocation_bomb_hits_the_memory_limit,
             ten_megabytes_of_stdout_corrupt_nothing,

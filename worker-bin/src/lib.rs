@@ -61,13 +61,18 @@ impl Task for Square {
     }
 }
 
-/// Misbehaves on request. Every variant but `Ok` and `Sleep` ends badly on purpose.
+/// Misbehaves on request. Every variant but `Ok`, `Sleep` and `Now` ends badly on
+/// purpose.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Fault {
     /// Returns the value: no fault.
     Ok(u64),
     /// Sleeps, then returns the number of milliseconds slept.
     Sleep(u64),
+    /// Returns the wall-clock time it finished at, in microseconds since the Unix
+    /// epoch: a quick task whose finish a test compares with when the parent saw
+    /// something happen (the parent and its workers share the clock).
+    Now,
     /// Panics with this message.
     Panic(String),
     /// Returns an error with a two-level cause chain.
@@ -105,6 +110,7 @@ impl Task for Fault {
                 std::thread::sleep(Duration::from_millis(ms));
                 Ok(ms)
             }
+            Fault::Now => Ok(micros_since_epoch(std::time::SystemTime::now())),
             Fault::Panic(message) => panic!("{message}"),
             Fault::Fail => {
                 let cause = std::io::Error::new(std::io::ErrorKind::NotFound, "input.bin missing");
@@ -152,6 +158,13 @@ impl Task for Fault {
             }
         }
     }
+}
+
+/// `at` in microseconds since the Unix epoch (0 before it), as [`Fault::Now`] returns it.
+pub fn micros_since_epoch(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+    })
 }
 
 fn spin() -> ! {
