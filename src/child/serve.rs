@@ -83,8 +83,13 @@ pub(crate) fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
         } = inbound;
         // Each job sent after the journal is counted as it is taken up; one the parent
         // has taken back for another worker is refused (see `wire::journal`).
-        let refused = matches!(request, Request::Run { .. } | Request::Batch { .. })
-            && journal.as_ref().is_some_and(|j| !j.take_up());
+        let (number, refused) = match (&request, &journal) {
+            (Request::Run { .. } | Request::Batch { .. }, Some(journal)) => {
+                let number = journal.take_up();
+                (number, number.is_none())
+            }
+            _ => (None, false),
+        };
         let sent = match request {
             Request::Setup {
                 memory_limit,
@@ -135,6 +140,7 @@ pub(crate) fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 match run_batch(
                     &mut link,
                     journal.as_mut(),
+                    number,
                     batch,
                     items,
                     count,
@@ -286,10 +292,13 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
 /// Runs the `count` tasks of batch `id` in order, recording each outcome in the journal
 /// before the next task starts, and answers with their records: in one response, or in
 /// several when the journal fills up or the batch runs long (see [`super::flush`]), by
-/// `clock`. `Err` holds the exit code for a malformed batch.
+/// `clock`. A batch taken up as job `number` ends early if the parent cuts it (see
+/// `wire::journal`): its last answer then covers the tasks before the cut. `Err` holds
+/// the exit code for a malformed batch.
 fn run_batch(
     link: &mut WorkerEnd,
     mut journal: Option<&mut Journal>,
+    number: Option<u64>,
     (id, task, types): (u64, &str, u64),
     items: &[u8],
     count: u32,
@@ -307,7 +316,14 @@ fn run_batch(
     // The record of the last task went out on its own, as the batch's final answer.
     let mut answered = false;
     let mut entries = batch::Entries::new(items);
+    let mut cut = false;
     for index in 0..count {
+        if let (Some(journal), Some(number)) = (journal.as_deref(), number) {
+            if !journal.may_begin(number, index as usize) {
+                cut = true;
+                break;
+            }
+        }
         let Some(Some(item)) = entries.next() else {
             eprintln!("procpool worker: batch #{id} holds fewer than its {count} tasks");
             return Err(exit_code::PROTOCOL);
@@ -371,7 +387,7 @@ fn run_batch(
             answered = index + 1 == count;
         }
     }
-    if entries.next().is_some() {
+    if !cut && entries.next().is_some() {
         eprintln!("procpool worker: batch #{id} holds more than its {count} tasks");
         return Err(exit_code::PROTOCOL);
     }
@@ -433,6 +449,7 @@ mod tests {
             let ran = run_batch(
                 &mut link,
                 None,
+                None,
                 (9, "no::Such", 0),
                 &items,
                 count,
@@ -440,7 +457,15 @@ mod tests {
             );
             assert_eq!(ran.err(), Some(exit_code::PROTOCOL), "count {count}");
         }
-        let ran = run_batch(&mut link, None, (9, "no::Such", 0), &items, 2, Instant::now);
+        let ran = run_batch(
+            &mut link,
+            None,
+            None,
+            (9, "no::Such", 0),
+            &items,
+            2,
+            Instant::now,
+        );
         assert!(matches!(ran, Ok(Ok(()))), "two tasks, two entries");
     }
 
@@ -473,6 +498,7 @@ mod tests {
         let ran = run_batch(
             &mut link,
             Some(&mut journal),
+            None,
             (4, "no::Such", 0),
             &items,
             6,

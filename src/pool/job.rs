@@ -208,6 +208,21 @@ impl Job {
     }
 }
 
+impl Job {
+    /// Splits off the tasks of a batch after its first `keep` (0 < keep < tasks) as a
+    /// job of their own, under the new id `id`, sharing this one's ticket; this job
+    /// keeps its id. `None` for a single task, or if the entries cannot be read.
+    pub(crate) fn split_back(&mut self, keep: usize, id: u64) -> Option<Job> {
+        let front = self.split_front(keep, self.id)?;
+        let mut back = std::mem::replace(self, front);
+        back.id = id;
+        if let Work::Batch(batch) = &mut back.work {
+            batch.reheader(id);
+        }
+        Some(back)
+    }
+}
+
 impl Batch {
     /// A batch of the `count` entries in `items`, the first being map input `first`,
     /// of the task `task` whose types have the fingerprint `types`. Its header is made

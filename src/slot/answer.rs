@@ -14,8 +14,13 @@ pub(crate) enum Expected {
     Ready,
     /// The answer to the single task `id`.
     Single { id: u64 },
-    /// Answers for batch `id`, which has `left` tasks without an outcome.
-    Batch { id: u64, left: usize },
+    /// Answers for batch `id`, which has `left` tasks the worker has not answered for;
+    /// with `may_end_early`, its last answer may leave some (the slot cut the batch).
+    Batch {
+        id: u64,
+        left: usize,
+        may_end_early: bool,
+    },
 }
 
 /// What a frame says.
@@ -54,7 +59,11 @@ pub(crate) fn classify(frame: &[u8], expected: Expected) -> Classified {
             }
         }
         Expected::Single { id } => (id, None),
-        Expected::Batch { id, left } => (id, Some(left)),
+        Expected::Batch {
+            id,
+            left,
+            may_end_early,
+        } => (id, Some((left, may_end_early))),
     };
     let broken = |message: String| Classified::Broken(message);
     match (frame::decode::<Response>(frame), left) {
@@ -82,10 +91,12 @@ pub(crate) fn classify(frame: &[u8], expected: Expected) -> Classified {
                 },
                 len,
             )),
-            Some(left),
+            Some((left, may_end_early)),
         ) if got == id => {
             let count = count as usize;
-            if count > left || last != (count == left) || (count == 0 && !last) {
+            let short = last && count < left;
+            let empty = count == 0 && !last;
+            if count > left || (!last && count == left) || empty || (short && !may_end_early) {
                 return broken(format!(
                     "batch #{id} answered for {count} of its {left} tasks left (last: {last})"
                 ));
@@ -217,7 +228,11 @@ mod tests {
 
     #[test]
     fn a_batch_answer_is_counted_against_what_is_left() {
-        let expected = Expected::Batch { id: 8, left: 3 };
+        let expected = Expected::Batch {
+            id: 8,
+            left: 3,
+            may_end_early: false,
+        };
         let two = batch_answer(2, false, &[1, 2]);
         assert!(matches!(
             classify(&two, expected),
@@ -247,5 +262,30 @@ mod tests {
         }
         let short = batch_answer(2, false, &[1]);
         assert!(is_broken(&classify(&short, expected), "malformed records"));
+    }
+
+    #[test]
+    fn a_cut_batch_may_end_before_its_last_task() {
+        let cut = Expected::Batch {
+            id: 8,
+            left: 3,
+            may_end_early: true,
+        };
+        for (count, last) in [(2, true), (0, true), (3, true), (1, false)] {
+            let records: Vec<u32> = (0..count).collect();
+            let answer = batch_answer(count, last, &records);
+            assert!(
+                matches!(classify(&answer, cut), Classified::Batch { .. }),
+                "{count} {last}"
+            );
+        }
+        for (count, last) in [(4, true), (3, false), (0, false)] {
+            let records: Vec<u32> = (0..count).collect();
+            let answer = batch_answer(count, last, &records);
+            assert!(
+                is_broken(&classify(&answer, cut), "tasks left"),
+                "{count} {last}"
+            );
+        }
     }
 }

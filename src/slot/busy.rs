@@ -18,6 +18,7 @@ use crate::error::TaskError;
 use crate::link::RecvError;
 use crate::pool::job::{Encoded, Job, RawOutcome, Segment};
 use crate::sys;
+use crate::wire::batch;
 use crate::wire::frame::{self, Request, Response};
 use crate::wire::journal::Journal;
 
@@ -25,9 +26,14 @@ use crate::wire::journal::Journal;
 enum Answer {
     /// A single task's outcome; the worker lives on.
     Outcome(RawOutcome),
-    /// `count` more tasks of a batch have their outcomes (delivered); `last` if that
-    /// was all of them.
-    Batch { count: usize, last: bool },
+    /// The worker answered for `count` more tasks of a batch, `fresh` of which were
+    /// delivered now (the others had been, from its journal); `last` on its final
+    /// answer.
+    Batch {
+        count: usize,
+        fresh: usize,
+        last: bool,
+    },
     /// The worker skipped it, as asked: it was cancelled before it started.
     Skipped,
     /// The worker applied its `Setup`: the head job starts now.
@@ -282,15 +288,22 @@ impl Supervisor {
                 done.job.complete(outcome);
                 worker.finished(1);
             }
-            Answer::Batch { count, last } => {
+            Answer::Batch { count, fresh, last } => {
                 let head = &in_flight.front().expect("a head").job;
-                self.job_finished(worker, head, count, || Ok(()));
+                if fresh > 0 {
+                    self.job_finished(worker, head, fresh, || Ok(()));
+                }
                 if !last {
                     worker.progressed(count);
                     return None;
                 }
                 let done = in_flight.pop_front().expect("a head");
-                done.job.finish();
+                if done.job.tasks() > 0 {
+                    // Cut short: the worker began none of the tasks left.
+                    self.shared.give_back(done.job);
+                } else {
+                    done.job.finish();
+                }
                 worker.finished(count);
             }
             Answer::Skipped => {
@@ -390,6 +403,54 @@ impl Supervisor {
             tasks,
             outcome: outcome(),
         });
+    }
+
+    /// Delivers the records of the head batch's tasks that the journal shows finished
+    /// and the worker has not answered for yet (it will, and they are skipped then).
+    fn deliver_finished(&self, worker: &Worker, head: &mut InFlight) {
+        let Some(journal) = &worker.journal else {
+            return;
+        };
+        let Some(found) = journal.peek(head.job.id, head.received) else {
+            return;
+        };
+        let count = found.done - head.received;
+        let Some(batch) = head.job.batch_mut() else {
+            return;
+        };
+        let records = found.records;
+        batch.deliver(Segment::Records { count, records }, None);
+        head.received += count;
+        self.job_finished(worker, &head.job, count, || Ok(()));
+    }
+
+    /// The head batch's running task has run well past what its jobs take: the tasks
+    /// after it go to other workers, unless the worker has begun the next one already
+    /// (see `wire::journal`).
+    fn cut(&self, worker: &Worker, head: &mut InFlight) {
+        let (Some(journal), Some(number)) = (&worker.journal, head.number) else {
+            return;
+        };
+        let Some(running) = journal.progress(head.job.id) else {
+            return;
+        };
+        let from = usize::try_from(running)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        if from >= head.received + head.job.tasks() {
+            return;
+        }
+        head.cut = true;
+        if !journal.cut(number, from) {
+            journal.lift_cut();
+            return;
+        }
+        if let Some(rest) = head
+            .job
+            .split_back(from - head.received, self.shared.new_id())
+        {
+            self.shared.give_back(rest);
+        }
     }
 
     /// The head has run well past what its jobs take: the jobs queued behind it go to
@@ -610,6 +671,11 @@ impl Supervisor {
                 head.seen = done;
                 worker.head_started = Instant::now();
             }
+            // The running task takes long: what finished before it reaches the caller
+            // now, not when the worker next answers.
+            if worker.head_started.elapsed() >= TICK {
+                self.deliver_finished(worker, head);
+            }
         }
         // A head told to skip answers `Skipped` unless it had started: give the answer
         // a couple of ticks before killing for it.
@@ -628,10 +694,11 @@ impl Supervisor {
                 });
             }
         }
-        if in_flight.len() > 1
-            && pipeline::take_back_due(worker.head_started.elapsed(), worker.per_task)
-        {
-            self.take_back(worker, in_flight);
+        if pipeline::take_back_due(worker.head_started.elapsed(), worker.per_task) {
+            self.cut(worker, &mut in_flight[0]);
+            if in_flight.len() > 1 {
+                self.take_back(worker, in_flight);
+            }
         }
         if let Some(limit) = config.max_memory {
             if let Some(rss) = sys::resident_bytes(worker.process.pid()) {
@@ -700,15 +767,26 @@ impl Supervisor {
                 nanos,
                 len,
             } => {
+                // Records already delivered from the journal come first: skipped.
+                let overlap = (head.received - head.answered).min(count);
+                head.answered += count;
+                let ran = head.answered;
                 let batch = head.job.batch_mut().expect("a batch was expected");
-                let timing = last.then_some((nanos, head.received + batch.len()));
-                if count > 0 {
+                let timing = last.then_some((nanos, ran));
+                let fresh = count - overlap;
+                if fresh > 0 {
                     frame.truncate(len);
+                    let skip = batch::prefix_len(&frame, overlap).expect("checked records");
+                    frame.drain(..skip);
                     let records = frame;
-                    batch.deliver(Segment::Records { count, records }, timing);
+                    let segment = Segment::Records {
+                        count: fresh,
+                        records,
+                    };
+                    batch.deliver(segment, timing);
                 }
-                head.received += count;
-                Answer::Batch { count, last }
+                head.received += fresh;
+                Answer::Batch { count, fresh, last }
             }
         }
     }
@@ -753,7 +831,9 @@ fn expected(head: &InFlight, ready: bool) -> Expected {
         (true, false) => Expected::Single { id },
         (true, true) => Expected::Batch {
             id,
-            left: head.job.tasks(),
+            // Those delivered from its journal, the worker has yet to answer for.
+            left: head.job.tasks() + (head.received - head.answered),
+            may_end_early: head.cut,
         },
     }
 }

@@ -202,7 +202,10 @@ fn serve(mut end: WorkerEnd, start: Start, fate: &Fate, n: usize) {
             }
             _ => continue,
         };
-        if journal.as_ref().is_some_and(|j: &Journal| !j.take_up()) {
+        if journal
+            .as_ref()
+            .is_some_and(|j: &Journal| j.take_up().is_none())
+        {
             fate.refused.fetch_add(1, Ordering::SeqCst);
             let refused = frame::header_only(&Response::Skipped { id });
             if end.send(&refused).is_err() {

@@ -60,8 +60,13 @@ pub(super) struct InFlight {
     /// the journal counted fewer jobs taken up.
     pub(super) number: Option<u64>,
     pub(super) skip_sent: Option<Instant>,
-    /// A batch's tasks answered by this worker so far.
+    /// A batch's tasks delivered so far: answered by this worker, or read from its
+    /// journal while a later task ran.
     pub(super) received: usize,
+    /// A batch's tasks this worker has answered for so far.
+    pub(super) answered: usize,
+    /// The slot tried to cut the batch short: its last answer may end early.
+    pub(super) cut: bool,
     /// A batch's tasks that the journal showed done at the last look.
     pub(super) seen: u64,
 }
@@ -73,6 +78,8 @@ impl InFlight {
             number: None,
             skip_sent: None,
             received: 0,
+            answered: 0,
+            cut: false,
             seen: 0,
         }
     }

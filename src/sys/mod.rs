@@ -15,6 +15,8 @@
 //!   `end_own_group`.
 //! - Limits and usage: `limit_memory` (data segment), `disable_core_dumps`,
 //!   `resident_bytes` (of a live pid), `thread_count` (of this process).
+//! - Ordering: `barrier_everywhere` (a memory barrier in every running thread, for
+//!   the slow side of an asymmetric handshake; `Err` where the kernel has none).
 //! - Memory: `SharedMemory` (`create_sealed`, `map_sealed`, `map`, `fd`, `len`, `as_ptr`:
 //!   a size-sealed region shared by descriptor); `zeroed_bytes` (large zeroed buffers).
 //! - Sockets, with descriptors attached: on a stream, `send_nonblocking`,

@@ -8,7 +8,8 @@
 //! start), and the records only once the worker is dead.
 //!
 //! ```text
-//! header: batch id | done | base | bytes | taken up | refused from   (six u64)
+//! header: batch id | done | base | bytes | taken up | refused from | begun | cut
+//!         (eight u64)
 //! data:   the records of tasks base..done, `bytes` long (wire::batch records)
 //! ```
 //!
@@ -30,6 +31,15 @@
 //! the job, the parent sees it taken up and keeps it. (Both may see each other: then
 //! the worker refuses a job the parent kept, and the parent, reading `Skipped` for a
 //! job nobody cancelled, gives it back.)
+//!
+//! The last two cut a running batch short the same way, task by task: before task `i`
+//! of the batch it took up as job `n`, the worker stores `begun` (`n` and `i + 1`),
+//! then reads `cut`: set for job `n` at `k <= i`, it begins no more tasks and ends the
+//! batch's answer there. The parent stores `cut`, then reads `begun`. A check at every
+//! task must cost next to nothing, so the worker orders its store and load with a
+//! compiler fence only, and the parent, rarely, with a barrier in every running thread
+//! (`sys::barrier_everywhere`), which gives the same guarantee as a fence on both
+//! sides. A parent without that barrier does not cut.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -48,6 +58,20 @@ const BASE: usize = 2;
 const BYTES: usize = 3;
 const TAKEN_UP: usize = 4;
 const REFUSED_FROM: usize = 5;
+const BEGUN: usize = 6;
+const CUT: usize = 7;
+
+/// A job's number and a task count in one word: the number's low 32 bits, then the
+/// count's (a batch holds at most 65,536 tasks; two jobs of one worker 2^32 apart are
+/// never both in question).
+fn tag(number: u64, tasks: usize) -> u64 {
+    (number << 32) | (tasks as u64 & 0xffff_ffff)
+}
+
+/// The job number's part of a [`tag`], and its count.
+fn untag(word: u64) -> (u64, usize) {
+    (word >> 32, (word & 0xffff_ffff) as usize)
+}
 const HEADER: usize = 64;
 
 /// One worker's journal, as either side maps it.
@@ -127,12 +151,25 @@ impl Journal {
         true
     }
 
-    /// Counts one more job taken up (the next by number); `false` if it is refused
-    /// (see the module's notes): the worker answers `Skipped` and does not run it.
-    pub(crate) fn take_up(&self) -> bool {
+    /// Counts one more job taken up (the next by number): its number, or `None` if it
+    /// is refused (see the module's notes): the worker answers `Skipped` and does not
+    /// run it.
+    pub(crate) fn take_up(&self) -> Option<u64> {
         let number = self.word(TAKEN_UP).fetch_add(1, Ordering::SeqCst) + 1;
         let refused_from = self.word(REFUSED_FROM).load(Ordering::SeqCst);
-        refused_from == 0 || number < refused_from
+        (refused_from == 0 || number < refused_from).then_some(number)
+    }
+
+    /// Whether task `index` of the batch taken up as job `number` may begin: `false`
+    /// once the parent has cut the batch at or before it (see the module's notes).
+    pub(crate) fn may_begin(&self, number: u64, index: usize) -> bool {
+        self.word(BEGUN)
+            .store(tag(number, index + 1), Ordering::Relaxed);
+        // The parent's barrier stands for the fence on this side.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        let cut = self.word(CUT).load(Ordering::Relaxed);
+        let (cut_number, from) = untag(cut);
+        cut == 0 || cut_number != number & 0xffff_ffff || index < from
     }
 
     /// Tasks before `base` were sent to the parent: the data area starts over.
@@ -164,6 +201,24 @@ impl Journal {
         self.word(TAKEN_UP).load(Ordering::SeqCst) < from
     }
 
+    /// Cuts the batch running as job `number` before its task `from`: `true` if the
+    /// worker had not begun that task, and so will begin none from it on. On `false`
+    /// (it had, or the kernel has no barrier for it) it may stop at a later task
+    /// still; lift the cut at once.
+    pub(crate) fn cut(&self, number: u64, from: usize) -> bool {
+        self.word(CUT).store(tag(number, from), Ordering::Relaxed);
+        if crate::sys::barrier_everywhere().is_err() {
+            return false;
+        }
+        let (begun_number, begun) = untag(self.word(BEGUN).load(Ordering::Relaxed));
+        begun_number == number & 0xffff_ffff && begun <= from
+    }
+
+    /// Tasks may begin again past any cut.
+    pub(crate) fn lift_cut(&self) {
+        self.word(CUT).store(0, Ordering::Relaxed);
+    }
+
     /// Jobs may be taken up again, by number, past any refusal.
     pub(crate) fn lift_refusal(&self) {
         self.word(REFUSED_FROM).store(0, Ordering::SeqCst);
@@ -173,6 +228,22 @@ impl Journal {
     /// skipped or refused): job `n` had not begun when this was below `n`.
     pub(crate) fn taken_up(&self) -> u64 {
         self.word(TAKEN_UP).load(Ordering::SeqCst)
+    }
+
+    /// The records of batch `id` from task `from` to those done so far, read while its
+    /// worker runs (on a task that takes long, say). `None` if there are none, if some
+    /// of them were already sent in an answer not yet read (`from` is before the data
+    /// area's base), or if the worker moved on while they were copied.
+    pub(crate) fn peek(&self, id: u64, from: usize) -> Option<Recovered> {
+        let before = self.word(ID).load(Ordering::Acquire);
+        let base = self.word(BASE).load(Ordering::Acquire);
+        let found = self.recover(id, usize::MAX, from)?;
+        // The data area is rewritten only after `base` moves, or a new batch begins.
+        std::sync::atomic::fence(Ordering::Acquire);
+        let unchanged = self.word(BASE).load(Ordering::Acquire) == base
+            && self.word(ID).load(Ordering::Acquire) == before;
+        (unchanged && before == id && found.done > from && !found.records.is_empty())
+            .then_some(found)
     }
 
     /// What the journal holds of batch `id` of `count` tasks, once its worker is dead,
@@ -235,20 +306,59 @@ mod tests {
     #[test]
     fn jobs_not_taken_up_are_refused_once_taken_back() {
         let (parent, worker) = pair();
-        assert!(worker.take_up(), "job 1 runs");
+        assert_eq!(worker.take_up(), Some(1), "job 1 runs");
         assert_eq!(parent.taken_up(), 1);
         // Job 2 is running, 3 and 4 are behind it.
-        assert!(worker.take_up());
+        assert_eq!(worker.take_up(), Some(2));
         assert!(parent.refuse_from(3), "3 was not taken up");
-        assert!(!worker.take_up(), "3 is refused");
-        assert!(!worker.take_up(), "4 is refused");
+        assert_eq!(worker.take_up(), None, "3 is refused");
+        assert_eq!(worker.take_up(), None, "4 is refused");
         parent.lift_refusal();
-        assert!(worker.take_up(), "5, sent after the lift, runs");
+        assert_eq!(worker.take_up(), Some(5), "5, sent after the lift, runs");
         // Too late: 6 was taken up before the parent tried.
-        assert!(worker.take_up());
+        assert_eq!(worker.take_up(), Some(6));
         assert!(!parent.refuse_from(6));
         parent.lift_refusal();
         assert_eq!(parent.taken_up(), 6);
+    }
+
+    #[test]
+    fn a_batch_cut_before_a_task_begins_no_task_from_there() {
+        let (parent, worker) = pair();
+        // Job 3, a batch: tasks 0 and 1 begun, 1 runs long.
+        assert!(worker.may_begin(3, 0) && worker.may_begin(3, 1));
+        assert!(parent.cut(3, 2), "task 2 had not begun");
+        assert!(!worker.may_begin(3, 2), "nor does it now");
+        // A cut of job 3 says nothing of job 4.
+        assert!(worker.may_begin(4, 2));
+        parent.lift_cut();
+        // Too late: task 5 of job 4 has begun; lifted, the batch goes on.
+        assert!(worker.may_begin(4, 5));
+        assert!(!parent.cut(4, 5));
+        parent.lift_cut();
+        assert!(worker.may_begin(4, 6));
+    }
+
+    #[test]
+    fn the_parent_reads_finished_records_while_the_batch_runs() {
+        let (parent, mut worker) = pair();
+        worker.begin(8);
+        assert_eq!(parent.peek(8, 0), None, "nothing done yet");
+        for n in 0..3 {
+            assert!(worker.record(&record(n)));
+        }
+        let found = parent.peek(8, 1).unwrap();
+        assert_eq!(found.done, 3);
+        let mut expected = record(1);
+        expected.extend(record(2));
+        assert_eq!(found.records, expected);
+        assert_eq!(parent.peek(7, 0), None, "another batch");
+        assert_eq!(parent.peek(8, 3), None, "nothing new");
+        // Sent in an answer the parent has not read yet: not read twice over.
+        worker.sent_up_to(3);
+        assert!(worker.record(&record(3)));
+        assert_eq!(parent.peek(8, 2), None);
+        assert_eq!(parent.peek(8, 3).unwrap().records, record(3));
     }
 
     #[test]

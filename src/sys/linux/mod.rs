@@ -1,6 +1,7 @@
 //! Linux implementation of the `sys` contract, one mechanism per file. This file only
 //! declares the modules and re-exports what the contract names.
 
+mod barrier;
 mod fds;
 mod lifeline;
 mod limits;
@@ -10,6 +11,7 @@ mod process;
 mod signals;
 mod socket;
 
+pub(crate) use self::barrier::barrier_everywhere;
 pub(crate) use self::fds::{
     adopt_inherited_fd, bytes_unread, file_id, inherit_fd, is_peer_gone, is_reset,
     nonblocking_pipe, read_nonblocking, set_nonblocking, write_nonblocking, Nonblocking,
