@@ -85,7 +85,7 @@ fn impostor() {
         // `Response::Output { id, fds: 1 }` and its length.
         let shared_output = [1, 0, 16, 1, run_id, 1, 3, 0, 0, 0];
         match mode.as_str() {
-            // `Response::Batch { id, count: 2, last: true, nanos: 0 }`, no records: the
+            // `Response::Records { id, count: 2, last: true, nanos: 0 }`, no records: the
             // batch held one task.
             "batch-overcount" => reply(&[4, batch_id.unwrap(), 2, 1, 0, 5, 0, 0, 0]),
             // The same for one task, with three bytes that are not a record.

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::pool::map::BATCH_TIME;
+use crate::wire::batch::BATCH_TIME;
 
 /// How long the records of finished tasks may wait in the worker while their batch
 /// runs on. A batch that runs as estimated ends within it and goes in one frame: a

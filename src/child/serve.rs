@@ -372,7 +372,7 @@ fn run_batch(
         held = 1;
         journal.sent_up_to(index as usize);
         if !journal.record(&out) {
-            let part = Response::Batch {
+            let part = Response::Records {
                 id,
                 count: 1,
                 last: index + 1 == count,
@@ -395,7 +395,7 @@ fn run_batch(
     if answered {
         return Ok(Ok(()));
     }
-    let last = Response::Batch {
+    let last = Response::Records {
         id,
         count: held,
         last: true,
@@ -407,7 +407,7 @@ fn run_batch(
 /// A partial answer to batch `id`, of `count` records, the batch having begun at
 /// `started` by `clock`.
 fn partial(id: u64, count: u32, started: Instant, clock: fn() -> Instant) -> Response {
-    Response::Batch {
+    Response::Records {
         id,
         count,
         last: false,
@@ -508,7 +508,7 @@ mod tests {
         let mut answers = Vec::new();
         while let Ok(frame) = parent.recv_timeout(std::time::Duration::ZERO) {
             let (response, len) = frame::decode::<Response>(&frame).unwrap();
-            let Response::Batch {
+            let Response::Records {
                 id: 4, count, last, ..
             } = response
             else {

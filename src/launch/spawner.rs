@@ -1,6 +1,12 @@
 //! [`Spawner`]: starting one more worker, by exec'ing it or by asking the fork server
 //! for one, and [`Spawning`], a worker on its way until its process is known.
+//!
+//! [`Starter`] is how a slot gets a worker: the one seam between the supervisor and
+//! this folder. The pool's starter is the `Spawner`; the supervisor's tests put a
+//! scripted stand-in there and drive every state of the slot without a process
+//! (`slot/scripted.rs`), as tokio's reaper is tested against a `MockWait`.
 
+use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -12,7 +18,6 @@ use super::Launch;
 use crate::child::test_entry::worker_args;
 use crate::link::ParentEnd;
 use crate::slot::process::WorkerProcess;
-use crate::slot::starter::Starter;
 use crate::sys;
 use crate::wire::env;
 
@@ -102,4 +107,18 @@ pub(crate) enum Spawning {
     Exec(WorkerProcess),
     Asked(Asked),
     Prestarted(Prestarted),
+}
+
+/// Starts workers for the slots.
+pub(crate) trait Starter: Send + Sync + fmt::Debug {
+    /// The program workers run, for messages.
+    fn program(&self) -> String;
+    /// A worker already started for a slot's first start, with its link (its `Setup`
+    /// in it already); its process comes from [`finish`](Self::finish).
+    fn take_prestarted(&self) -> Option<(ParentEnd, Spawning)>;
+    /// Starts a worker on `socket`, its end of a new link that holds its `Setup`.
+    fn start(&self, socket: OwnedFd) -> io::Result<Spawning>;
+    /// The process of a worker on its way. A slot may send into the link between
+    /// [`start`](Self::start) and this.
+    fn finish(&self, spawning: Spawning) -> io::Result<WorkerProcess>;
 }

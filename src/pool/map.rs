@@ -18,7 +18,6 @@ use std::fmt;
 use std::iter::Fuse;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::de::DeserializeOwned;
@@ -29,12 +28,9 @@ use super::window::{self, Ledger, Limits, Load};
 use super::Pool;
 use crate::error::{Direction, Side, TaskError};
 use crate::task::{self, Task, TaskTypes};
-use crate::wire::batch::{self, Record};
+use crate::wire::batch::{self, Record, BATCH_TIME};
 use crate::wire::codec;
 
-/// About how long one batch should keep a worker busy: long enough that the cost of a
-/// batch (frames, wake-ups) is small beside it, short enough to balance the work.
-pub(crate) const BATCH_TIME: Duration = Duration::from_millis(1);
 /// Most tasks in one batch.
 pub(crate) const MAX_BATCH_TASKS: usize = 65_536;
 /// A batch stops growing once its inputs' encodings reach this size.

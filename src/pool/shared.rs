@@ -9,9 +9,9 @@ use crossbeam_channel::{Receiver, Sender};
 use super::config::Config;
 use super::gate::Gate;
 use super::job::Job;
+use crate::launch::spawner::Starter;
 use crate::output::reader::OutputReader;
 use crate::slot::reaper::Reaper;
-use crate::slot::starter::Starter;
 
 /// What the pool and its supervisor threads share.
 #[derive(Debug)]

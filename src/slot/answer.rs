@@ -38,7 +38,7 @@ pub(crate) enum Classified {
     Skipped,
     /// The records of the batch's next `count` tasks (the first `len` bytes, checked
     /// well formed); `last` on its final answer, the batch having run `nanos`.
-    Batch {
+    Records {
         count: usize,
         last: bool,
         nanos: u64,
@@ -83,7 +83,7 @@ pub(crate) fn classify(frame: &[u8], expected: Expected) -> Classified {
         (Ok((Response::Skipped { id: got }, _)), _) if got == id => Classified::Skipped,
         (
             Ok((
-                Response::Batch {
+                Response::Records {
                     id: got,
                     count,
                     last,
@@ -104,7 +104,7 @@ pub(crate) fn classify(frame: &[u8], expected: Expected) -> Classified {
             if !batch::records_are_well_formed(&frame[..len], count) {
                 return broken(format!("batch #{id} sent malformed records"));
             }
-            Classified::Batch {
+            Classified::Records {
                 count,
                 last,
                 nanos,
@@ -119,7 +119,7 @@ pub(crate) fn classify(frame: &[u8], expected: Expected) -> Classified {
                 Response::Output { id: got, .. }
                 | Response::Failure { id: got, .. }
                 | Response::Skipped { id: got }
-                | Response::Batch { id: got, .. },
+                | Response::Records { id: got, .. },
                 _,
             )),
             _,
@@ -197,7 +197,7 @@ mod tests {
             &classify(&ready(PROTOCOL), single),
             "second Ready"
         ));
-        let batch_answer = header_only(&Response::Batch {
+        let batch_answer = header_only(&Response::Records {
             id: 4,
             count: 0,
             last: true,
@@ -217,7 +217,7 @@ mod tests {
         }
         seal(
             payload,
-            &Response::Batch {
+            &Response::Records {
                 id: 8,
                 count,
                 last,
@@ -236,7 +236,7 @@ mod tests {
         let two = batch_answer(2, false, &[1, 2]);
         assert!(matches!(
             classify(&two, expected),
-            Classified::Batch {
+            Classified::Records {
                 count: 2,
                 last: false,
                 nanos: 77,
@@ -246,7 +246,7 @@ mod tests {
         let all = batch_answer(3, true, &[1, 2, 3]);
         assert!(matches!(
             classify(&all, expected),
-            Classified::Batch {
+            Classified::Records {
                 count: 3,
                 last: true,
                 ..
@@ -275,7 +275,7 @@ mod tests {
             let records: Vec<u32> = (0..count).collect();
             let answer = batch_answer(count, last, &records);
             assert!(
-                matches!(classify(&answer, cut), Classified::Batch { .. }),
+                matches!(classify(&answer, cut), Classified::Records { .. }),
                 "{count} {last}"
             );
         }

@@ -1,15 +1,14 @@
-//! A busy slot: keeping jobs flowing to its worker, reading its answers, watching it
-//! every tick (cancel, deadline, memory, death), and settling a loss by the rules of
-//! [`loss`].
+//! The `Greeting` and `Busy` states: waiting for a new worker's `Ready`; keeping jobs
+//! flowing to a ready worker, reading its answers, and watching it every tick (cancel,
+//! deadline, memory, death, a task that runs too long). A loss goes to `lost.rs`.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::answer::{classify, Classified, Expected};
 use super::event::{Event, ExitCause};
-use super::loss::{self, Loss, Verdict};
 use super::pipeline;
 use super::state::{Backlog, State};
 use super::supervisor::{Supervisor, TAIL_WAIT, TICK};
@@ -19,17 +18,17 @@ use crate::link::RecvError;
 use crate::pool::job::{Encoded, Job, RawOutcome, Segment};
 use crate::sys;
 use crate::wire::batch;
-use crate::wire::frame::{self, Request, Response};
+use crate::wire::frame::{self, Request};
 use crate::wire::journal::Journal;
 
 /// What happened to the job at the head.
-enum Answer {
+pub(super) enum Answer {
     /// A single task's outcome; the worker lives on.
     Outcome(RawOutcome),
     /// The worker answered for `count` more tasks of a batch, `fresh` of which were
     /// delivered now (the others had been, from its journal); `last` on its final
     /// answer.
-    Batch {
+    Records {
         count: usize,
         fresh: usize,
         last: bool,
@@ -177,93 +176,9 @@ impl Supervisor {
         }
     }
 
-    /// The worker is gone: takes what it sent before it went, then settles the jobs it
-    /// held by the rules of [`loss`] (`ready`: it had said `Ready`).
-    pub(super) fn lost(
-        &self,
-        mut worker: Worker,
-        mut in_flight: VecDeque<InFlight>,
-        mut backlog: Backlog,
-        error: TaskError,
-        ready: bool,
-    ) -> State {
-        // Answers it sent before it went may still be unread: take them first, so
-        // finished tasks keep their outcomes.
-        let target = in_flight.front().map(|f| f.job.id);
-        let mut ready_after = ready;
-        self.drain(&mut worker, &mut in_flight, &mut ready_after);
-        // Still not ready, or killed for its start (deadline, bad frame) although a
-        // `Ready` turned up in the drain: a failed start either way.
-        if loss::is_failed_start(ready, ready_after, error.is_crash()) {
-            // No task ran; all go back.
-            let message = match error {
-                TaskError::WorkerStart { message } | TaskError::Link { message } => message,
-                TaskError::Protocol { .. } => {
-                    "worker answered its set-up with a malformed frame".to_owned()
-                }
-                _ => self.died_starting(&mut worker),
-            };
-            let failures = worker.start_failures;
-            self.exited(worker, ExitCause::FailedStart(message.clone()));
-            for rest in in_flight.into_iter().rev() {
-                backlog.push_front(rest.job);
-            }
-            return self.start_failed(failures, message, backlog);
-        }
-        // The running task takes the error: the head's (for a batch, the journal,
-        // read now that the worker is dead, says which of its tasks had finished).
-        // The tasks behind it never started and go back to the backlog, in order,
-        // for the next worker. If the head's answer turned up and the worker was
-        // killed for that head (deadline, cancel, memory), the task it had moved
-        // on to is not to blame and runs again.
-        // A head numbered past what the worker took up had not begun: no blame.
-        let began = in_flight
-            .front()
-            .is_none_or(|head| worker.may_have_begun(head.number));
-        let journal = worker.journal.take();
-        let pid = worker.process.pid();
-        self.exited(worker, ExitCause::Lost(error.clone()));
-        let Some(head) = in_flight.pop_front() else {
-            return State::Exited { backlog };
-        };
-        let was_head = Some(head.job.id) == target;
-        for rest in in_flight.into_iter().rev() {
-            backlog.push_front(rest.job);
-        }
-        let salvaged = self.salvage(head, pid, journal.as_ref(), &mut backlog);
-        let Some(mut crashed) = salvaged else {
-            return State::Exited { backlog };
-        };
-        let verdict = loss::verdict(Loss {
-            crash: error.is_crash(),
-            retryable: error.is_retryable(),
-            was_head,
-            began,
-            attempts: crashed.attempts,
-            retries: crashed.options.retries,
-            terminating: self.shared.is_terminating(),
-        });
-        match verdict {
-            Verdict::Closed => {
-                self.fail(crashed, Some(pid), TaskError::PoolClosed);
-                return State::Terminating {
-                    worker: None,
-                    backlog,
-                };
-            }
-            Verdict::Requeue => backlog.push_front(crashed),
-            Verdict::Retry => {
-                crashed.attempts += 1;
-                backlog.push_front(crashed);
-            }
-            Verdict::Fail => self.fail(crashed, Some(pid), error),
-        }
-        State::Exited { backlog }
-    }
-
     /// Records what an answer meant for the head job; `Some` with the error when the
     /// worker is lost.
-    fn settle(
+    pub(super) fn settle(
         &self,
         worker: &mut Worker,
         in_flight: &mut VecDeque<InFlight>,
@@ -288,7 +203,7 @@ impl Supervisor {
                 done.job.complete(outcome);
                 worker.finished(1);
             }
-            Answer::Batch { count, fresh, last } => {
+            Answer::Records { count, fresh, last } => {
                 let head = &in_flight.front().expect("a head").job;
                 if fresh > 0 {
                     self.job_finished(worker, head, fresh, || Ok(()));
@@ -325,70 +240,8 @@ impl Supervisor {
         None
     }
 
-    /// Takes the answers a lost worker sent before it went and that are still unread;
-    /// `ready` becomes true if its `Ready` is among them.
-    fn drain(&self, worker: &mut Worker, in_flight: &mut VecDeque<InFlight>, ready: &mut bool) {
-        while let Some(head) = in_flight.front_mut() {
-            let Ok(frame) = worker.link.recv_timeout(Duration::ZERO) else {
-                return;
-            };
-            let answer = self.answer(worker, head, frame, expected(head, *ready));
-            *ready |= matches!(answer, Answer::Ready);
-            if self.settle(worker, in_flight, answer).is_some() {
-                return;
-            }
-        }
-    }
-
-    /// After the worker running `head` died: delivers what the journal shows finished
-    /// of a batch, puts the batch's tasks after the running one in the backlog, and
-    /// returns the job of the task that was running (`None` if none was: the batch had
-    /// finished).
-    fn salvage(
-        &self,
-        head: InFlight,
-        pid: u32,
-        journal: Option<&Journal>,
-        backlog: &mut Backlog,
-    ) -> Option<Job> {
-        let InFlight {
-            mut job, received, ..
-        } = head;
-        let id = job.id;
-        let Some(batch) = job.batch_mut() else {
-            return Some(job);
-        };
-        let sent = received + batch.len();
-        if let Some(found) = journal.and_then(|j| j.recover(id, sent, received)) {
-            let count = found.done.saturating_sub(received);
-            if count > 0 {
-                let records = found.records;
-                batch.deliver(Segment::Records { count, records }, None);
-                self.emit(|slot| Event::JobFinished {
-                    slot,
-                    pid: Some(pid),
-                    job: id,
-                    tasks: count,
-                    outcome: Ok(()),
-                });
-            }
-        }
-        match batch.len() {
-            0 => {
-                job.finish();
-                None
-            }
-            1 => Some(job),
-            _ => {
-                let running = job.split_front(1, self.shared.new_id());
-                backlog.push_front(job);
-                running
-            }
-        }
-    }
-
     /// `tasks` tasks of `job`, on `worker`, have the outcome `outcome` makes.
-    fn job_finished(
+    pub(super) fn job_finished(
         &self,
         worker: &Worker,
         job: &Job,
@@ -403,108 +256,6 @@ impl Supervisor {
             tasks,
             outcome: outcome(),
         });
-    }
-
-    /// Delivers the records of the head batch's tasks that the journal shows finished
-    /// and the worker has not answered for yet (it will, and they are skipped then).
-    fn deliver_finished(&self, worker: &Worker, head: &mut InFlight) {
-        let Some(journal) = &worker.journal else {
-            return;
-        };
-        let Some(found) = journal.peek(head.job.id, head.received) else {
-            return;
-        };
-        let count = found.done - head.received;
-        let Some(batch) = head.job.batch_mut() else {
-            return;
-        };
-        let records = found.records;
-        batch.deliver(Segment::Records { count, records }, None);
-        head.received += count;
-        self.job_finished(worker, &head.job, count, || Ok(()));
-    }
-
-    /// The head batch's running task has run well past what its jobs take: the tasks
-    /// after it go to other workers, unless the worker has begun the next one already
-    /// (see `wire::journal`).
-    fn cut(&self, worker: &Worker, head: &mut InFlight) {
-        let (Some(journal), Some(number)) = (&worker.journal, head.number) else {
-            return;
-        };
-        let Some(running) = journal.progress(head.job.id) else {
-            return;
-        };
-        let from = usize::try_from(running)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
-        if from >= head.received + head.job.tasks() {
-            return;
-        }
-        head.cut = true;
-        if !journal.cut(number, from) {
-            journal.lift_cut();
-            return;
-        }
-        if let Some(rest) = head
-            .job
-            .split_back(from - head.received, self.shared.new_id())
-        {
-            self.shared.give_back(rest);
-        }
-    }
-
-    /// The head has run well past what its jobs take: the jobs queued behind it go to
-    /// other workers, unless this one has taken them up already (see `wire::journal`).
-    fn take_back(&self, worker: &mut Worker, in_flight: &mut VecDeque<InFlight>) {
-        let (Some(journal), Some(from)) = (&worker.journal, in_flight[1].number) else {
-            return;
-        };
-        if !journal.refuse_from(from) {
-            // It has moved on past the head meanwhile: nothing to take back. It may
-            // refuse a job still, which then comes back as `Skipped` (see `settle`).
-            journal.lift_refusal();
-            return;
-        }
-        for taken in in_flight.drain(1..) {
-            worker.taken_back.push_back(taken.job.id);
-            self.shared.give_back(taken.job);
-        }
-    }
-
-    /// Waits a tick for the worker's `Skipped` for `id`, the first of the jobs taken
-    /// back from it; once all have come, it may take up jobs again. `Err` when the
-    /// worker is lost (no task of its own was running, so none is blamed).
-    fn refusal(&self, worker: &mut Worker, id: u64) -> Result<(), TaskError> {
-        match worker.link.recv_timeout(TICK) {
-            Ok(frame) => match frame::decode::<Response>(&frame) {
-                Ok((Response::Skipped { id: got }, _)) if got == id => {
-                    worker.taken_back.pop_front();
-                    if let (true, Some(journal)) = (worker.taken_back.is_empty(), &worker.journal) {
-                        journal.lift_refusal();
-                    }
-                    Ok(())
-                }
-                _ => {
-                    worker.process.kill();
-                    Err(TaskError::Protocol {
-                        message: format!("expected the refusal of job #{id} taken back"),
-                    })
-                }
-            },
-            Err(RecvError::Closed) => Err(self.crashed(worker, None)),
-            Err(RecvError::Broken(message)) => {
-                worker.process.kill();
-                Err(TaskError::Link { message })
-            }
-            Err(RecvError::Timeout) if self.shared.is_terminating() => {
-                worker.process.kill();
-                Err(TaskError::PoolClosed)
-            }
-            Err(RecvError::Timeout) => match worker.process.try_wait() {
-                Some(_) => Err(self.crashed(worker, None)),
-                None => Ok(()),
-            },
-        }
     }
 
     /// How many more tasks this worker may be sent before it is due for recycling.
@@ -723,7 +474,7 @@ impl Supervisor {
 
     /// Reads a response frame, `expected` for the head job. A frame that breaks the
     /// protocol costs the worker.
-    fn answer(
+    pub(super) fn answer(
         &self,
         w: &mut Worker,
         head: &mut InFlight,
@@ -761,7 +512,7 @@ impl Supervisor {
                 Answer::Outcome(Err(failure.into_error(|| types.describe())))
             }
             Classified::Skipped => Answer::Skipped,
-            Classified::Batch {
+            Classified::Records {
                 count,
                 last,
                 nanos,
@@ -786,7 +537,7 @@ impl Supervisor {
                     batch.deliver(segment, timing);
                 }
                 head.received += fresh;
-                Answer::Batch { count, fresh, last }
+                Answer::Records { count, fresh, last }
             }
         }
     }
@@ -824,7 +575,7 @@ impl Supervisor {
 
 /// What the slot waits for from a worker (`ready`: it has said `Ready`) whose head job
 /// is `head`.
-fn expected(head: &InFlight, ready: bool) -> Expected {
+pub(super) fn expected(head: &InFlight, ready: bool) -> Expected {
     let id = head.job.id;
     match (ready, head.job.is_batch()) {
         (false, _) => Expected::Ready,

@@ -18,10 +18,9 @@ use crossbeam_channel::Sender;
 
 use super::event::{Event, Events, ExitCause};
 use super::process::{Pipes, Reap, WorkerProcess};
-use super::starter::Starter;
 use super::supervisor::Supervisor;
 use crate::error::TaskError;
-use crate::launch::spawner::Spawning;
+use crate::launch::spawner::{Spawning, Starter};
 use crate::link::{ParentEnd, WorkerEnd};
 use crate::pool::job::{Encoded, Job, Ticket, Work};
 use crate::pool::shared::Shared;

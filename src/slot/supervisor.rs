@@ -4,10 +4,11 @@
 //! `docs/ARCHITECTURE.md`).
 //!
 //! The states live in files of their own: starting a worker and failed starts in
-//! `start.rs`, a busy worker and its losses in `busy.rs`; waiting idle, sending a job,
-//! retiring, terminating and giving up here. The decisions they take are pure
-//! functions (`answer.rs`, `loss.rs`, `pipeline.rs`); each job's outcome is decided
-//! in this slot, exactly once.
+//! `start.rs`, a greeting or busy worker in `busy.rs` (a slow task's work taken back in
+//! `take_back.rs`), a lost one in `lost.rs`; waiting idle, sending a job, retiring,
+//! terminating and giving up here. The decisions they take are pure functions
+//! (`answer.rs`, `loss.rs`, `pipeline.rs`); each job's outcome is decided in this slot,
+//! exactly once.
 
 use std::collections::VecDeque;
 use std::io;

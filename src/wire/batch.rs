@@ -1,5 +1,5 @@
 //! The payloads of batch frames: many tasks in one `Batch` request, many outcomes in one
-//! `Batch` response.
+//! `Records` response; and [`BATCH_TIME`], what both sides take a batch to last.
 //!
 //! Both are sequences of length-prefixed entries (`u32` little endian), so that each
 //! entry is decoded from exactly its own bytes: one entry whose type reads more or fewer
@@ -7,8 +7,16 @@
 //! encoding); a response holds one record per task, in order: `tag | body`, where the
 //! tag says whether the body is the task's encoded output or its encoded [`Failure`].
 
+use std::time::Duration;
+
 use super::codec;
 use super::frame::Failure;
+
+/// About how long one batch should keep a worker busy: the map sizes batches to it, and
+/// a worker whose batch runs well past it answers for what it has finished. Long
+/// enough that the cost of a batch (frames, wake-ups) is small beside it, short enough
+/// to balance the work.
+pub(crate) const BATCH_TIME: Duration = Duration::from_millis(1);
 
 const LEN: usize = 4;
 /// Record tag: the body is the encoded output.

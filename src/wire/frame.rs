@@ -47,7 +47,7 @@ pub(crate) enum Request {
     /// place.
     Skip { id: u64 },
     /// Run `count` tasks named `task`, one after the other; the payload holds their
-    /// encodings (see [`batch`](super::batch)). Answered by `Batch` responses.
+    /// encodings (see [`batch`](super::batch)). Answered by `Records` responses.
     Batch {
         id: u64,
         task: String,
@@ -84,7 +84,7 @@ pub(crate) enum Response {
     },
     /// The records of the next `count` tasks of batch `id` (the payload); `last` on
     /// the batch's final response. The batch has been running for `nanos`.
-    Batch {
+    Records {
         id: u64,
         count: u32,
         last: bool,
