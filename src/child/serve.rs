@@ -316,13 +316,16 @@ fn run_batch(
     // The record of the last task went out on its own, as the batch's final answer.
     let mut answered = false;
     let mut entries = batch::Entries::new(items);
+    // Whether the parent has cut the batch before task `index` (see `wire::journal`).
+    let cut_before = |journal: Option<&Journal>, index: u32| match (journal, number) {
+        (Some(journal), Some(number)) => !journal.may_begin(number, index as usize),
+        _ => false,
+    };
     let mut cut = false;
     for index in 0..count {
-        if let (Some(journal), Some(number)) = (journal.as_deref(), number) {
-            if !journal.may_begin(number, index as usize) {
-                cut = true;
-                break;
-            }
+        if cut_before(journal.as_deref(), index) {
+            cut = true;
+            break;
         }
         let Some(Some(item)) = entries.next() else {
             eprintln!("procpool worker: batch #{id} holds fewer than its {count} tasks");
@@ -343,6 +346,11 @@ fn run_batch(
             // task, whose record goes with the final answer just after), and the
             // journal starts over, as when it fills up.
             if done < count && flush.is_due(done, clock) {
+                // Cut after this task: what it holds goes as the last answer.
+                if cut_before(journal.as_deref(), done) {
+                    cut = true;
+                    break;
+                }
                 let part = partial(id, held, started, clock);
                 if let Err(e) = link.send(&frame::seal(std::mem::take(&mut out), &part)) {
                     return Ok(Err(e));

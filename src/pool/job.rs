@@ -209,16 +209,22 @@ impl Job {
 }
 
 impl Job {
+    /// A batch goes by the id `id` from now on. (A single task's frame is encoded once,
+    /// its id inside; it keeps it.)
+    pub(crate) fn renumber(&mut self, id: u64) {
+        if let Work::Batch(batch) = &mut self.work {
+            self.id = id;
+            batch.reheader(id);
+        }
+    }
+
     /// Splits off the tasks of a batch after its first `keep` (0 < keep < tasks) as a
     /// job of their own, under the new id `id`, sharing this one's ticket; this job
     /// keeps its id. `None` for a single task, or if the entries cannot be read.
     pub(crate) fn split_back(&mut self, keep: usize, id: u64) -> Option<Job> {
         let front = self.split_front(keep, self.id)?;
         let mut back = std::mem::replace(self, front);
-        back.id = id;
-        if let Work::Batch(batch) = &mut back.work {
-            batch.reheader(id);
-        }
+        back.renumber(id);
         Some(back)
     }
 }

@@ -67,7 +67,14 @@ impl Shared {
     }
 
     /// Hands a job taken back from a worker to whichever slot looks for work next.
-    pub(crate) fn give_back(&self, job: Job) {
+    ///
+    /// A batch goes under a new id: the journal of the worker it was taken from may
+    /// still hold an earlier run of it under the old one, and the slot may send it to
+    /// that worker again.
+    pub(crate) fn give_back(&self, mut job: Job) {
+        if job.is_batch() {
+            job.renumber(self.new_id());
+        }
         self.returned.0.send(job).expect("the pool holds both ends");
     }
 

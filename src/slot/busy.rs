@@ -231,7 +231,7 @@ impl Supervisor {
                     // slot gave up taking it back. It did not run; another worker may.
                     self.shared.give_back(done.job);
                 }
-                worker.finished(0);
+                worker.skipped();
             }
         }
         if let Some(next) = in_flight.front() {

@@ -315,17 +315,30 @@ impl Supervisor {
             return;
         }
         self.shared.gate.set_broken();
-        while let Ok(job) = self.shared.queue.recv() {
-            // Already cancelled (a dropped map's batch): nothing is owed.
-            if !job.ticket.start() {
-                continue;
-            }
-            let error = if self.shared.is_terminating() {
+        let error = || {
+            if self.shared.is_terminating() {
                 TaskError::PoolClosed
             } else {
                 error.clone()
-            };
-            self.fail(job, None, error);
+            }
+        };
+        // Jobs handed back by a slot before it gave up too have started already; the
+        // queue's have not. No slot is left to hand any more back.
+        loop {
+            crossbeam_channel::select! {
+                recv(self.shared.returned()) -> job => {
+                    self.fail(job.expect("the pool holds both ends"), None, error());
+                }
+                recv(self.shared.queue) -> job => match job {
+                    // Already cancelled (a dropped map's batch): nothing is owed.
+                    Ok(job) if !job.ticket.start() => {}
+                    Ok(job) => self.fail(job, None, error()),
+                    Err(_) => break,
+                },
+            }
+        }
+        for job in self.shared.returned().try_iter() {
+            self.fail(job, None, error());
         }
     }
 

@@ -45,6 +45,13 @@ impl Worker {
         self.process.clear_stderr_tail();
     }
 
+    /// The head job was skipped, or refused: the next one has started. It ran nothing,
+    /// so the time per task is left as it was.
+    pub(super) fn skipped(&mut self) {
+        self.head_started = Instant::now();
+        self.process.clear_stderr_tail();
+    }
+
     /// The head batch answered for `tasks` of its tasks: the next of them has started.
     pub(super) fn progressed(&mut self, tasks: usize) {
         self.head_started = Instant::now();

@@ -3,9 +3,11 @@
 //! nothing that had finished.
 //!
 //! The parent makes the region and sends its descriptor (`Request::Journal`) before the
-//! worker's first batch of more than one task. The worker writes; the parent reads the
-//! progress counter while the worker runs (to time each task of the batch from its own
-//! start), and the records only once the worker is dead.
+//! worker's first batch of more than one task, or its first job sent behind another.
+//! The worker writes; the parent reads the progress counter while the worker runs (to
+//! time each task of the batch from its own start), the records of finished tasks
+//! while a long one runs (`peek`: the id and `base` read before and after the copy,
+//! like a sequence lock), and all of them once the worker is dead.
 //!
 //! ```text
 //! header: batch id | done | base | bytes | taken up | refused from | begun | cut
@@ -14,12 +16,12 @@
 //! ```
 //!
 //! `done` counts the batch's tasks that have an outcome, either here or already sent to
-//! the parent in a `Batch` response; records before `base` were sent. The worker writes
+//! the parent in a `Records` response; records before `base` were sent. The worker writes
 //! a record, then `bytes`, then `done`; it clears `bytes` and moves `done` before `base`.
 //! A worker killed between two stores leaves a journal that is short, never wrong.
 //!
-//! The last two words let the parent take back jobs queued behind a task that runs too
-//! long, without any chance that both this worker and another run them. Jobs sent
+//! `taken up` and `refused from` let the parent take back jobs queued behind a task that
+//! runs too long, without any chance that both this worker and another run them. Jobs sent
 //! after the journal are numbered from 1 in the order they were sent (the worker takes
 //! them up in that order). Before it begins one, run or skipped, the worker counts it
 //! in `taken up`, then reads `refused from`: a job numbered at or past it (when it is
@@ -32,7 +34,7 @@
 //! the worker refuses a job the parent kept, and the parent, reading `Skipped` for a
 //! job nobody cancelled, gives it back.)
 //!
-//! The last two cut a running batch short the same way, task by task: before task `i`
+//! `begun` and `cut` cut a running batch short the same way, task by task: before task `i`
 //! of the batch it took up as job `n`, the worker stores `begun` (`n` and `i + 1`),
 //! then reads `cut`: set for job `n` at `k <= i`, it begins no more tasks and ends the
 //! batch's answer there. The parent stores `cut`, then reads `begun`. A check at every
@@ -43,7 +45,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crate::sys::SharedMemory;
 use crate::wire::batch;
@@ -130,10 +132,16 @@ impl Journal {
 
     /// Starts the journal of batch `id`.
     pub(crate) fn begin(&mut self, id: u64) {
+        // No batch while the words are reset: a parent reading the journal live sees
+        // either the old batch whole, or none, or the new one.
+        self.word(ID).store(0, Ordering::Release);
         self.word(DONE).store(0, Ordering::Release);
         self.word(BASE).store(0, Ordering::Release);
         self.word(BYTES).store(0, Ordering::Release);
         self.word(ID).store(id, Ordering::Release);
+        // The records written from now on come after these stores for a reader that
+        // sees them (see `peek`).
+        fence(Ordering::Release);
     }
 
     /// Records the outcome of the next task. `false`, with nothing changed, if the
@@ -177,6 +185,8 @@ impl Journal {
         self.word(BYTES).store(0, Ordering::Release);
         self.word(DONE).store(base as u64, Ordering::Release);
         self.word(BASE).store(base as u64, Ordering::Release);
+        // The records rewritten from now on come after the new `base` (see `peek`).
+        fence(Ordering::Release);
     }
 
     // The parent's side.

@@ -51,6 +51,7 @@ fn crash_mid_batch(b: PoolBuilder, tasks: u64, crash_at: u64, pad: usize) {
         n,
         pad,
         crash: n == crash_at,
+        sleep_ms: 0,
     });
     let outs: Vec<_> = pool.map(inputs).collect();
     let runs = read_tally(&log);
@@ -121,6 +122,7 @@ fn crash_in_a_recycling_map(b: PoolBuilder, per_worker: u64) {
         n,
         pad: 0,
         crash: n == crash_at,
+        sleep_ms: 0,
     });
     let outs: Vec<_> = pool.map(inputs).collect();
     let runs = read_tally(&log);
@@ -338,6 +340,46 @@ const HANG_TIMEOUT: Duration = Duration::from_secs(3);
 /// reached the caller). They take milliseconds, so this leaves seconds of room on a
 /// loaded machine, while a task held back until the timeout cannot pass.
 const HANG_MARGIN: Duration = Duration::from_secs(1);
+
+/// Slow tasks (60 ms) among quick ones in a map: each slow one is cut from its batch
+/// once it has run 20 ms, and what follows it goes to the other worker. Every task
+/// still runs exactly once and succeeds, whether the worker's timed partial answer
+/// falls at the cut or not.
+pub(crate) fn slow_tasks_in_a_map_run_once_each(b: PoolBuilder) {
+    let pool = b.workers(2).build().unwrap();
+    let log = std::env::temp_dir().join(format!(
+        "procpool-slow-tally-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&log);
+    let tasks = 20_000;
+    let inputs = (0..tasks).map(|n| Tally {
+        log: log.clone(),
+        n,
+        pad: 0,
+        crash: false,
+        sleep_ms: if n % 2_000 == 1_000 { 60 } else { 0 },
+    });
+    let outs: Vec<_> = pool.map(inputs).collect();
+    let runs = read_tally(&log);
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(outs.len() as u64, tasks);
+    let wrong: Vec<_> = (0..tasks)
+        .zip(&outs)
+        .filter(|(n, out)| !matches!(out, Ok((m, _, _)) if m == n))
+        .map(|(n, out)| format!("{n}: {out:?}"))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+    let not_once: Vec<_> = (0..tasks)
+        .filter(|n| runs.get(n).map(|r| r.0) != Some(1))
+        .map(|n| (n, runs.get(&n).map(|r| r.0)))
+        .collect();
+    assert!(
+        not_once.is_empty(),
+        "tasks not run exactly once: {not_once:?}"
+    );
+}
 
 /// A map's inputs: quick tasks that return when they finished, one endless loop at
 /// `BEFORE_HANG`, then more quick tasks.
@@ -711,6 +753,7 @@ macro_rules! fault_matrix {
             endless_loop_times_out,
             a_hung_task_holds_only_its_own_worker_in_a_map,
             a_hung_task_holds_only_its_own_worker_in_an_unordered_map,
+            slow_tasks_in_a_map_run_once_each,
             loop_ignoring_sigterm_is_killed_after_the_grace,
             allocation_bomb_hits_the_memory_limit,
             ten_megabytes_of_stdout_corrupt_nothing,

@@ -494,6 +494,8 @@ pub struct Tally {
     pub pad: usize,
     /// Whether it segfaults after writing its line.
     pub crash: bool,
+    /// Milliseconds it sleeps after writing its line.
+    pub sleep_ms: u64,
 }
 
 impl Task for Tally {
@@ -508,6 +510,7 @@ impl Task for Tally {
         if self.crash {
             Fault::Segfault.run()?;
         }
+        std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
         Ok((
             self.n,
             std::process::id(),
