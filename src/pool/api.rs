@@ -1,5 +1,6 @@
 //! [`Pool`]: submission, shutdown and the state its worker supervisors share.
 
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,6 +20,25 @@ use crate::task::{self, Task, TaskTypes};
 use crate::wire::codec;
 use crate::wire::frame::{self, Request};
 
+/// What a user wants to see of a pool: its size, how its workers start, and the
+/// settings that govern their tasks (an unlimited setting shows as `None`).
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.shared.config;
+        let limited = |n: usize| (n != usize::MAX).then_some(n);
+        f.debug_struct("Pool")
+            .field("workers", &config.workers)
+            .field("launch", &config.launch)
+            .field("timeout", &config.timeout)
+            .field("retries", &config.retries)
+            .field("max_tasks_per_worker", &config.max_tasks_per_worker)
+            .field("max_memory", &config.max_memory)
+            .field("max_in_flight", &limited(config.max_in_flight))
+            .field("accepting", &lock(&self.intake).is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// How long `join` (or drop) waits, in all, for workers' output readers to close.
 const READERS_WAIT: Duration = Duration::from_secs(1);
 
@@ -28,7 +48,6 @@ const READERS_WAIT: Duration = Duration::from_secs(1);
 /// [`submit`](Pool::submit) tasks one by one or stream them through
 /// [`map`](Pool::map) / [`map_unordered`](Pool::map_unordered). Every submitted task
 /// gets exactly one outcome. Dropping the pool [terminates](Pool::terminate) it.
-#[derive(Debug)]
 pub struct Pool {
     shared: Arc<Shared>,
     intake: Mutex<Option<Sender<Job>>>,
@@ -251,4 +270,29 @@ impl Drop for Pool {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::Pool;
+
+    #[test]
+    fn a_pool_shows_its_size_launch_and_settings_not_its_insides() {
+        let pool = Pool::builder()
+            .workers(2)
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        let shown = format!("{pool:?}");
+        assert_eq!(
+            shown,
+            "Pool { workers: 2, launch: CurrentExe, timeout: Some(3s), retries: 0, \
+             max_tasks_per_worker: None, max_memory: None, max_in_flight: None, \
+             accepting: true, .. }"
+        );
+        pool.shutdown();
+        assert!(format!("{pool:?}").contains("accepting: false"));
+    }
 }

@@ -75,6 +75,7 @@ impl Default for PoolBuilder {
                 max_start_failures: 3,
                 registry_here: true,
                 events: Events::default(),
+                launch: Launch::default(),
             },
             spawn: SpawnSettings::default(),
             workers: None,
@@ -299,6 +300,7 @@ impl PoolBuilder {
         }
         self.config.registry_here =
             matches!(self.spawn.launch, Launch::CurrentExe | Launch::ForkServer);
+        self.config.launch = self.spawn.launch.clone();
         Pool::start(self.config, self.spawn)
     }
 }

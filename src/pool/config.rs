@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::job::JobOptions;
+use crate::launch::Launch;
 use crate::slot::event::Events;
 use crate::wire::frame::{self, Request};
 
@@ -25,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) registry_here: bool,
     /// Where the slots tell what happens in them.
     pub(crate) events: Events,
+    /// How workers start, for the pool's `Debug`.
+    pub(crate) launch: Launch,
 }
 
 impl Config {

@@ -14,6 +14,7 @@ use crate::wire::codec;
 /// The outcome-to-be of a submitted task.
 ///
 /// Dropping a handle does not cancel its task; use [`cancel`](TaskHandle::cancel).
+#[must_use = "the task runs either way, but its outcome is lost unless it is waited for"]
 pub struct TaskHandle<O> {
     ticket: Arc<Ticket>,
     _output: PhantomData<fn() -> O>,

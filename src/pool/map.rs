@@ -355,6 +355,7 @@ impl Cursor {
 }
 
 /// Outcomes of [`Pool::map`], in input order.
+#[must_use = "a map is lazy: it pulls no input and runs nothing until it is iterated"]
 pub struct Map<'p, I: Iterator>
 where
     I::Item: Task,
@@ -414,6 +415,7 @@ where
 }
 
 /// Outcomes of [`Pool::map_unordered`]: `(input index, outcome)` as tasks finish.
+#[must_use = "a map is lazy: it pulls no input and runs nothing until it is iterated"]
 pub struct MapUnordered<'p, I: Iterator>
 where
     I::Item: Task,
