@@ -43,6 +43,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// }
 /// procpool::register!(Square);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a procpool task",
+    label = "a task is a value of a type that implements `procpool::Task`",
+    note = "a worker process cannot run a closure or a plain value: define a struct that \
+            derives `Serialize` and `Deserialize`, implement `procpool::Task` for it (a \
+            stable `NAME`, the `Output`, and `run`), and `procpool::register!` it"
+)]
 pub trait Task: Serialize + DeserializeOwned + 'static {
     /// The stable name the worker looks the task up by. Keep it unique and unchanged
     /// across builds: a separately built worker binary finds the task only by this name.
