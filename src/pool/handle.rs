@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::completion;
 use super::job::{RawOutcome, Ticket};
 use crate::error::{Direction, Side, TaskError};
 use crate::wire::codec;
@@ -51,6 +52,30 @@ impl<O: DeserializeOwned> TaskHandle<O> {
         self.ticket.is_done()
     }
 
+    /// Blocks until one of `handles` has an outcome, takes that handle out of the
+    /// vector and returns its position with its outcome; `None` if `handles` is empty.
+    /// The counterpart of Python's `concurrent.futures.wait(..., FIRST_COMPLETED)`.
+    ///
+    /// ```no_run
+    /// # fn demo(mut handles: Vec<procpool::TaskHandle<u64>>) {
+    /// while let Some((index, outcome)) = procpool::TaskHandle::wait_any(&mut handles) {
+    ///     // `handles` no longer holds the one that finished; the others are where they
+    ///     // were, those after `index` one place earlier. Submit more here if need be.
+    ///     # let _ = (index, outcome);
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// It blocks without polling. Of handles already finished, the first in the vector
+    /// is taken. The others keep running and stay in order, so the vector can be added
+    /// to between calls. Each call watches the handles anew, which costs a little per
+    /// handle: to take every outcome of many handles as they come, use
+    /// [`as_completed`](crate::as_completed), which watches each once.
+    pub fn wait_any(handles: &mut Vec<TaskHandle<O>>) -> Option<(usize, Result<O, TaskError>)> {
+        let index = completion::first_done(handles.iter().map(TaskHandle::ticket))?;
+        Some((index, handles.remove(index).wait()))
+    }
+
     /// Cancels the task. A queued task ends at once; a running one has its worker
     /// killed (and replaced) within one supervisor tick (10 ms). A task that finishes
     /// before the kill lands keeps its output, so `true` means "asked in time to stop a
@@ -58,6 +83,13 @@ impl<O: DeserializeOwned> TaskHandle<O> {
     /// happened. Returns `false` if the task already had an outcome.
     pub fn cancel(&self) -> bool {
         self.ticket.cancel()
+    }
+}
+
+impl<O> TaskHandle<O> {
+    /// The shared state of the task, for waiting on several handles at once.
+    pub(crate) fn ticket(&self) -> &Ticket {
+        &self.ticket
     }
 }
 
