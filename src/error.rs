@@ -71,10 +71,11 @@ pub enum TaskError {
         /// The last lines of the worker's stderr.
         stderr: Vec<String>,
     },
-    /// The task ran past the pool's per-task timeout; its worker was killed and replaced.
+    /// The task ran past its timeout (the pool's, or its own from
+    /// [`TaskOptions`](crate::TaskOptions)); its worker was killed and replaced.
     #[error("task timed out after {after:?}")]
     TimedOut {
-        /// The timeout that was exceeded.
+        /// The timeout that was exceeded: the task's own, if it had one.
         after: Duration,
         /// The last lines of the worker's stderr.
         stderr: Vec<String>,

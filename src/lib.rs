@@ -32,6 +32,8 @@
 //! ```
 //!
 //! * [`Task`] and [`register!`] define work; [`Pool`] and [`PoolBuilder`] run it.
+//! * [`TaskOptions`] give one submit or one map a timeout or retries of its own;
+//!   [`as_completed`] and [`TaskHandle::wait_any`] wait on several handles at once.
 //! * [`Launch`] picks where workers come from: the current executable (the default), a
 //!   separate worker binary, or a fork server started as either. In tests, use
 //!   [`test_support!`].
@@ -56,7 +58,9 @@ pub use error::{
 };
 pub use launch::Launch;
 pub use output::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
-pub use pool::{Map, MapUnordered, Pool, PoolBuilder, TaskHandle};
+pub use pool::{
+    as_completed, AsCompleted, Map, MapUnordered, Pool, PoolBuilder, TaskHandle, TaskOptions,
+};
 pub use shared::SharedSlice;
 pub use task::{BoxError, Task};
 

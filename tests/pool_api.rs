@@ -1,5 +1,6 @@
 //! The pool's API with real worker processes: handles, cancellation, retries, recycling,
-//! context, environment, maps, backpressure and start-up failures.
+//! context, environment, maps, backpressure, start-up failures, options per task and
+//! waiting on several handles.
 
 mod common;
 
@@ -7,8 +8,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use procpool::{Launch, Pool, PoolBuilder, TaskError};
-use procpool_worker::{CrashOnce, Fault, Reverse, Square, SumContext, Touch, WorkerEnv, WorkerPid};
+use procpool::{Launch, Pool, PoolBuilder, TaskError, TaskHandle, TaskOptions};
+use procpool_worker::{
+    read_tally, CrashOnce, Fault, Reverse, Square, SumContext, Tally, Touch, WorkerEnv, WorkerPid,
+};
 
 procpool::test_support!();
 
@@ -499,4 +502,160 @@ fn workers_default_to_the_cpu_count() {
     assert_eq!(pool.workers(), num_cpus::get());
     assert_eq!(pool.submit(Square(3)).unwrap().wait(), Ok(9));
     assert_eq!(builder().workers(3).build().unwrap().workers(), 3);
+}
+
+/// The limit a `TimedOut` error names; panics on any other outcome.
+fn timed_out_after(outcome: Result<u64, TaskError>) -> Duration {
+    match outcome {
+        Err(TaskError::TimedOut { after, .. }) => after,
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_s_own_timeout_is_the_one_that_counts() {
+    let pool = builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let short = TaskOptions::new().timeout(Duration::from_millis(300));
+    let hung = pool.submit_with(Fault::Hang, &short).unwrap();
+    assert_eq!(timed_out_after(hung.wait()), Duration::from_millis(300));
+    // Where the pool has no timeout, too, through `try_submit_with`.
+    let pool = builder().build().unwrap();
+    let hung = pool.try_submit_with(Fault::Hang, &short).unwrap();
+    assert_eq!(timed_out_after(hung.wait()), Duration::from_millis(300));
+}
+
+#[test]
+fn no_timeout_outlives_the_pools() {
+    let pool = builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let free = TaskOptions::new().no_timeout();
+    let lasting = pool.submit_with(Fault::Sleep(600), &free).unwrap();
+    let plain = pool.submit(Fault::Sleep(600)).unwrap();
+    assert_eq!(lasting.wait(), Ok(600));
+    assert_eq!(timed_out_after(plain.wait()), Duration::from_millis(200));
+}
+
+/// A temporary file for a `Tally` log, named after `what`.
+fn tally_log(what: &str) -> std::path::PathBuf {
+    let log = std::env::temp_dir().join(format!("procpool-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    log
+}
+
+fn crashing(log: &std::path::Path, n: u64) -> Tally {
+    Tally {
+        log: log.to_owned(),
+        n,
+        pad: 0,
+        crash: true,
+        sleep_ms: 0,
+    }
+}
+
+/// A task that always crashes runs once plus its own retries, more or fewer than the
+/// pool's, alone or in a map.
+#[test]
+fn a_task_s_own_retries_are_the_ones_that_count() {
+    let log = tally_log("own-retries");
+    let pool = builder().retries(1).core_dumps(false).build().unwrap();
+    let thrice = TaskOptions::new().retries(2);
+    let e = pool.submit_with(crashing(&log, 0), &thrice).unwrap().wait();
+    assert_eq!(e.unwrap_err().signal(), Some(11));
+    let once = TaskOptions::new().retries(0);
+    let e = pool.submit_with(crashing(&log, 1), &once).unwrap().wait();
+    assert_eq!(e.unwrap_err().signal(), Some(11));
+    let e = pool.submit(crashing(&log, 2)).unwrap().wait();
+    assert_eq!(e.unwrap_err().signal(), Some(11));
+    let outs: Vec<_> = pool
+        .map_with([crashing(&log, 3), crashing(&log, 4)], &thrice)
+        .collect();
+    assert!(outs
+        .iter()
+        .all(|o| o.as_ref().unwrap_err().signal() == Some(11)));
+    let runs = read_tally(&log);
+    let _ = std::fs::remove_file(&log);
+    let count = |n| runs.get(&n).map_or(0, |&(count, _)| count);
+    assert_eq!(
+        [0, 1, 2, 3, 4].map(count),
+        [3, 1, 2, 3, 3],
+        "runs of each task"
+    );
+}
+
+/// A map's options hold for each of its tasks: a hang among quick tasks times out by
+/// the map's limit, alone, in both maps.
+#[test]
+fn a_map_s_timeout_applies_to_each_task() {
+    let pool = builder().build().unwrap();
+    let short = TaskOptions::new().timeout(Duration::from_millis(300));
+    let inputs = || (0..50u64).map(|i| if i == 20 { Fault::Hang } else { Fault::Ok(i) });
+    for (i, out) in pool.map_with(inputs(), &short).enumerate() {
+        if i == 20 {
+            assert_eq!(timed_out_after(out), Duration::from_millis(300));
+        } else {
+            assert_eq!(out, Ok(i as u64), "task {i}");
+        }
+    }
+    let mut seen = 0;
+    for (i, out) in pool.map_unordered_with(inputs(), &short) {
+        if i == 20 {
+            assert_eq!(timed_out_after(out), Duration::from_millis(300));
+        } else {
+            assert_eq!(out, Ok(i as u64), "task {i}");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 50);
+    // Tasks of 400 ms pass with no timeout though the pool's is 200 ms.
+    let pool = builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let free = TaskOptions::new().no_timeout();
+    let outs: Vec<_> = pool
+        .map_with([Fault::Sleep(400), Fault::Sleep(400)], &free)
+        .collect();
+    assert_eq!(outs, [Ok(400), Ok(400)]);
+}
+
+/// Three tasks that end far apart, submitted longest first, on a fresh pool of three
+/// workers (so none waits behind another).
+fn staggered(pool: &Pool) -> Vec<TaskHandle<u64>> {
+    [800, 50, 400]
+        .map(|ms| pool.submit(Fault::Sleep(ms)).unwrap())
+        .into()
+}
+
+#[test]
+fn as_completed_yields_each_outcome_once_in_the_order_they_finish() {
+    let pool = builder().workers(3).build().unwrap();
+    let outcomes: Vec<_> = procpool::as_completed(staggered(&pool)).collect();
+    assert_eq!(outcomes, [(1, Ok(50)), (2, Ok(400)), (0, Ok(800))]);
+    // Failures come the same way, and tasks already finished come first, in order.
+    let first = pool.submit(Fault::Panic("early".into())).unwrap();
+    let second = pool.submit(Fault::Ok(7)).unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || {
+        first.is_finished() && second.is_finished()
+    }));
+    let later = pool.submit(Fault::Sleep(300)).unwrap();
+    let outcomes: Vec<_> = procpool::as_completed([later, first, second]).collect();
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(outcomes[0].0, 1);
+    assert!(outcomes[0].1.as_ref().unwrap_err().is_panic());
+    assert_eq!(outcomes[1], (2, Ok(7)));
+    assert_eq!(outcomes[2], (0, Ok(300)));
+}
+
+#[test]
+fn wait_any_takes_out_the_first_handle_to_finish() {
+    let pool = builder().workers(3).build().unwrap();
+    let mut handles = staggered(&pool);
+    let mut order = Vec::new();
+    while let Some((index, outcome)) = TaskHandle::wait_any(&mut handles) {
+        order.push((index, outcome.unwrap()));
+    }
+    // Positions as the vector stood at each call: [800, 50, 400], [800, 400], [800].
+    assert_eq!(order, [(1, 50), (1, 400), (0, 800)]);
 }

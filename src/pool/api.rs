@@ -9,8 +9,9 @@ use crossbeam_channel::Sender;
 
 use super::config::Config;
 use super::handle::TaskHandle;
-use super::job::{Batch, Encoded, Job, Ticket, Work};
+use super::job::{Batch, Encoded, Job, JobOptions, Ticket, Work};
 use super::map::{Map, MapUnordered};
+use super::options::TaskOptions;
 use super::shared::Shared;
 use crate::error::{BuildError, Direction, Side, SubmitError, SubmitErrorKind, TaskError};
 use crate::launch::exec::SpawnSettings;
@@ -46,8 +47,9 @@ const READERS_WAIT: Duration = Duration::from_secs(1);
 ///
 /// Build one with [`Pool::builder`] (or [`Pool::new`] for the defaults), then
 /// [`submit`](Pool::submit) tasks one by one or stream them through
-/// [`map`](Pool::map) / [`map_unordered`](Pool::map_unordered). Every submitted task
-/// gets exactly one outcome. Dropping the pool [terminates](Pool::terminate) it.
+/// [`map`](Pool::map) / [`map_unordered`](Pool::map_unordered); the `_with` forms of
+/// each take [`TaskOptions`] of their own. Every submitted task gets exactly one
+/// outcome. Dropping the pool [terminates](Pool::terminate) it.
 pub struct Pool {
     shared: Arc<Shared>,
     intake: Mutex<Option<Sender<Job>>>,
@@ -96,7 +98,21 @@ impl Pool {
     /// # Errors
     /// Hands the task back when the pool is shut down or can no longer start workers.
     pub fn submit<T: Task>(&self, task: T) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
-        self.enqueue(task, true).map(TaskHandle::new)
+        self.submit_with(task, &TaskOptions::new())
+    }
+
+    /// Like [`submit`](Pool::submit), with `options` in place of the pool's settings
+    /// where they are set (a timeout or retries of the task's own).
+    ///
+    /// # Errors
+    /// Hands the task back when the pool is shut down or can no longer start workers.
+    pub fn submit_with<T: Task>(
+        &self,
+        task: T,
+        options: &TaskOptions,
+    ) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
+        self.enqueue(task, self.resolve(options), true)
+            .map(TaskHandle::new)
     }
 
     /// Queues a task if there is room now.
@@ -105,7 +121,22 @@ impl Pool {
     /// Hands the task back when the pool is at its in-flight limit, shut down, or can no
     /// longer start workers.
     pub fn try_submit<T: Task>(&self, task: T) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
-        self.enqueue(task, false).map(TaskHandle::new)
+        self.try_submit_with(task, &TaskOptions::new())
+    }
+
+    /// Like [`try_submit`](Pool::try_submit), with `options` in place of the pool's
+    /// settings where they are set.
+    ///
+    /// # Errors
+    /// Hands the task back when the pool is at its in-flight limit, shut down, or can no
+    /// longer start workers.
+    pub fn try_submit_with<T: Task>(
+        &self,
+        task: T,
+        options: &TaskOptions,
+    ) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
+        self.enqueue(task, self.resolve(options), false)
+            .map(TaskHandle::new)
     }
 
     /// Runs every input and yields the outcomes in input order.
@@ -117,7 +148,18 @@ impl Pool {
         I: IntoIterator,
         I::Item: Task,
     {
-        Map::new(self, inputs.into_iter())
+        self.map_with(inputs, &TaskOptions::new())
+    }
+
+    /// Like [`map`](Pool::map), with `options` in place of the pool's settings for every
+    /// task of the map. A timeout still applies to each task alone, though the map
+    /// sends them in batches.
+    pub fn map_with<I>(&self, inputs: I, options: &TaskOptions) -> Map<'_, I::IntoIter>
+    where
+        I: IntoIterator,
+        I::Item: Task,
+    {
+        Map::new(self, inputs.into_iter(), self.resolve(options))
     }
 
     /// Like [`map`](Pool::map), but yields `(input index, outcome)` as tasks finish.
@@ -126,7 +168,27 @@ impl Pool {
         I: IntoIterator,
         I::Item: Task,
     {
-        MapUnordered::new(self, inputs.into_iter())
+        self.map_unordered_with(inputs, &TaskOptions::new())
+    }
+
+    /// Like [`map_unordered`](Pool::map_unordered), with `options` in place of the
+    /// pool's settings for every task of the map.
+    pub fn map_unordered_with<I>(
+        &self,
+        inputs: I,
+        options: &TaskOptions,
+    ) -> MapUnordered<'_, I::IntoIter>
+    where
+        I: IntoIterator,
+        I::Item: Task,
+    {
+        MapUnordered::new(self, inputs.into_iter(), self.resolve(options))
+    }
+
+    /// What a job submitted with `options` runs with: the pool's settings where they
+    /// leave them unset.
+    fn resolve(&self, options: &TaskOptions) -> JobOptions {
+        options.resolve(self.shared.config.job_options())
     }
 
     /// Stops taking tasks; those already queued still run. Returns at once.
@@ -166,8 +228,14 @@ impl Pool {
         self.shared.wait_for_readers(READERS_WAIT);
     }
 
-    /// Encodes and queues one task. Shared by `submit` and `try_submit`.
-    fn enqueue<T: Task>(&self, task: T, block: bool) -> Result<Arc<Ticket>, SubmitError<T>> {
+    /// Encodes and queues one task, to run with `options`. Shared by `submit` and
+    /// `try_submit`.
+    fn enqueue<T: Task>(
+        &self,
+        task: T,
+        options: JobOptions,
+        block: bool,
+    ) -> Result<Arc<Ticket>, SubmitError<T>> {
         if let Err(kind) = self.shared.gate.acquire(block) {
             return Err(SubmitError::new(task, kind));
         }
@@ -211,7 +279,7 @@ impl Pool {
         let job = Job {
             id,
             attempts: 0,
-            options: self.shared.config.job_options(),
+            options,
             ticket: ticket.clone(),
             work: Work::One(frame),
             types: TaskTypes::of::<T>(),
@@ -223,12 +291,13 @@ impl Pool {
         }
     }
 
-    /// Queues a batch of a map of tasks of `types`, waiting for room. It takes one
-    /// in-flight place.
+    /// Queues a batch of a map of tasks of `types`, to run with `options`, waiting for
+    /// room. It takes one in-flight place.
     pub(crate) fn enqueue_batch(
         &self,
         mut batch: Batch,
         types: TaskTypes,
+        options: JobOptions,
     ) -> Result<Arc<Ticket>, TaskError> {
         let refused = |kind| TaskError::from(SubmitError::new((), kind));
         self.shared.gate.acquire(true).map_err(refused)?;
@@ -238,7 +307,7 @@ impl Pool {
         let job = Job {
             id,
             attempts: 0,
-            options: self.shared.config.job_options(),
+            options,
             ticket: ticket.clone(),
             work: Work::Batch(batch),
             types,

@@ -62,6 +62,13 @@ impl<O: DeserializeOwned> TaskHandle<O> {
     }
 }
 
+impl<O> TaskHandle<O> {
+    /// The shared state of the task, for waiting on several handles at once.
+    pub(crate) fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+}
+
 impl<O> fmt::Debug for TaskHandle<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskHandle")

@@ -374,12 +374,9 @@ impl Ticket {
     }
 
     /// Whether the outcome is in; if not, `waker` is woken once it is (replacing the
-    /// waker of an earlier call). The way for something other than a blocked thread,
-    /// a future say, to wait for the task.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the seam a future of the async API will wait on")
-    )]
+    /// waker of an earlier call). The way for something other than a thread blocked on
+    /// this one ticket to wait for the task: `completion` watches several tickets at
+    /// once with it, and a future could too.
     pub(crate) fn is_done_or_wake(&self, waker: &Waker) -> bool {
         let state = self.lock();
         if matches!(*state, State::Done(_)) {

@@ -23,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::de::DeserializeOwned;
 
 use super::handle::decode_slice;
-use super::job::{Batch, Delivery, Segment, Ticket};
+use super::job::{Batch, Delivery, JobOptions, Segment, Ticket};
 use super::window::{self, Ledger, Limits, Load};
 use super::Pool;
 use crate::error::{Direction, Side, TaskError};
@@ -127,6 +127,8 @@ struct Stream<'p, I: Iterator> {
     /// The fingerprint of the tasks' types, or why they cannot be sent (see
     /// `task::fingerprint_of`).
     types: Result<u64, TaskError>,
+    /// What every batch runs with: the pool's settings, or the map's own.
+    options: JobOptions,
 }
 
 impl<'p, I> Stream<'p, I>
@@ -134,7 +136,7 @@ where
     I: Iterator,
     I::Item: Task,
 {
-    fn new(pool: &'p Pool, inputs: I) -> Self {
+    fn new(pool: &'p Pool, inputs: I, options: JobOptions) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         Stream {
             pool,
@@ -158,6 +160,7 @@ where
             held_bytes: 0,
             running: Vec::new(),
             types: task::fingerprint_of::<I::Item>(pool.registry_here()),
+            options,
         }
     }
 
@@ -240,7 +243,10 @@ where
             first,
             self.tx.clone(),
         );
-        match self.pool.enqueue_batch(batch, TaskTypes::of::<I::Item>()) {
+        match self
+            .pool
+            .enqueue_batch(batch, TaskTypes::of::<I::Item>(), self.options)
+        {
             Ok(ticket) => {
                 self.ledger.sent(first, count);
                 if self.running.len() >= 2 * self.batches {
@@ -373,9 +379,9 @@ where
     I: Iterator,
     I::Item: Task,
 {
-    pub(crate) fn new(pool: &'p Pool, inputs: I) -> Self {
+    pub(crate) fn new(pool: &'p Pool, inputs: I, options: JobOptions) -> Self {
         Map {
-            stream: Stream::new(pool, inputs),
+            stream: Stream::new(pool, inputs, options),
             ready: HashMap::new(),
             current: None,
             _output: PhantomData,
@@ -430,9 +436,9 @@ where
     I: Iterator,
     I::Item: Task,
 {
-    pub(crate) fn new(pool: &'p Pool, inputs: I) -> Self {
+    pub(crate) fn new(pool: &'p Pool, inputs: I, options: JobOptions) -> Self {
         MapUnordered {
-            stream: Stream::new(pool, inputs),
+            stream: Stream::new(pool, inputs, options),
             current: None,
             _output: PhantomData,
         }

@@ -1,18 +1,23 @@
 //! The pool, in the parent: its builder and settings, admission (the in-flight
-//! limit), the job queue the slots take from, the handles it gives out and the map
-//! iterators that batch inputs (with the window of what they have out).
+//! limit), the job queue the slots take from, the handles it gives out (and waiting
+//! on several of them), the options a submit or a map may bring, and the map iterators
+//! that batch inputs (with the window of what they have out).
 
 pub(crate) mod api;
 pub(crate) mod builder;
+pub(crate) mod completion;
 pub(crate) mod config;
 pub(crate) mod gate;
 pub(crate) mod handle;
 pub(crate) mod job;
 pub(crate) mod map;
+pub(crate) mod options;
 pub(crate) mod shared;
 pub(crate) mod window;
 
 pub use api::Pool;
 pub use builder::PoolBuilder;
+pub use completion::{as_completed, AsCompleted};
 pub use handle::TaskHandle;
 pub use map::{Map, MapUnordered};
+pub use options::TaskOptions;

@@ -22,7 +22,7 @@ use super::supervisor::Supervisor;
 use crate::error::TaskError;
 use crate::launch::spawner::{Spawning, Starter};
 use crate::link::{ParentEnd, WorkerEnd};
-use crate::pool::job::{Encoded, Job, Ticket, Work};
+use crate::pool::job::{Encoded, Job, JobOptions, Ticket, Work};
 use crate::pool::shared::Shared;
 use crate::sys::{self, Signal};
 use crate::task::TaskTypes;
@@ -287,8 +287,13 @@ impl Slot {
         }
     }
 
-    /// Queues a task whose payload is `payload`.
+    /// Queues a task whose payload is `payload`, with the pool's options.
     fn submit(&self, payload: &str) -> Arc<Ticket> {
+        self.submit_with(payload, self.shared.config.job_options())
+    }
+
+    /// Queues a task whose payload is `payload`, with options of its own.
+    fn submit_with(&self, payload: &str, options: JobOptions) -> Arc<Ticket> {
         let id = self.shared.new_id();
         let run = Request::Run {
             id,
@@ -301,7 +306,7 @@ impl Slot {
         let job = Job {
             id,
             attempts: 0,
-            options: self.shared.config.job_options(),
+            options,
             ticket: ticket.clone(),
             work: Work::One(Encoded {
                 bytes,
@@ -487,6 +492,48 @@ fn a_task_past_its_timeout_is_asked_to_stop_then_replaced() {
     );
     assert_eq!(slot.signals(0).first(), Some(&"SIGTERM"));
     assert_eq!(output(&after), Ok("a@1".to_owned()));
+}
+
+/// A job's own timeout is the one that counts, and the one its error names: shorter
+/// than the pool's, or where the pool has none.
+#[test]
+fn a_job_is_timed_by_its_own_limit() {
+    let own = Duration::from_millis(50);
+    for pool in [None, Some(Duration::from_secs(30))] {
+        let slot = Slot::new(&[], |b| match pool {
+            Some(timeout) => b.timeout(timeout),
+            None => b,
+        });
+        let options = JobOptions {
+            timeout: Some(own),
+            retries: 0,
+        };
+        let hung = slot.submit_with("hang", options);
+        match output(&hung) {
+            Err(TaskError::TimedOut { after, .. }) => assert_eq!(after, own),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(slot.signals(0).first(), Some(&"SIGTERM"));
+    }
+}
+
+/// A job without a timeout runs past the pool's, and the next job is timed by the
+/// pool's again.
+#[test]
+fn a_job_without_a_timeout_outlives_the_pools() {
+    let slot = Slot::new(&[], |b| b.timeout(Duration::from_millis(30)));
+    let free = JobOptions {
+        timeout: None,
+        retries: 0,
+    };
+    assert_eq!(
+        output(&slot.submit_with("slow", free)),
+        Ok("slow@0".to_owned())
+    );
+    assert!(matches!(
+        output(&slot.submit("slow")),
+        Err(TaskError::TimedOut { .. })
+    ));
 }
 
 /// Quick tasks so the workers' pipelines fill (their jobs take microseconds).
