@@ -4,19 +4,10 @@
 //! every other task goes on.
 //!
 //! ```no_run
-//! use serde::{Deserialize, Serialize};
-//!
-//! #[derive(Serialize, Deserialize)]
-//! struct Square(u64);
-//!
-//! impl procpool::Task for Square {
-//!     const NAME: &'static str = "quickstart::Square";
-//!     type Output = u64;
-//!     fn run(self) -> Result<u64, procpool::BoxError> {
-//!         Ok(self.0 * self.0)
-//!     }
+//! #[procpool::task]
+//! fn square(n: u64) -> u64 {
+//!     n * n
 //! }
-//! procpool::register!(Square);
 //!
 //! fn main() -> anyhow::Result<()> {
 //!     // First line of main: in a worker process this never returns.
@@ -24,21 +15,28 @@
 //!
 //!     let pool = procpool::Pool::new()?;
 //!     let squares: Vec<u64> = pool
-//!         .map((1..=10).map(Square))
+//!         .map_fn(square, 1..=10)
 //!         .collect::<Result<_, _>>()?;
 //!     assert_eq!(squares[9], 100);
 //!     Ok(())
 //! }
 //! ```
 //!
-//! * [`Task`] and [`register!`] define work; [`Pool`] and [`PoolBuilder`] run it.
-//! * [`TaskOptions`] give one submit or one map a timeout or retries of its own;
+//! * [`#[procpool::task]`][attribute] makes a function a task (feature `macros`, on by
+//!   default); [`Pool::call`] and [`Pool::map_fn`] run it in workers, and it still calls
+//!   like the function here. [`Task`] and [`register!`] define a task by hand, a struct
+//!   and an `impl`. [`Pool`] and [`PoolBuilder`] run either kind.
+//! * [`TaskOptions`] give one call, submit or map a timeout or retries of its own, over
+//!   the task's own ([`Task::options`], or the attribute's `timeout` and `retries`);
 //!   [`as_completed`] and [`TaskHandle::wait_any`] wait on several handles at once.
 //! * [`Launch`] picks where workers come from: the current executable (the default), a
 //!   separate worker binary, or a fork server started as either. In tests, use
 //!   [`test_support!`].
 //! * `docs/ARCHITECTURE.md` and `docs/FAILURES.md` in the repository describe the
 //!   processes, the wire format and every failure's outcome.
+//!
+#![cfg_attr(feature = "macros", doc = "[attribute]: macro@task")]
+#![cfg_attr(not(feature = "macros"), doc = "[attribute]: TaskFn")]
 
 mod child;
 mod error;
@@ -50,6 +48,7 @@ mod shared;
 mod slot;
 mod sys;
 mod task;
+mod task_fn;
 mod wire;
 
 pub use child::context::context;
@@ -63,6 +62,10 @@ pub use pool::{
 };
 pub use shared::SharedSlice;
 pub use task::{BoxError, Task};
+pub use task_fn::{Call, Calls, TaskFn};
+
+#[cfg(feature = "macros")]
+pub use procpool_macros::task;
 
 /// Turns this process into a worker when a pool started it as one; otherwise returns at
 /// once. Call it first thing in `main` of any program that uses the default
@@ -78,5 +81,6 @@ pub fn init() {
 pub mod __private {
     pub use crate::child::test_entry::{test_entry, TestEntry};
     pub use crate::task::Registration;
+    pub use crate::task_fn::{assert_task_error, assert_task_value, TaskResult};
     pub use inventory;
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::child::panics;
 use crate::error::{Direction, Side, TaskError};
+use crate::pool::TaskOptions;
 use crate::wire::codec;
 use crate::wire::frame::Failure;
 
@@ -46,9 +47,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a procpool task",
     label = "a task is a value of a type that implements `procpool::Task`",
-    note = "a worker process cannot run a closure or a plain value: define a struct that \
-            derives `Serialize` and `Deserialize`, implement `procpool::Task` for it (a \
-            stable `NAME`, the `Output`, and `run`), and `procpool::register!` it"
+    note = "a worker process cannot run a closure or a plain value: put `#[procpool::task]` \
+            on a function and run it with `pool.call(function, input)` or \
+            `pool.map_fn(function, inputs)`; or define a struct that derives `Serialize` and \
+            `Deserialize`, implement `procpool::Task` for it (a stable `NAME`, the \
+            `Output`, and `run`), and `procpool::register!` it"
 )]
 pub trait Task: Serialize + DeserializeOwned + 'static {
     /// The stable name the worker looks the task up by. Keep it unique and unchanged
@@ -56,6 +59,30 @@ pub trait Task: Serialize + DeserializeOwned + 'static {
     const NAME: &'static str;
     /// What a successful run returns.
     type Output: Serialize + DeserializeOwned + 'static;
+
+    /// Settings this task runs with unless a [`submit_with`](crate::Pool::submit_with) or
+    /// a [`map_with`](crate::Pool::map_with) brings its own; the pool's for what they
+    /// leave unset. None by default: the pool's settings.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use std::time::Duration;
+    /// # #[derive(Serialize, Deserialize)]
+    /// # struct Convert(String);
+    /// impl procpool::Task for Convert {
+    ///     const NAME: &'static str = "doc::Convert";
+    ///     type Output = Vec<u8>;
+    ///     fn options() -> procpool::TaskOptions {
+    ///         procpool::TaskOptions::new().timeout(Duration::from_secs(30)).retries(1)
+    ///     }
+    ///     fn run(self) -> Result<Vec<u8>, procpool::BoxError> {
+    ///         Ok(self.0.into_bytes())
+    ///     }
+    /// }
+    /// ```
+    fn options() -> TaskOptions {
+        TaskOptions::new()
+    }
 
     /// Runs the task inside a worker process.
     ///

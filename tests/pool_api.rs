@@ -659,3 +659,74 @@ fn wait_any_takes_out_the_first_handle_to_finish() {
     // Positions as the vector stood at each call: [800, 50, 400], [800, 400], [800].
     assert_eq!(order, [(1, 50), (1, 400), (0, 800)]);
 }
+
+/// A task function defined in the program itself, private, as a program's own would be.
+#[procpool::task]
+fn shout(text: String) -> String {
+    text.to_uppercase()
+}
+
+#[test]
+fn a_program_s_own_task_function_runs_in_its_workers() {
+    let pool = builder().build().unwrap();
+    assert_eq!(pool.call(shout, "hi".into()).unwrap().wait().unwrap(), "HI");
+    let words = ["a", "b", "c"].map(String::from);
+    let loud: Vec<String> = pool
+        .map_fn(shout, words.clone())
+        .map(Result::unwrap)
+        .collect();
+    // Where a function is expected, the task function passes as its pointer.
+    assert_eq!(loud, words.map(*shout));
+}
+
+/// A call the pool refuses hands back the input, not the `Call` around it.
+#[test]
+fn a_refused_call_hands_the_input_back() {
+    use procpool_worker::functions::{half, spin};
+    let pool = builder().workers(1).max_in_flight(1).build().unwrap();
+    let busy = pool.call(spin, 300).unwrap();
+    let full = pool.try_call(half, 8).unwrap_err();
+    assert!(full.is_full());
+    assert_eq!(full.into_inner(), 8);
+    let full = pool
+        .try_call_with(half, 10, &TaskOptions::new().retries(1))
+        .unwrap_err();
+    assert_eq!(full.into_inner(), 10);
+    assert_eq!(busy.wait(), Ok(300));
+    pool.shutdown();
+    let closed = pool.call(half, 12).unwrap_err();
+    assert!(closed.is_closed());
+    assert_eq!(closed.into_inner(), 12);
+}
+
+/// A task's own options (`Task::options`, here those the attribute gave `spin`) hold for
+/// `submit` and `map` of it as for `call`, under the options of the submit or the map.
+#[test]
+fn a_task_s_own_options_hold_for_submit_and_map() {
+    use procpool::Call;
+    use procpool_worker::functions::spin;
+    let pool = builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let hung = || Call::new(spin, 60_000);
+    let after = |outcome: Result<u64, TaskError>| timed_out_after(outcome);
+    assert_eq!(
+        after(pool.submit(hung()).unwrap().wait()),
+        Duration::from_secs(1)
+    );
+    let short = TaskOptions::new().timeout(Duration::from_millis(300));
+    assert_eq!(
+        after(pool.submit_with(hung(), &short).unwrap().wait()),
+        Duration::from_millis(300)
+    );
+    let outcomes: Vec<_> = pool.map([Call::new(spin, 400), hung()]).collect();
+    assert_eq!(
+        outcomes[0],
+        Ok(400),
+        "past the pool's limit, within the task's"
+    );
+    assert_eq!(after(outcomes[1].clone()), Duration::from_secs(1));
+    let (_, outcome) = pool.map_unordered_with([hung()], &short).next().unwrap();
+    assert_eq!(after(outcome), Duration::from_millis(300));
+}

@@ -90,7 +90,8 @@ impl Pool {
     }
 
     /// Queues a task, waiting for room if the pool is at its
-    /// [in-flight limit](crate::PoolBuilder::max_in_flight).
+    /// [in-flight limit](crate::PoolBuilder::max_in_flight). It runs with its own
+    /// settings ([`Task::options`]) where it has any, the pool's elsewhere.
     ///
     /// A task that cannot be encoded is accepted and its handle reports
     /// [`TaskError::Codec`].
@@ -101,8 +102,9 @@ impl Pool {
         self.submit_with(task, &TaskOptions::new())
     }
 
-    /// Like [`submit`](Pool::submit), with `options` in place of the pool's settings
-    /// where they are set (a timeout or retries of the task's own).
+    /// Like [`submit`](Pool::submit), with `options` in place of the task's own
+    /// settings ([`Task::options`]) and the pool's, where they are set (a timeout or
+    /// retries for this one submit).
     ///
     /// # Errors
     /// Hands the task back when the pool is shut down or can no longer start workers.
@@ -111,7 +113,7 @@ impl Pool {
         task: T,
         options: &TaskOptions,
     ) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
-        self.enqueue(task, self.resolve(options), true)
+        self.enqueue(task, self.resolve::<T>(options), true)
             .map(TaskHandle::new)
     }
 
@@ -124,8 +126,8 @@ impl Pool {
         self.try_submit_with(task, &TaskOptions::new())
     }
 
-    /// Like [`try_submit`](Pool::try_submit), with `options` in place of the pool's
-    /// settings where they are set.
+    /// Like [`try_submit`](Pool::try_submit), with `options` in place of the task's own
+    /// settings and the pool's, where they are set.
     ///
     /// # Errors
     /// Hands the task back when the pool is at its in-flight limit, shut down, or can no
@@ -135,7 +137,7 @@ impl Pool {
         task: T,
         options: &TaskOptions,
     ) -> Result<TaskHandle<T::Output>, SubmitError<T>> {
-        self.enqueue(task, self.resolve(options), false)
+        self.enqueue(task, self.resolve::<T>(options), false)
             .map(TaskHandle::new)
     }
 
@@ -151,15 +153,15 @@ impl Pool {
         self.map_with(inputs, &TaskOptions::new())
     }
 
-    /// Like [`map`](Pool::map), with `options` in place of the pool's settings for every
-    /// task of the map. A timeout still applies to each task alone, though the map
-    /// sends them in batches.
+    /// Like [`map`](Pool::map), with `options` in place of the task's own settings and
+    /// the pool's for every task of the map. A timeout still applies to each task alone,
+    /// though the map sends them in batches.
     pub fn map_with<I>(&self, inputs: I, options: &TaskOptions) -> Map<'_, I::IntoIter>
     where
         I: IntoIterator,
         I::Item: Task,
     {
-        Map::new(self, inputs.into_iter(), self.resolve(options))
+        Map::new(self, inputs.into_iter(), self.resolve::<I::Item>(options))
     }
 
     /// Like [`map`](Pool::map), but yields `(input index, outcome)` as tasks finish.
@@ -172,7 +174,7 @@ impl Pool {
     }
 
     /// Like [`map_unordered`](Pool::map_unordered), with `options` in place of the
-    /// pool's settings for every task of the map.
+    /// task's own settings and the pool's for every task of the map.
     pub fn map_unordered_with<I>(
         &self,
         inputs: I,
@@ -182,13 +184,15 @@ impl Pool {
         I: IntoIterator,
         I::Item: Task,
     {
-        MapUnordered::new(self, inputs.into_iter(), self.resolve(options))
+        MapUnordered::new(self, inputs.into_iter(), self.resolve::<I::Item>(options))
     }
 
-    /// What a job submitted with `options` runs with: the pool's settings where they
-    /// leave them unset.
-    fn resolve(&self, options: &TaskOptions) -> JobOptions {
-        options.resolve(self.shared.config.job_options())
+    /// What a job of `T` submitted with `options` runs with: the task's own settings
+    /// where they leave them unset, the pool's where those do.
+    fn resolve<T: Task>(&self, options: &TaskOptions) -> JobOptions {
+        options
+            .over(&T::options())
+            .resolve(self.shared.config.job_options())
     }
 
     /// Stops taking tasks; those already queued still run. Returns at once.

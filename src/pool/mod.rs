@@ -1,10 +1,12 @@
 //! The pool, in the parent: its builder and settings, admission (the in-flight
 //! limit), the job queue the slots take from, the handles it gives out (and waiting
-//! on several of them), the options a submit or a map may bring, and the map iterators
-//! that batch inputs (with the window of what they have out).
+//! on several of them), the options a submit or a map may bring, the map iterators
+//! that batch inputs (with the window of what they have out), and the calls of task
+//! functions on top of submit and map.
 
 pub(crate) mod api;
 pub(crate) mod builder;
+pub(crate) mod call;
 pub(crate) mod completion;
 pub(crate) mod config;
 pub(crate) mod gate;

@@ -1,15 +1,20 @@
-//! [`TaskOptions`]: settings for one submit or one map, over the pool's own.
+//! [`TaskOptions`]: settings for one submit or one map, over the task's own (see
+//! [`Task::options`](crate::Task::options)), over the pool's.
 
 use std::time::Duration;
 
 use super::job::JobOptions;
 
-/// Settings for the tasks of one [`submit_with`](crate::Pool::submit_with) or one
-/// [`map_with`](crate::Pool::map_with), in place of the pool's.
+/// Settings for the tasks of one [`submit_with`](crate::Pool::submit_with), one
+/// [`map_with`](crate::Pool::map_with) or one [`call_with`](crate::Pool::call_with),
+/// in place of the task's own and the pool's.
 ///
-/// Each setting left unset is the pool's (see [`PoolBuilder`](crate::PoolBuilder)), so
-/// `TaskOptions::new()` changes nothing. A task that needs longer than the rest, or must
-/// not be run twice, says so here without a second pool:
+/// Each setting left unset is the task's own, if it has one
+/// ([`Task::options`](crate::Task::options), or the `timeout` and `retries` of
+/// `#[procpool::task]`), else the pool's (see
+/// [`PoolBuilder`](crate::PoolBuilder)), so `TaskOptions::new()` changes nothing. A task
+/// that needs longer than the rest, or must not be run twice, says so here without a
+/// second pool:
 ///
 /// ```no_run
 /// # use std::time::Duration;
@@ -31,19 +36,27 @@ pub struct TaskOptions {
     retries: Choice<u32>,
 }
 
-/// One setting: the pool's, or the caller's own.
+/// One setting: left to the task's own and then the pool's, or the caller's own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum Choice<T> {
     #[default]
-    Pool,
+    Unset,
     Own(T),
 }
 
 impl<T> Choice<T> {
     fn or(self, pool: T) -> T {
         match self {
-            Choice::Pool => pool,
+            Choice::Unset => pool,
             Choice::Own(own) => own,
+        }
+    }
+
+    /// This choice if made, else `under`.
+    fn over(self, under: Choice<T>) -> Choice<T> {
+        match self {
+            Choice::Unset => under,
+            own => own,
         }
     }
 }
@@ -85,6 +98,16 @@ impl TaskOptions {
     pub fn retries(mut self, n: u32) -> TaskOptions {
         self.retries = Choice::Own(n);
         self
+    }
+
+    /// These options over `under`, a task's own (see
+    /// [`Task::options`](crate::Task::options)): each setting these leave unset is
+    /// `under`'s.
+    pub(crate) fn over(&self, under: &TaskOptions) -> TaskOptions {
+        TaskOptions {
+            timeout: self.timeout.over(under.timeout),
+            retries: self.retries.over(under.retries),
+        }
     }
 
     /// What a job runs with: these options where set, the pool's `defaults` elsewhere.
@@ -169,6 +192,38 @@ mod tests {
                 .resolve(POOL)
                 .timeout,
             Some(d)
+        );
+    }
+
+    /// The pool's settings, under the task's own, under the call's.
+    #[test]
+    fn a_call_s_options_go_over_the_task_s_which_go_over_the_pool_s() {
+        let task = TaskOptions::new()
+            .timeout(Duration::from_millis(300))
+            .retries(1);
+        let call = TaskOptions::new().retries(4);
+        assert_eq!(
+            call.over(&task).resolve(POOL),
+            JobOptions {
+                timeout: Some(Duration::from_millis(300)),
+                retries: 4,
+            }
+        );
+        assert_eq!(
+            TaskOptions::new().over(&task).resolve(POOL),
+            task.resolve(POOL)
+        );
+        assert_eq!(
+            TaskOptions::new().over(&TaskOptions::new()).resolve(POOL),
+            POOL
+        );
+        // A call may lift the task's limit, and a task the pool's.
+        let free = TaskOptions::new().no_timeout();
+        assert_eq!(free.over(&task).resolve(POOL).timeout, None);
+        assert_eq!(TaskOptions::new().over(&free).resolve(POOL).timeout, None);
+        assert_eq!(
+            task.over(&free).resolve(POOL).timeout,
+            task.resolve(POOL).timeout
         );
     }
 

@@ -6,6 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use procpool::{Direction, OutputMode, OutputStream, PoolBuilder, Side, TaskError};
+
+#[allow(
+    unused_imports,
+    reason = "named by `fault_matrix!`, which not every test binary of `common` uses"
+)]
+pub(crate) use super::functions::{
+    a_task_function_s_own_retries_are_the_ones_that_count,
+    a_task_function_s_own_timeout_is_the_one_that_counts, task_function_faults_are_typed,
+    task_functions_run_through_call_and_map_fn,
+};
 use procpool_worker::{
     micros_since_epoch, read_tally, BadOutput, CStdioPrint, Double, Fault, PanickyError,
     PanicsOnDecode, PanicsOnEncode, PanicsWithBadPayload, ParentPid, PidAfter, Reverse, Square,
@@ -79,6 +89,11 @@ fn crash_mid_batch(b: PoolBuilder, tasks: u64, crash_at: u64, pad: usize) {
 }
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A number no other call in this process gets, for file names.
+pub(crate) fn unique() -> usize {
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 pub(crate) fn a_crash_mid_batch_fails_that_task_alone(b: PoolBuilder) {
     crash_mid_batch(b, 3_000, 2_000, 0);
@@ -772,6 +787,10 @@ macro_rules! fault_matrix {
             submit_after_shutdown_hands_the_task_back,
             captured_output_arrives_line_by_line,
             c_stdio_output_is_flushed_when_a_worker_ends,
+            task_functions_run_through_call_and_map_fn,
+            task_function_faults_are_typed,
+            a_task_function_s_own_timeout_is_the_one_that_counts,
+            a_task_function_s_own_retries_are_the_ones_that_count,
         }
     };
     (@tests [$builder:expr] $($name:ident),+ $(,)?) => {

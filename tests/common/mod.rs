@@ -1,7 +1,9 @@
-//! Helpers shared by the integration tests: process inspection and the fault matrix.
+//! Helpers shared by the integration tests: process inspection and the fault matrix
+//! (with the task functions' part of it).
 
 #![allow(dead_code)]
 
+pub(crate) mod functions;
 pub(crate) mod matrix;
 
 use std::fs;

@@ -3,12 +3,15 @@
 //! [`CountPrimes`] is honest CPU work; [`Fault`] misbehaves on request in every way a
 //! worker can (panic, segfault, abort, exit, stack overflow, endless loops, allocation
 //! bombs, floods of output), which the demo and the fault-matrix tests use.
+//! [`functions`] holds tasks written as functions with `#[procpool::task]`.
 
 use std::io::Write;
 use std::time::Duration;
 
 use procpool::{BoxError, SharedSlice, Task};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub mod functions;
 
 /// Call from a binary's `main` so the linker keeps these tasks' registrations.
 pub fn link() {}
@@ -195,8 +198,9 @@ fn write_bytes(mut out: impl Write, n: u64) -> Result<u64, BoxError> {
     Ok(n)
 }
 
+/// An error with a cause: a message and the I/O error under it.
 #[derive(Debug)]
-struct Wrapped {
+pub struct Wrapped {
     what: &'static str,
     source: std::io::Error,
 }
