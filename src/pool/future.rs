@@ -73,9 +73,10 @@ use crate::error::TaskError;
 /// A task keeps one waker, the latest: a future polled again with a new waker (moved
 /// to another task of the executor, say) is woken through that one. A handle is
 /// awaited, or watched by [`as_completed`](crate::as_completed) or
-/// [`TaskHandle::wait_any`], never both at once: each takes the handle (`wait_any`
-/// gives it back out of the vector only once it has its outcome), so no two of them
-/// compete for that one waker.
+/// [`TaskHandle::wait_any`], never both at once: `into_future` and `as_completed` take
+/// the handle, and `wait_any` borrows its vector for as long as it waits. So no two of
+/// them compete for that one waker; a handle taken out of the vector after a
+/// `wait_any` may be awaited, its first poll replacing the waker `wait_any` left.
 ///
 /// Polling it after it returned `Ready` panics, as for most futures;
 /// [`FusedFuture::is_terminated`](futures_core::future::FusedFuture) says when it has.

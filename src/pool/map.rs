@@ -179,8 +179,9 @@ where
 
     /// Makes and sends batches while the window has room and inputs are left. Each
     /// batch first takes an in-flight place from `admit`: `Pending` (no place yet, for
-    /// a map polled as a stream) stops the filling until the next call.
-    fn fill(&mut self, admit: &mut dyn FnMut() -> Poll<Result<(), SubmitErrorKind>>) {
+    /// a map polled as a stream) stops the filling until the next call, and is what
+    /// `fill` returns then; `Ready` when it stopped for want of room or input.
+    fn fill(&mut self, admit: &mut dyn FnMut() -> Poll<Result<(), SubmitErrorKind>>) -> Poll<()> {
         while !self.exhausted {
             let size = self.sizer.batch_len();
             // Small batches get a window of at least `MIN_WINDOW_PER_WORKER` tasks per
@@ -201,13 +202,12 @@ where
                 held_bytes: self.held_bytes,
             };
             if !window::may_send(load, size, limits) {
-                return;
+                return Poll::Ready(());
             }
-            let Poll::Ready(admitted) = admit() else {
-                return;
-            };
+            let admitted = ready!(admit());
             self.send_batch(size, admitted);
         }
+        Poll::Ready(())
     }
 
     /// Pulls up to `size` inputs into one batch and sends it, under the in-flight
@@ -313,7 +313,8 @@ where
     /// Blocks the thread for an in-flight place and for the delivery.
     fn next_delivery(&mut self) -> Option<Delivery> {
         let gate = self.pool.gate();
-        self.fill(&mut || Poll::Ready(gate.acquire(true)));
+        let filled = self.fill(&mut || Poll::Ready(gate.acquire(true)));
+        debug_assert!(filled.is_ready(), "a blocking admission is never pending");
         // Filling stops short of sending only when the window is full, so nothing out
         // means nothing left.
         if self.all_received() {
@@ -326,23 +327,37 @@ where
     /// Like [`next_delivery`](Self::next_delivery), without blocking the thread: for
     /// an in-flight place the map queues at the gate, for the delivery it leaves
     /// `waker` in the mailbox, and `Pending` returns.
+    ///
+    /// The map keeps its turn in the gate's queue only while it returns `Pending`. Once
+    /// it has something to give, or stops for want of room in its window or of input,
+    /// the turn is dropped: the map holds no place in the queue, nor a wake-up for a
+    /// freed place, while its owner may not poll it (busy with the outcome, or
+    /// awaiting something else), which could leave a submit waiting behind it for a
+    /// place that is free.
     #[cfg(feature = "async")]
     fn poll_delivery(&mut self, waker: &Waker) -> Poll<Option<Delivery>> {
         let gate = self.pool.gate();
         let mut turn = self.turn.take().unwrap_or_else(|| Turn::new(gate));
-        self.fill(&mut || turn.poll(waker));
-        self.turn = Some(turn);
+        let waiting = self.fill(&mut || turn.poll(waker)).is_pending();
         if self.all_received() {
-            // Nothing out: nothing left, or the turn waits for a place (its waker at
-            // the gate), the pool's places all taken by others.
-            return if self.exhausted {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            };
+            if self.exhausted {
+                return Poll::Ready(None);
+            }
+            // Nothing out and inputs left: filling stopped at the gate, the pool's
+            // places all taken by others.
+            debug_assert!(waiting, "a map with nothing out has room in its window");
+            self.turn = Some(turn);
+            return Poll::Pending;
         }
-        let delivery = std::task::ready!(self.mailbox.poll_recv(waker));
-        Poll::Ready(Some(self.count_in(delivery)))
+        match self.mailbox.poll_recv(waker) {
+            Poll::Ready(delivery) => Poll::Ready(Some(self.count_in(delivery))),
+            Poll::Pending => {
+                if waiting {
+                    self.turn = Some(turn);
+                }
+                Poll::Pending
+            }
+        }
     }
 
     /// Books a delivery received.

@@ -60,6 +60,13 @@ use crate::task::Task;
 ///
 /// The map pulls its inputs on the executor's thread, in the polls that find room for
 /// them, so the input iterator should not block.
+///
+/// A stream that returned `Pending` for want of room in the pool (at its
+/// [in-flight limit](crate::PoolBuilder::max_in_flight)) holds a turn in the pool's
+/// queue, as a pending [`submit_async`](crate::Pool::submit_async) does, until it is
+/// polled again or dropped: a place freed wakes it, not the others waiting. Poll it
+/// on, or drop it, rather than leave it pending while other tasks wait to submit. Once it yields an
+/// outcome it holds no turn.
 #[must_use = "streams do nothing unless polled: a map pulls no input until then"]
 pub struct MapStream<M>(M);
 

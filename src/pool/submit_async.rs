@@ -72,7 +72,9 @@ impl Pool {
 ///
 /// It is lazy: the task is queued in the poll that finds room. It holds no in-flight
 /// place while it waits, so dropping it (a timeout, a `select!` arm that lost) leaves
-/// the pool as it was, the task not submitted.
+/// the pool as it was, the task not submitted. While pending it holds a turn in the
+/// pool's queue: a place freed wakes it, not those behind it, until it is polled again
+/// or dropped. So a pending submit should be awaited on, not left aside.
 #[must_use = "futures do nothing unless awaited: the task is not submitted until then"]
 pub struct SubmitFuture<'p, T> {
     pool: &'p Pool,
