@@ -34,6 +34,65 @@
 //!   [`test_support!`].
 //! * `docs/ARCHITECTURE.md` and `docs/FAILURES.md` in the repository describe the
 //!   processes, the wire format and every failure's outcome.
+//! * With the feature `async`, the same from async code under any executor (see
+//!   [Async](#async) below).
+#![cfg_attr(
+    feature = "async",
+    doc = r#"
+# Async
+
+The feature `async` adds what async code needs, for any executor (it depends on
+`futures-core` for the `Stream` trait, on no runtime):
+
+* `handle.await`: a [`TaskHandle`] is a future, a [`TaskFuture`]. Dropping it before the
+  outcome is in cancels the task, so `tokio::time::timeout` and a `select!` arm that
+  loses stop the work and free the worker; keep the handle, or lend the future
+  (`&mut future`), to let the task go on.
+* [`Pool::submit_async`] (and [`submit_async_with`](Pool::submit_async_with)) awaits
+  room under [`max_in_flight`](PoolBuilder::max_in_flight) instead of blocking a thread.
+* [`Map::into_stream`] and [`MapUnordered::into_stream`] make a map a
+  `futures_core::Stream` ([`MapStream`]).
+
+Call [`init()`] first in `main`, before building the runtime: a fork server must start
+from a program that runs one thread, and a worker started from the program should not
+carry a runtime's threads. `#[tokio::main]` builds its runtime before the body of `main`
+runs, so build it by hand after `init()`:
+
+```no_run
+# use serde::{Deserialize, Serialize};
+# #[derive(Serialize, Deserialize)]
+# struct Square(u64);
+# impl procpool::Task for Square {
+#     const NAME: &'static str = "async::Square";
+#     type Output = u64;
+#     fn run(self) -> Result<u64, procpool::BoxError> { Ok(self.0 * self.0) }
+# }
+# procpool::register!(Square);
+use futures::StreamExt;
+
+fn main() -> anyhow::Result<()> {
+    procpool::init();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let pool = procpool::Pool::new()?;
+    let nine = pool.submit_async(Square(3)).await?.await?;
+    assert_eq!(nine, 9);
+    let mut squares = pool.map_unordered((1..=10).map(Square)).into_stream();
+    while let Some((index, outcome)) = squares.next().await {
+        assert_eq!(outcome?, (index as u64 + 1).pow(2));
+    }
+    Ok(())
+}
+```
+
+A map borrows its pool, so it cannot be handed to `tokio::spawn` alone: move the pool,
+or an `Arc<Pool>`, into the spawned task and start the map there ([`MapStream`] shows
+how). The map pulls its inputs on the executor's thread, so its iterator should not
+block.
+"#
+)]
 //!
 #![cfg_attr(feature = "macros", doc = "[attribute]: macro@task")]
 #![cfg_attr(not(feature = "macros"), doc = "[attribute]: TaskFn")]
@@ -60,6 +119,8 @@ pub use output::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
 pub use pool::{
     as_completed, AsCompleted, Map, MapUnordered, Pool, PoolBuilder, TaskHandle, TaskOptions,
 };
+#[cfg(feature = "async")]
+pub use pool::{MapStream, SubmitFuture, TaskFuture};
 pub use shared::SharedSlice;
 pub use task::{BoxError, Task};
 pub use task_fn::{Call, Calls, TaskFn};
@@ -70,6 +131,10 @@ pub use procpool_macros::task;
 /// Turns this process into a worker when a pool started it as one; otherwise returns at
 /// once. Call it first thing in `main` of any program that uses the default
 /// [`Launch::CurrentExe`], and in a separate worker binary.
+///
+/// First means before any thread starts and before an async runtime is built (which
+/// `#[tokio::main]` does before the body of `main` runs): a fork server must start
+/// single-threaded, and a worker has no use for the program's threads.
 ///
 /// In a worker process it never returns: it serves tasks until the pool lets it go and
 /// then exits the process.

@@ -434,10 +434,38 @@ fn main() {
             .into_iter()
             .map(|(name, test)| trial(name, move || test(builder()))),
     );
+    #[cfg(feature = "async")]
+    trials.push(trial(
+        "a_runtime_built_after_init_awaits_forked_workers",
+        a_runtime_built_after_init_awaits_forked_workers,
+    ));
     for (name, busy) in [("busy_parent_helper", true), ("idle_parent_helper", false)] {
         trials.push(trial(name, move || parent_helper(busy)).with_ignored_flag(true));
     }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// `main` called `init()` before any runtime existed, as the docs ask: a tokio runtime
+/// built after it awaits tasks on forked workers, crashes included.
+#[cfg(feature = "async")]
+fn a_runtime_built_after_init_awaits_forked_workers() {
+    use futures::StreamExt;
+
+    let pool = builder().core_dumps(false).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = pool.submit_async(ParentPid).await.unwrap().await.unwrap();
+        assert_ne!(server, std::process::id());
+        assert_eq!(pool.submit_async(Square(5)).await.unwrap().await, Ok(25));
+        let crash = pool.submit_async(Fault::Segfault).await.unwrap().await;
+        assert_eq!(crash.unwrap_err().signal(), Some(11));
+        let squares: Vec<_> = pool.map((0..100).map(Square)).into_stream().collect().await;
+        assert_eq!(squares, (0..100u64).map(|i| Ok(i * i)).collect::<Vec<_>>());
+        assert_eq!(
+            pool.submit_async(ParentPid).await.unwrap().await,
+            Ok(server)
+        );
+    });
 }
 
 /// A test for libtest-mimic, which turns a panic into a failure with the panic's message.

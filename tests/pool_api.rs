@@ -492,6 +492,10 @@ fn a_fork_server_in_a_test_harness_refuses_to_fork() {
     let message = e.to_string();
     assert!(message.contains("threads"), "{message}");
     assert!(message.contains("harness = false"), "{message}");
+    assert!(
+        message.contains("before building an async runtime"),
+        "{message}"
+    );
 }
 
 /// Without `workers`, a pool has one worker per CPU; with it, that many.

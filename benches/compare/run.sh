@@ -2,7 +2,8 @@
 # The side-by-side comparison: builds procpool's workloads and the same workloads on
 # procspawn and rayon (src/main.rs) and on Python's multiprocessing (peers.py), runs
 # every measurement once per round, in interleaved rounds, and prints the medians, the
-# ratios and one `goal <name> <measured> <threshold> PASS|FAIL` line per goal of issue 3.
+# ratios and one `goal <name> <measured> <threshold> PASS|FAIL` line per goal (those of
+# issue 3, and issue 10's async row).
 #
 #   benches/compare/run.sh            # ROUNDS=5 by default
 #   ROUNDS=3 benches/compare/run.sh   # quicker, noisier
@@ -32,6 +33,7 @@ measurements=(
     "procspawn tiny 2000"
     "procpool rtt"
     "procpool submit"
+    "procpool async"
     "procspawn submit 2000"
     "python submit"
     "procpool cpu"

@@ -46,6 +46,8 @@ def main():
     goal("round_trip_vs_pipe", ratio("rtt.procpool.us", "rtt.raw.us"), 2, higher_is_better=False)
     # 3. Individually submitted tasks per second.
     goal("submit_tasks_per_s", get("submit.procpool.tasks_per_s"), 200_000)
+    # 3b. The same tasks submitted and awaited from one async task, against the above.
+    goal("async_vs_submit", ratio("async.procpool.tasks_per_s", "submit.procpool.tasks_per_s"), 0.9)
     # 4. CPU-bound speedup against rayon's on the same kernel.
     serial = get("cpu.rayon.serial_s")
     if serial and get("cpu.procpool.s") and get("cpu.rayon.s"):

@@ -28,8 +28,10 @@ pub(crate) fn run(sock: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
         Ok(n) => {
             eprintln!(
                 "procpool fork server: this process already runs {n} threads and is never \
-                 forked; call procpool::init() first in main, before any thread starts \
-                 (a test harness runs tests on threads: use harness = false)"
+                 forked; call procpool::init() first in main, before building an async \
+                 runtime or starting threads (#[tokio::main] builds its runtime before \
+                 the body of main runs; a test harness runs tests on threads: use \
+                 harness = false)"
             );
             return exit_code::START;
         }

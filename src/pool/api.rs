@@ -8,6 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use super::config::Config;
+use super::gate::Gate;
 use super::handle::TaskHandle;
 use super::job::{Batch, Encoded, Job, JobOptions, Ticket, Work};
 use super::map::{Map, MapUnordered};
@@ -189,7 +190,7 @@ impl Pool {
 
     /// What a job of `T` submitted with `options` runs with: the task's own settings
     /// where they leave them unset, the pool's where those do.
-    fn resolve<T: Task>(&self, options: &TaskOptions) -> JobOptions {
+    pub(crate) fn resolve<T: Task>(&self, options: &TaskOptions) -> JobOptions {
         options
             .over(&T::options())
             .resolve(self.shared.config.job_options())
@@ -232,8 +233,20 @@ impl Pool {
         self.shared.wait_for_readers(READERS_WAIT);
     }
 
-    /// Encodes and queues one task, to run with `options`. Shared by `submit` and
-    /// `try_submit`.
+    /// The in-flight limit every submit and every map batch goes through.
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.shared.gate
+    }
+
+    /// A ticket for a job that has taken an in-flight place: from here the ticket holds
+    /// the place. Its outcome gives it back, or its drop if it never gets one (the job
+    /// refused, or a panic in the task's `Serialize` unwinding to the caller).
+    pub(crate) fn admitted(&self) -> Arc<Ticket> {
+        Arc::new(Ticket::new(Some(self.shared.gate.clone())))
+    }
+
+    /// Takes an in-flight place (with `block`, waiting for one), then encodes and queues
+    /// one task, to run with `options`. Shared by `submit` and `try_submit`.
     fn enqueue<T: Task>(
         &self,
         task: T,
@@ -243,10 +256,17 @@ impl Pool {
         if let Err(kind) = self.shared.gate.acquire(block) {
             return Err(SubmitError::new(task, kind));
         }
-        // From here the ticket holds the in-flight place; its outcome gives it back, or
-        // its drop if it never gets one (a panic in the task's `Serialize` unwinds
-        // from here to the caller).
-        let ticket = Arc::new(Ticket::new(Some(self.shared.gate.clone())));
+        self.enqueue_admitted(task, options)
+    }
+
+    /// Encodes and queues one task, to run with `options`, once it has taken an
+    /// in-flight place.
+    pub(crate) fn enqueue_admitted<T: Task>(
+        &self,
+        task: T,
+        options: JobOptions,
+    ) -> Result<Arc<Ticket>, SubmitError<T>> {
+        let ticket = self.admitted();
         let id = self.shared.new_id();
         // Checked before anything is encoded: never sent as types a worker would read
         // as others.
@@ -295,31 +315,32 @@ impl Pool {
         }
     }
 
-    /// Queues a batch of a map of tasks of `types`, to run with `options`, waiting for
-    /// room. It takes one in-flight place.
+    /// Queues a batch of a map of tasks of `types`, to run with `options`, under
+    /// `ticket`, which has taken its in-flight place (see [`admitted`](Pool::admitted)).
+    ///
+    /// # Errors
+    /// `PoolClosed` when the pool has stopped taking jobs.
     pub(crate) fn enqueue_batch(
         &self,
+        ticket: Arc<Ticket>,
         mut batch: Batch,
         types: TaskTypes,
         options: JobOptions,
-    ) -> Result<Arc<Ticket>, TaskError> {
-        let refused = |kind| TaskError::from(SubmitError::new((), kind));
-        self.shared.gate.acquire(true).map_err(refused)?;
-        let ticket = Arc::new(Ticket::new(Some(self.shared.gate.clone())));
+    ) -> Result<(), TaskError> {
         let id = self.shared.new_id();
         batch.reheader(id);
         let job = Job {
             id,
             attempts: 0,
             options,
-            ticket: ticket.clone(),
+            ticket,
             work: Work::Batch(batch),
             types,
         };
         if self.send(job) {
-            Ok(ticket)
+            Ok(())
         } else {
-            Err(refused(SubmitErrorKind::Closed))
+            Err(SubmitError::new((), SubmitErrorKind::Closed).into())
         }
     }
 

@@ -14,9 +14,13 @@ use crate::wire::codec;
 /// The outcome-to-be of a submitted task.
 ///
 /// Dropping a handle does not cancel its task; use [`cancel`](TaskHandle::cancel).
+///
+/// With the feature `async`, a handle is also a future: `handle.await` gives the
+/// outcome without blocking a thread (see `TaskFuture`, which cancels its task if
+/// dropped before the outcome is in).
 #[must_use = "the task runs either way, but its outcome is lost unless it is waited for"]
 pub struct TaskHandle<O> {
-    ticket: Arc<Ticket>,
+    pub(super) ticket: Arc<Ticket>,
     _output: PhantomData<fn() -> O>,
 }
 

@@ -4,12 +4,14 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+#[cfg(feature = "async")]
+use std::task::Poll;
 use std::task::Waker;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-
 use super::gate::Gate;
+use super::mailbox::Outbox;
+use super::wakeup::Wakeup;
 use crate::error::TaskError;
 use crate::task::TaskTypes;
 use crate::wire::batch;
@@ -70,7 +72,7 @@ pub(crate) struct Batch {
     /// The map index of the first of them.
     first: usize,
     /// Where the map that made the batch takes its outcomes.
-    out: Sender<Delivery>,
+    out: Outbox,
     /// The `Batch` request header for these tasks, under the job's id.
     header: Vec<u8>,
     id: u64,
@@ -239,7 +241,7 @@ impl Batch {
         items: Vec<u8>,
         count: usize,
         first: usize,
-        out: Sender<Delivery>,
+        out: Outbox,
     ) -> Batch {
         Batch {
             task,
@@ -283,8 +285,7 @@ impl Batch {
         self.count -= n;
         self.first += n;
         self.reheader(self.id);
-        // A map that was dropped no longer listens; the outcomes have nowhere to go.
-        let _ = self.out.send(Delivery {
+        self.out.send(Delivery {
             index,
             segment,
             timing,
@@ -309,7 +310,7 @@ pub(crate) struct Ticket {
     done: Condvar,
     /// Woken once when the outcome is recorded: a future waiting on the task, say. Only
     /// set while `state`'s lock is held, so no outcome slips past a new waker.
-    waker: Mutex<Option<Waker>>,
+    waker: Wakeup,
     gate: Option<Arc<Gate>>,
 }
 
@@ -318,7 +319,7 @@ impl Ticket {
         Ticket {
             state: Mutex::new(State::Queued),
             done: Condvar::new(),
-            waker: Mutex::new(None),
+            waker: Wakeup::default(),
             gate,
         }
     }
@@ -366,27 +367,38 @@ impl Ticket {
         }
         drop(state);
         self.done.notify_all();
-        let waker = lock(&self.waker).take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.waker.wake();
         true
     }
 
     /// Whether the outcome is in; if not, `waker` is woken once it is (replacing the
     /// waker of an earlier call). The way for something other than a thread blocked on
     /// this one ticket to wait for the task: `completion` watches several tickets at
-    /// once with it, and a future could too.
+    /// once with it, and a handle's future polls with `poll_outcome`.
     pub(crate) fn is_done_or_wake(&self, waker: &Waker) -> bool {
+        self.done_or_wake(waker).is_some()
+    }
+
+    /// Takes the outcome if it is in; if not, `waker` is woken once it is (replacing
+    /// the waker of an earlier call, so a future polled with a new waker is woken
+    /// through that one).
+    #[cfg(feature = "async")]
+    pub(crate) fn poll_outcome(&self, waker: &Waker) -> Poll<RawOutcome> {
+        match self.done_or_wake(waker) {
+            Some(mut state) => Poll::Ready(take(&mut state)),
+            None => Poll::Pending,
+        }
+    }
+
+    /// The state, locked, if the outcome is in; otherwise leaves `waker` (under the
+    /// state's lock, so the outcome cannot be recorded in between unseen).
+    fn done_or_wake(&self, waker: &Waker) -> Option<MutexGuard<'_, State>> {
         let state = self.lock();
         if matches!(*state, State::Done(_)) {
-            return true;
+            return Some(state);
         }
-        let mut slot = lock(&self.waker);
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
-        false
+        self.waker.set(waker);
+        None
     }
 
     /// Cancels the task: at once if still queued, by killing its worker if running.
@@ -437,10 +449,6 @@ impl Drop for Ticket {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn take(state: &mut State) -> RawOutcome {
     match state {
         State::Done(outcome) => outcome
@@ -453,6 +461,7 @@ fn take(state: &mut State) -> RawOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::wakeup::counting;
 
     #[test]
     fn only_the_first_outcome_counts() {
@@ -496,35 +505,25 @@ mod tests {
         );
     }
 
-    /// Counts its wake-ups.
-    struct Count(AtomicUsize);
-
-    impl std::task::Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     #[test]
     fn an_outcome_wakes_the_waker_waiting_for_it_once() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting::waker();
         let ticket = Ticket::new(None);
         assert!(ticket.start());
         assert!(!ticket.is_done_or_wake(&waker));
         assert!(!ticket.is_done_or_wake(&waker));
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(count.get(), 0);
         assert!(ticket.complete(Err(TaskError::Cancelled)));
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         // Once the outcome is in, nothing more is woken and no waker is kept.
         assert!(ticket.is_done_or_wake(&waker));
         assert!(!ticket.complete(Err(TaskError::PoolClosed)));
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         // A cancel while queued is an outcome too.
         let queued = Ticket::new(None);
         assert!(!queued.is_done_or_wake(&waker));
         assert!(queued.cancel());
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(count.get(), 2);
     }
 
     #[test]

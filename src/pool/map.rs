@@ -15,18 +15,22 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::iter::Fuse;
 use std::marker::PhantomData;
 use std::sync::Arc;
+#[cfg(feature = "async")]
+use std::task::Waker;
+use std::task::{ready, Poll};
 
-use crossbeam_channel::{Receiver, Sender};
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "async")]
+use super::gate::Turn;
 use super::handle::decode_slice;
 use super::job::{Batch, Delivery, JobOptions, Segment, Ticket};
+use super::mailbox::{self, Mailbox, Outbox};
 use super::window::{self, Ledger, Limits, Load};
 use super::Pool;
-use crate::error::{Direction, Side, TaskError};
+use crate::error::{Direction, Side, SubmitError, SubmitErrorKind, TaskError};
 use crate::task::{self, Task, TaskTypes};
 use crate::wire::batch::{self, Record, BATCH_TIME};
 use crate::wire::codec;
@@ -98,10 +102,13 @@ impl Sizer {
     }
 }
 
-/// The part both maps share: batching inputs and collecting deliveries.
-struct Stream<'p, I: Iterator> {
+/// The part both maps share: the feed of inputs, in batches, to the pool, and the
+/// deliveries of their outcomes back.
+struct Feed<'p, I: Iterator> {
     pool: &'p Pool,
-    inputs: Fuse<I>,
+    inputs: I,
+    /// The inputs have run out.
+    exhausted: bool,
     /// Batches in flight allowed.
     batches: usize,
     /// Tasks in flight allowed however small the batches (see `fill`).
@@ -109,8 +116,8 @@ struct Stream<'p, I: Iterator> {
     /// The cost of outcomes held back for order allowed (see `window`).
     held_budget: usize,
     sizer: Sizer,
-    tx: Sender<Delivery>,
-    rx: Receiver<Delivery>,
+    outbox: Outbox,
+    mailbox: Mailbox,
     /// Inputs pulled so far (the next input's index).
     pulled: usize,
     /// Outcomes received from batches so far.
@@ -129,18 +136,22 @@ struct Stream<'p, I: Iterator> {
     types: Result<u64, TaskError>,
     /// What every batch runs with: the pool's settings, or the map's own.
     options: JobOptions,
+    /// A map polled as a stream waits here for an in-flight place, without a thread.
+    #[cfg(feature = "async")]
+    turn: Option<Turn<'p>>,
 }
 
-impl<'p, I> Stream<'p, I>
+impl<'p, I> Feed<'p, I>
 where
     I: Iterator,
     I::Item: Task,
 {
     fn new(pool: &'p Pool, inputs: I, options: JobOptions) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Stream {
+        let (outbox, mailbox) = mailbox::channel();
+        Feed {
             pool,
-            inputs: inputs.fuse(),
+            inputs,
+            exhausted: false,
             batches: pool
                 .workers()
                 .saturating_mul(window::BATCHES_PER_WORKER)
@@ -151,8 +162,8 @@ where
                 .max(1),
             held_budget: pool.workers().saturating_mul(window::HELD_BYTES_PER_WORKER),
             sizer: Sizer::new(pool),
-            tx,
-            rx,
+            outbox,
+            mailbox,
             pulled: 0,
             received: 0,
             yielded: 0,
@@ -161,12 +172,17 @@ where
             running: Vec::new(),
             types: task::fingerprint_of::<I::Item>(pool.registry_here()),
             options,
+            #[cfg(feature = "async")]
+            turn: None,
         }
     }
 
-    /// Makes and sends batches while the window has room.
-    fn fill(&mut self) {
-        loop {
+    /// Makes and sends batches while the window has room and inputs are left. Each
+    /// batch first takes an in-flight place from `admit`: `Pending` (no place yet, for
+    /// a map polled as a stream) stops the filling until the next call, and is what
+    /// `fill` returns then; `Ready` when it stopped for want of room or input.
+    fn fill(&mut self, admit: &mut dyn FnMut() -> Poll<Result<(), SubmitErrorKind>>) -> Poll<()> {
+        while !self.exhausted {
             let size = self.sizer.batch_len();
             // Small batches get a window of at least `MIN_WINDOW_PER_WORKER` tasks per
             // worker, while their inputs stay within the bytes of the batches.
@@ -186,22 +202,26 @@ where
                 held_bytes: self.held_bytes,
             };
             if !window::may_send(load, size, limits) {
-                return;
+                return Poll::Ready(());
             }
-            if !self.send_batch(size) {
-                return;
-            }
+            let admitted = ready!(admit());
+            self.send_batch(size, admitted);
         }
+        Poll::Ready(())
     }
 
-    /// Pulls up to `size` inputs into one batch and sends it; `false` once the input
-    /// has run out.
-    fn send_batch(&mut self, size: usize) -> bool {
+    /// Pulls up to `size` inputs into one batch and sends it, under the in-flight
+    /// place it was `admitted` to, or fails them with the reason it was not.
+    fn send_batch(&mut self, size: usize, admitted: Result<(), SubmitErrorKind>) {
+        // The ticket holds the place from here: dropped without an outcome (no input
+        // left, say), it gives it back.
+        let ticket = admitted.map(|()| self.pool.admitted());
         let first = self.pulled;
         let mut items = Vec::new();
         let mut count = 0;
         while count < size && items.len() < MAX_BATCH_BYTES {
             let Some(task) = self.inputs.next() else {
+                self.exhausted = true;
                 break;
             };
             self.pulled += 1;
@@ -213,26 +233,32 @@ where
                     direction: Direction::ToWorker,
                     message,
                 };
-                self.submit(items, count, first);
+                self.submit(ticket, items, count, first);
                 self.deliver_here(first + count, 1, error);
-                return true;
+                return;
             }
             count += 1;
         }
-        if count == 0 {
-            return false;
-        }
-        self.submit(items, count, first);
-        true
+        self.submit(ticket, items, count, first);
     }
 
-    fn submit(&mut self, items: Vec<u8>, count: usize, first: usize) {
+    fn submit(
+        &mut self,
+        ticket: Result<Arc<Ticket>, SubmitErrorKind>,
+        items: Vec<u8>,
+        count: usize,
+        first: usize,
+    ) {
         if count == 0 {
             return;
         }
         let types = match &self.types {
             Ok(types) => *types,
             Err(error) => return self.deliver_here(first, count, error.clone()),
+        };
+        let ticket = match ticket {
+            Ok(ticket) => ticket,
+            Err(kind) => return self.deliver_here(first, count, SubmitError::new((), kind).into()),
         };
         self.sizer.observe_bytes(items.len(), count);
         let batch = Batch::new(
@@ -241,13 +267,16 @@ where
             items,
             count,
             first,
-            self.tx.clone(),
+            self.outbox.clone(),
         );
-        match self
-            .pool
-            .enqueue_batch(batch, TaskTypes::of::<I::Item>(), self.options)
-        {
-            Ok(ticket) => {
+        let sent = self.pool.enqueue_batch(
+            ticket.clone(),
+            batch,
+            TaskTypes::of::<I::Item>(),
+            self.options,
+        );
+        match sent {
+            Ok(()) => {
                 self.ledger.sent(first, count);
                 if self.running.len() >= 2 * self.batches {
                     self.running.retain(|t| !t.is_done());
@@ -262,35 +291,87 @@ where
     /// refuses work).
     fn deliver_here(&self, index: usize, count: usize, error: TaskError) {
         let segment = Segment::Failed { count, error };
-        self.tx
-            .send(Delivery {
-                index,
-                segment,
-                timing: None,
-            })
-            .expect("the stream holds the receiver");
+        self.outbox.send(Delivery {
+            index,
+            segment,
+            timing: None,
+        });
+    }
+
+    /// Whether every input pulled has its outcome received.
+    fn all_received(&self) -> bool {
+        self.received == self.pulled
+    }
+
+    /// Whether every input has been pulled and its outcome handed out.
+    #[cfg(feature = "async")]
+    fn is_over(&self) -> bool {
+        self.exhausted && self.yielded == self.pulled
     }
 
     /// The next delivery in completion order; `None` when every input has its outcome.
+    /// Blocks the thread for an in-flight place and for the delivery.
     fn next_delivery(&mut self) -> Option<Delivery> {
-        self.fill();
-        if self.received == self.pulled {
+        let gate = self.pool.gate();
+        let filled = self.fill(&mut || Poll::Ready(gate.acquire(true)));
+        debug_assert!(filled.is_ready(), "a blocking admission is never pending");
+        // Filling stops short of sending only when the window is full, so nothing out
+        // means nothing left.
+        if self.all_received() {
             return None;
         }
-        let delivery = self
-            .rx
-            .recv()
-            .expect("the stream holds a sender, so the channel stays open");
+        let delivery = self.mailbox.recv();
+        Some(self.count_in(delivery))
+    }
+
+    /// Like [`next_delivery`](Self::next_delivery), without blocking the thread: for
+    /// an in-flight place the map queues at the gate, for the delivery it leaves
+    /// `waker` in the mailbox, and `Pending` returns.
+    ///
+    /// The map keeps its turn in the gate's queue only while it returns `Pending`. Once
+    /// it has something to give, or stops for want of room in its window or of input,
+    /// the turn is dropped: the map holds no place in the queue, nor a wake-up for a
+    /// freed place, while its owner may not poll it (busy with the outcome, or
+    /// awaiting something else), which could leave a submit waiting behind it for a
+    /// place that is free.
+    #[cfg(feature = "async")]
+    fn poll_delivery(&mut self, waker: &Waker) -> Poll<Option<Delivery>> {
+        let gate = self.pool.gate();
+        let mut turn = self.turn.take().unwrap_or_else(|| Turn::new(gate));
+        let waiting = self.fill(&mut || turn.poll(waker)).is_pending();
+        if self.all_received() {
+            if self.exhausted {
+                return Poll::Ready(None);
+            }
+            // Nothing out and inputs left: filling stopped at the gate, the pool's
+            // places all taken by others.
+            debug_assert!(waiting, "a map with nothing out has room in its window");
+            self.turn = Some(turn);
+            return Poll::Pending;
+        }
+        match self.mailbox.poll_recv(waker) {
+            Poll::Ready(delivery) => Poll::Ready(Some(self.count_in(delivery))),
+            Poll::Pending => {
+                if waiting {
+                    self.turn = Some(turn);
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Books a delivery received.
+    fn count_in(&mut self, delivery: Delivery) -> Delivery {
         self.received += delivery.segment.len();
         self.ledger.received(delivery.index, delivery.segment.len());
         if let Some((nanos, tasks)) = delivery.timing {
             self.sizer.observe(nanos, tasks);
         }
-        Some(delivery)
+        delivery
     }
 }
 
-impl<I: Iterator> Drop for Stream<'_, I> {
+impl<I: Iterator> Drop for Feed<'_, I> {
     fn drop(&mut self) {
         for ticket in &self.running {
             ticket.cancel();
@@ -361,18 +442,27 @@ impl Cursor {
 }
 
 /// Outcomes of [`Pool::map`], in input order.
+///
+/// With the feature `async`, `into_stream` makes it a `futures_core::Stream` of the same
+/// outcomes, awaited without blocking the executor's thread (see the crate docs,
+/// "Async").
 #[must_use = "a map is lazy: it pulls no input and runs nothing until it is iterated"]
 pub struct Map<'p, I: Iterator>
 where
     I::Item: Task,
 {
-    stream: Stream<'p, I>,
+    feed: Feed<'p, I>,
     /// Deliveries that came before their turn, by the index of their first task (and
     /// the next one in turn, for a moment).
     ready: HashMap<usize, Delivery>,
     current: Option<Cursor>,
     _output: PhantomData<fn() -> <I::Item as Task>::Output>,
 }
+
+/// What [`Map`] yields.
+type MapItem<I> = Result<<<I as Iterator>::Item as Task>::Output, TaskError>;
+/// What [`MapUnordered`] yields.
+type UnorderedItem<I> = (usize, MapItem<I>);
 
 impl<'p, I> Map<'p, I>
 where
@@ -381,11 +471,53 @@ where
 {
     pub(crate) fn new(pool: &'p Pool, inputs: I, options: JobOptions) -> Self {
         Map {
-            stream: Stream::new(pool, inputs, options),
+            feed: Feed::new(pool, inputs, options),
             ready: HashMap::new(),
             current: None,
             _output: PhantomData,
         }
+    }
+
+    /// The next outcome, with deliveries from `next_delivery`: `Pending` only when it
+    /// is.
+    fn advance(
+        &mut self,
+        mut next_delivery: impl FnMut(&mut Feed<'p, I>) -> Poll<Option<Delivery>>,
+    ) -> Poll<Option<MapItem<I>>> {
+        loop {
+            if let Some(cursor) = &mut self.current {
+                if let Some((_, outcome)) = cursor.next(TaskTypes::of::<I::Item>()) {
+                    self.feed.yielded += 1;
+                    return Poll::Ready(Some(outcome));
+                }
+                self.current = None;
+            }
+            // Deliveries tile the inputs, so the next one in order starts exactly here.
+            if let Some(delivery) = self.ready.remove(&self.feed.yielded) {
+                self.feed.held_bytes -= window::held_cost(&delivery);
+                self.current = Some(Cursor::new(delivery));
+                continue;
+            }
+            // The window counts what `ready` holds against a budget of its own: the
+            // outcomes behind a slow task wait here while the other workers go on.
+            let Some(delivery) = ready!(next_delivery(&mut self.feed)) else {
+                return Poll::Ready(None);
+            };
+            self.feed.held_bytes += window::held_cost(&delivery);
+            self.ready.insert(delivery.index, delivery);
+        }
+    }
+
+    /// The next outcome without blocking the thread (see `Feed::poll_delivery`).
+    #[cfg(feature = "async")]
+    pub(super) fn poll_outcome(&mut self, waker: &Waker) -> Poll<Option<MapItem<I>>> {
+        self.advance(|feed| feed.poll_delivery(waker))
+    }
+
+    /// Whether every outcome has been handed out.
+    #[cfg(feature = "async")]
+    pub(super) fn is_over(&self) -> bool {
+        self.feed.is_over()
     }
 }
 
@@ -394,39 +526,24 @@ where
     I: Iterator,
     I::Item: Task,
 {
-    type Item = Result<<I::Item as Task>::Output, TaskError>;
+    type Item = MapItem<I>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(cursor) = &mut self.current {
-                if let Some((_, outcome)) = cursor.next(TaskTypes::of::<I::Item>()) {
-                    self.stream.yielded += 1;
-                    return Some(outcome);
-                }
-                self.current = None;
-            }
-            // Deliveries tile the inputs, so the next one in order starts exactly here.
-            if let Some(delivery) = self.ready.remove(&self.stream.yielded) {
-                self.stream.held_bytes -= window::held_cost(&delivery);
-                self.current = Some(Cursor::new(delivery));
-                continue;
-            }
-            // The window counts what `ready` holds against a budget of its own: the
-            // outcomes behind a slow task wait here while the other workers go on.
-            let delivery = self.stream.next_delivery()?;
-            self.stream.held_bytes += window::held_cost(&delivery);
-            self.ready.insert(delivery.index, delivery);
-        }
+        blocking(self.advance(|feed| Poll::Ready(feed.next_delivery())))
     }
 }
 
 /// Outcomes of [`Pool::map_unordered`]: `(input index, outcome)` as tasks finish.
+///
+/// With the feature `async`, `into_stream` makes it a `futures_core::Stream` of the same
+/// outcomes, awaited without blocking the executor's thread (see the crate docs,
+/// "Async").
 #[must_use = "a map is lazy: it pulls no input and runs nothing until it is iterated"]
 pub struct MapUnordered<'p, I: Iterator>
 where
     I::Item: Task,
 {
-    stream: Stream<'p, I>,
+    feed: Feed<'p, I>,
     current: Option<Cursor>,
     _output: PhantomData<fn() -> <I::Item as Task>::Output>,
 }
@@ -438,10 +555,42 @@ where
 {
     pub(crate) fn new(pool: &'p Pool, inputs: I, options: JobOptions) -> Self {
         MapUnordered {
-            stream: Stream::new(pool, inputs, options),
+            feed: Feed::new(pool, inputs, options),
             current: None,
             _output: PhantomData,
         }
+    }
+
+    /// The next outcome, with deliveries from `next_delivery`: `Pending` only when it
+    /// is.
+    fn advance(
+        &mut self,
+        mut next_delivery: impl FnMut(&mut Feed<'p, I>) -> Poll<Option<Delivery>>,
+    ) -> Poll<Option<UnorderedItem<I>>> {
+        loop {
+            if let Some(cursor) = &mut self.current {
+                if let Some(item) = cursor.next(TaskTypes::of::<I::Item>()) {
+                    self.feed.yielded += 1;
+                    return Poll::Ready(Some(item));
+                }
+            }
+            let Some(delivery) = ready!(next_delivery(&mut self.feed)) else {
+                return Poll::Ready(None);
+            };
+            self.current = Some(Cursor::new(delivery));
+        }
+    }
+
+    /// The next outcome without blocking the thread (see `Feed::poll_delivery`).
+    #[cfg(feature = "async")]
+    pub(super) fn poll_outcome(&mut self, waker: &Waker) -> Poll<Option<UnorderedItem<I>>> {
+        self.advance(|feed| feed.poll_delivery(waker))
+    }
+
+    /// Whether every outcome has been handed out.
+    #[cfg(feature = "async")]
+    pub(super) fn is_over(&self) -> bool {
+        self.feed.is_over()
     }
 }
 
@@ -450,19 +599,18 @@ where
     I: Iterator,
     I::Item: Task,
 {
-    type Item = (usize, Result<<I::Item as Task>::Output, TaskError>);
+    type Item = UnorderedItem<I>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(cursor) = &mut self.current {
-                if let Some(item) = cursor.next(TaskTypes::of::<I::Item>()) {
-                    self.stream.yielded += 1;
-                    return Some(item);
-                }
-            }
-            let delivery = self.stream.next_delivery()?;
-            self.current = Some(Cursor::new(delivery));
-        }
+        blocking(self.advance(|feed| Poll::Ready(feed.next_delivery())))
+    }
+}
+
+/// The outcome of an `advance` whose deliveries came from the blocking feed.
+fn blocking<T>(step: Poll<T>) -> T {
+    match step {
+        Poll::Ready(item) => item,
+        Poll::Pending => unreachable!("a feed that blocks for its deliveries is never pending"),
     }
 }
 
@@ -472,8 +620,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Map")
-            .field("pulled", &self.stream.pulled)
-            .field("yielded", &self.stream.yielded)
+            .field("pulled", &self.feed.pulled)
+            .field("yielded", &self.feed.yielded)
             .finish_non_exhaustive()
     }
 }
@@ -484,8 +632,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MapUnordered")
-            .field("pulled", &self.stream.pulled)
-            .field("yielded", &self.stream.yielded)
+            .field("pulled", &self.feed.pulled)
+            .field("yielded", &self.feed.yielded)
             .finish_non_exhaustive()
     }
 }

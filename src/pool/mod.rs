@@ -1,25 +1,41 @@
 //! The pool, in the parent: its builder and settings, admission (the in-flight
 //! limit), the job queue the slots take from, the handles it gives out (and waiting
 //! on several of them), the options a submit or a map may bring, the map iterators
-//! that batch inputs (with the window of what they have out), and the calls of task
-//! functions on top of submit and map.
+//! that batch inputs (with the window of what they have out and the mailbox their
+//! outcomes come back through), and the calls of task functions on top of submit and
+//! map. With the feature `async`: handles as futures, the awaited submit and the maps
+//! as streams.
 
 pub(crate) mod api;
 pub(crate) mod builder;
 pub(crate) mod call;
 pub(crate) mod completion;
 pub(crate) mod config;
+#[cfg(feature = "async")]
+pub(crate) mod future;
 pub(crate) mod gate;
 pub(crate) mod handle;
 pub(crate) mod job;
+pub(crate) mod mailbox;
 pub(crate) mod map;
 pub(crate) mod options;
 pub(crate) mod shared;
+#[cfg(feature = "async")]
+pub(crate) mod stream;
+#[cfg(feature = "async")]
+pub(crate) mod submit_async;
+pub(crate) mod wakeup;
 pub(crate) mod window;
 
 pub use api::Pool;
 pub use builder::PoolBuilder;
 pub use completion::{as_completed, AsCompleted};
+#[cfg(feature = "async")]
+pub use future::TaskFuture;
 pub use handle::TaskHandle;
 pub use map::{Map, MapUnordered};
 pub use options::TaskOptions;
+#[cfg(feature = "async")]
+pub use stream::MapStream;
+#[cfg(feature = "async")]
+pub use submit_async::SubmitFuture;

@@ -227,6 +227,26 @@ fn procpool_workload(
             }
             report("tasks_per_s", n as f64 / start.elapsed().as_secs_f64());
         }
+        "async" => {
+            // The submit row's tasks and pool, submitted and awaited from one async task
+            // (tokio's current-thread runtime, built before the clock starts).
+            let pool = warm(builder())?;
+            let n = size(100_000);
+            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+            let start = Instant::now();
+            runtime.block_on(async {
+                let mut handles = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    let handle = pool.submit_async(Inc(i)).await;
+                    handles.push(handle.map_err(|e| e.kind_error())?);
+                }
+                for h in handles {
+                    h.await?;
+                }
+                anyhow::Ok(())
+            })?;
+            report("tasks_per_s", n as f64 / start.elapsed().as_secs_f64());
+        }
         "cpu" => {
             let pool = warm(builder())?;
             let chunks = primes_chunks();
