@@ -126,6 +126,42 @@ fn awaited_handles_give_outputs_and_typed_errors() {
 }
 
 #[test]
+fn task_functions_are_called_and_awaited() {
+    use procpool_worker::functions::{multiply_add, panic_at_zero};
+
+    let pool = Arc::new(builder().build().unwrap());
+    on_each_executor(&pool, |pool| async move {
+        let sum = pool.call_async(multiply_add, (3, 4, 5)).await.unwrap();
+        let panic = pool
+            .call_async(panic_at_zero, (0, "no zero".to_owned()))
+            .await
+            .unwrap();
+        assert_eq!(sum.await, Ok(17));
+        let panicked = panic.await.unwrap_err();
+        assert!(panicked.is_panic(), "{panicked:?}");
+        assert!(panicked.to_string().contains("no zero"), "{panicked}");
+        // The call's own options, over the function's and the pool's.
+        let quick = TaskOptions::new().timeout(Duration::from_millis(150));
+        let spun = pool
+            .call_async_with(procpool_worker::functions::spin, 5_000, &quick)
+            .await
+            .unwrap();
+        match spun.await {
+            Err(TaskError::TimedOut { after, .. }) => {
+                assert_eq!(after, Duration::from_millis(150));
+            }
+            other => panic!("expected the call's own timeout, got {other:?}"),
+        }
+    });
+    // A closed pool hands the input back, not a wrapper around it.
+    pool.shutdown();
+    let refused = futures::executor::block_on(pool.call_async(multiply_add, (1, 2, 3)));
+    let refused = refused.unwrap_err();
+    assert!(refused.is_closed());
+    assert_eq!(refused.into_inner(), (1, 2, 3));
+}
+
+#[test]
 fn a_timeout_drops_the_future_and_cancels_the_hung_task() {
     let pool = Arc::new(builder().build().unwrap());
     on_tokio(&pool, |pool| async move {

@@ -92,6 +92,38 @@ impl Pool {
             .map_err(input_back)
     }
 
+    /// Like [`call`](Pool::call), from async code: waits for room under the in-flight
+    /// limit without blocking a thread, as [`submit_async`](Pool::submit_async) does.
+    /// Await the handle it gives for the outcome: `pool.call_async(f, x).await?.await`.
+    ///
+    /// # Errors
+    /// Hands the input back when the pool is shut down or can no longer start workers.
+    #[cfg(feature = "async")]
+    pub async fn call_async<F: TaskFn>(
+        &self,
+        task: F,
+        input: F::Input,
+    ) -> Result<TaskHandle<F::Output>, SubmitError<F::Input>> {
+        self.call_async_with(task, input, &TaskOptions::new()).await
+    }
+
+    /// Like [`call_async`](Pool::call_async), with `options` in place of the function's
+    /// own settings and the pool's, where they are set.
+    ///
+    /// # Errors
+    /// Hands the input back when the pool is shut down or can no longer start workers.
+    #[cfg(feature = "async")]
+    pub async fn call_async_with<F: TaskFn>(
+        &self,
+        task: F,
+        input: F::Input,
+        options: &TaskOptions,
+    ) -> Result<TaskHandle<F::Output>, SubmitError<F::Input>> {
+        self.submit_async_with(Call::new(task, input), options)
+            .await
+            .map_err(input_back)
+    }
+
     /// Runs the task function `task` on every input and yields the outcomes in input
     /// order, like [`map`](Pool::map): lazy, batched, and dropping the iterator cancels
     /// what it still has in flight.
