@@ -34,6 +34,9 @@
 //! * [`Task`] and [`register!`] define work; [`Pool`] and [`PoolBuilder`] run it.
 //! * [`TaskOptions`] give one submit or one map a timeout or retries of its own;
 //!   [`as_completed`] and [`TaskHandle::wait_any`] wait on several handles at once.
+//! * [`Pool::stats`] counts tasks by state and outcome, and workers started and lost;
+//!   [`PoolBuilder::on_event`] hears each [`Event`] as it happens. With the `tracing`
+//!   feature, the pool traces maps, jobs and breakdowns for your own subscriber.
 //! * [`Launch`] picks where workers come from: the current executable (the default), a
 //!   separate worker binary, or a fork server started as either. In tests, use
 //!   [`test_support!`].
@@ -55,13 +58,16 @@ mod wire;
 pub use child::context::context;
 pub use error::{
     BuildError, ContextError, Direction, Side, SubmitError, SubmitErrorKind, TaskError,
+    TaskErrorKind,
 };
 pub use launch::Launch;
 pub use output::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
 pub use pool::{
-    as_completed, AsCompleted, Map, MapUnordered, Pool, PoolBuilder, TaskHandle, TaskOptions,
+    as_completed, AsCompleted, Map, MapUnordered, Outcomes, Pool, PoolBuilder, Stats, TaskHandle,
+    TaskOptions, WorkerExits,
 };
 pub use shared::SharedSlice;
+pub use slot::event::{Event, ExitCause, ExitKind, TaskId};
 pub use task::{BoxError, Task};
 
 /// Turns this process into a worker when a pool started it as one; otherwise returns at

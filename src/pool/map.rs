@@ -24,11 +24,14 @@ use serde::de::DeserializeOwned;
 
 use super::handle::decode_slice;
 use super::job::{Batch, Delivery, JobOptions, Segment, Ticket};
+use super::telemetry::{TaskRange, Telemetry};
+use super::trace::Parent;
 use super::window::{self, Ledger, Limits, Load};
 use super::Pool;
 use crate::error::{Direction, Side, TaskError};
+use crate::slot::event::TaskId;
 use crate::task::{self, Task, TaskTypes};
-use crate::wire::batch::{self, Record, BATCH_TIME};
+use crate::wire::batch::{self, BATCH_TIME};
 use crate::wire::codec;
 
 /// Most tasks in one batch.
@@ -129,6 +132,10 @@ struct Stream<'p, I: Iterator> {
     types: Result<u64, TaskError>,
     /// What every batch runs with: the pool's settings, or the map's own.
     options: JobOptions,
+    /// The map's number, for events.
+    id: u64,
+    /// The map's span, with the `tracing` feature: its batches' spans go under it.
+    span: Parent,
 }
 
 impl<'p, I> Stream<'p, I>
@@ -138,6 +145,7 @@ where
 {
     fn new(pool: &'p Pool, inputs: I, options: JobOptions) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let id = pool.new_id();
         Stream {
             pool,
             inputs: inputs.fuse(),
@@ -161,6 +169,8 @@ where
             running: Vec::new(),
             types: task::fingerprint_of::<I::Item>(pool.registry_here()),
             options,
+            id,
+            span: Parent::map(<I::Item as Task>::NAME, id),
         }
     }
 
@@ -242,10 +252,12 @@ where
             count,
             first,
             self.tx.clone(),
-        );
+        )
+        .of_map(self.id);
+        let span = self.span.clone();
         match self
             .pool
-            .enqueue_batch(batch, TaskTypes::of::<I::Item>(), self.options)
+            .enqueue_batch(batch, TaskTypes::of::<I::Item>(), self.options, span)
         {
             Ok(ticket) => {
                 self.ledger.sent(first, count);
@@ -261,6 +273,17 @@ where
     /// Outcomes decided in the map itself (an input that cannot be encoded, a pool that
     /// refuses work).
     fn deliver_here(&self, index: usize, count: usize, error: TaskError) {
+        let tasks = TaskRange {
+            name: <I::Item as Task>::NAME,
+            first: TaskId::Mapped {
+                map: self.id,
+                index,
+            },
+            count,
+        };
+        let telemetry = self.pool.telemetry();
+        telemetry.accepted(count);
+        telemetry.settled_here(tasks, &error);
         let segment = Segment::Failed { count, error };
         self.tx
             .send(Delivery {
@@ -326,10 +349,12 @@ impl Cursor {
         }
     }
 
-    /// The next outcome, of a task of `types`.
+    /// The next outcome, of a task of `types`; an output that does not decode is
+    /// counted in `telemetry` as the caller gets it, a codec error.
     fn next<O: DeserializeOwned>(
         &mut self,
         types: TaskTypes,
+        telemetry: &Telemetry,
     ) -> Option<(usize, Result<O, TaskError>)> {
         if self.left == 0 {
             return None;
@@ -343,12 +368,11 @@ impl Cursor {
                 let mut entries = batch::Entries::new(&records[*at..]);
                 let entry = entries.next().flatten();
                 *at = records.len() - entries.remaining();
-                match entry.map(batch::read_record) {
-                    Some(Record::Output(body)) => decode_slice(body),
-                    Some(Record::Failure(Ok(failure))) => {
-                        Err(failure.into_error(|| types.describe()))
-                    }
-                    Some(Record::Failure(Err(message))) => Err(TaskError::Protocol { message }),
+                let record =
+                    entry.map(|entry| batch::read_record(entry).into_result(|| types.describe()));
+                match record {
+                    Some(Ok(body)) => decode_slice(body).inspect_err(|_| telemetry.undecodable()),
+                    Some(Err(error)) => Err(error),
                     // The supervisor checked the records, so this cannot happen.
                     None => Err(TaskError::Protocol {
                         message: "a batch response ran short of records".to_owned(),
@@ -399,7 +423,8 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(cursor) = &mut self.current {
-                if let Some((_, outcome)) = cursor.next(TaskTypes::of::<I::Item>()) {
+                let telemetry = self.stream.pool.telemetry();
+                if let Some((_, outcome)) = cursor.next(TaskTypes::of::<I::Item>(), telemetry) {
                     self.stream.yielded += 1;
                     return Some(outcome);
                 }
@@ -455,7 +480,8 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(cursor) = &mut self.current {
-                if let Some(item) = cursor.next(TaskTypes::of::<I::Item>()) {
+                let telemetry = self.stream.pool.telemetry();
+                if let Some(item) = cursor.next(TaskTypes::of::<I::Item>(), telemetry) {
                     self.stream.yielded += 1;
                     return Some(item);
                 }

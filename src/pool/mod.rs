@@ -1,7 +1,8 @@
 //! The pool, in the parent: its builder and settings, admission (the in-flight
 //! limit), the job queue the slots take from, the handles it gives out (and waiting
-//! on several of them), the options a submit or a map may bring, and the map iterators
-//! that batch inputs (with the window of what they have out).
+//! on several of them), the options a submit or a map may bring, the map iterators
+//! that batch inputs (with the window of what they have out), and where what happens
+//! goes: counts (`stats`), events and traces (`telemetry`, `trace`).
 
 pub(crate) mod api;
 pub(crate) mod builder;
@@ -13,6 +14,9 @@ pub(crate) mod job;
 pub(crate) mod map;
 pub(crate) mod options;
 pub(crate) mod shared;
+pub(crate) mod stats;
+pub(crate) mod telemetry;
+pub(crate) mod trace;
 pub(crate) mod window;
 
 pub use api::Pool;
@@ -21,3 +25,4 @@ pub use completion::{as_completed, AsCompleted};
 pub use handle::TaskHandle;
 pub use map::{Map, MapUnordered};
 pub use options::TaskOptions;
+pub use stats::{Outcomes, Stats, WorkerExits};
