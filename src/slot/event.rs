@@ -77,7 +77,7 @@ impl fmt::Display for TaskId {
 ///     .build()?;
 /// # Ok::<(), procpool::BuildError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
     /// A worker process joined slot `slot` (it may not be ready for tasks yet).
