@@ -16,7 +16,10 @@ fn count_primes(start: u64, end: u64) -> Result<u64, String> {
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -189,7 +189,136 @@ fn place(side: Side) -> &'static str {
     }
 }
 
+/// What kind of [`TaskError`] a task ended in, without its details: for counting
+/// outcomes ([`Stats`](crate::Stats)) and telling them apart in events.
+///
+/// One variant per variant of `TaskError`; [`TaskError::kind`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TaskErrorKind {
+    /// [`TaskError::Panicked`].
+    Panicked,
+    /// [`TaskError::Failed`].
+    Failed,
+    /// [`TaskError::Signaled`].
+    Signaled,
+    /// [`TaskError::Exited`].
+    Exited,
+    /// [`TaskError::TimedOut`].
+    TimedOut,
+    /// [`TaskError::MemoryLimit`].
+    MemoryLimit,
+    /// [`TaskError::Cancelled`].
+    Cancelled,
+    /// [`TaskError::Codec`].
+    Codec,
+    /// [`TaskError::UnknownTask`].
+    UnknownTask,
+    /// [`TaskError::WrongTypes`].
+    WrongTypes,
+    /// [`TaskError::WorkerStart`].
+    WorkerStart,
+    /// [`TaskError::Protocol`].
+    Protocol,
+    /// [`TaskError::Link`].
+    Link,
+    /// [`TaskError::PoolClosed`].
+    PoolClosed,
+}
+
+impl TaskErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [TaskErrorKind; 14] = [
+        TaskErrorKind::Panicked,
+        TaskErrorKind::Failed,
+        TaskErrorKind::Signaled,
+        TaskErrorKind::Exited,
+        TaskErrorKind::TimedOut,
+        TaskErrorKind::MemoryLimit,
+        TaskErrorKind::Cancelled,
+        TaskErrorKind::Codec,
+        TaskErrorKind::UnknownTask,
+        TaskErrorKind::WrongTypes,
+        TaskErrorKind::WorkerStart,
+        TaskErrorKind::Protocol,
+        TaskErrorKind::Link,
+        TaskErrorKind::PoolClosed,
+    ];
+
+    /// A short lowercase name: `panicked`, `signaled`, `timed_out`…
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskErrorKind::Panicked => "panicked",
+            TaskErrorKind::Failed => "failed",
+            TaskErrorKind::Signaled => "signaled",
+            TaskErrorKind::Exited => "exited",
+            TaskErrorKind::TimedOut => "timed_out",
+            TaskErrorKind::MemoryLimit => "memory_limit",
+            TaskErrorKind::Cancelled => "cancelled",
+            TaskErrorKind::Codec => "codec",
+            TaskErrorKind::UnknownTask => "unknown_task",
+            TaskErrorKind::WrongTypes => "wrong_types",
+            TaskErrorKind::WorkerStart => "worker_start",
+            TaskErrorKind::Protocol => "protocol",
+            TaskErrorKind::Link => "link",
+            TaskErrorKind::PoolClosed => "pool_closed",
+        }
+    }
+
+    /// Whether the task broke down rather than returned: it panicked, or its worker
+    /// died, was killed for it (timeout, memory) or broke the protocol or the link.
+    /// Not its own `Err`, a cancel, a closed pool, a codec or registry mismatch.
+    pub fn is_crash(self) -> bool {
+        matches!(
+            self,
+            TaskErrorKind::Panicked
+                | TaskErrorKind::Signaled
+                | TaskErrorKind::Exited
+                | TaskErrorKind::TimedOut
+                | TaskErrorKind::MemoryLimit
+                | TaskErrorKind::Protocol
+                | TaskErrorKind::Link
+        )
+    }
+
+    /// Its place in [`ALL`](Self::ALL).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for TaskErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl TaskError {
+    /// What kind of error this is, without its details.
+    ///
+    /// ```
+    /// use procpool::{TaskError, TaskErrorKind};
+    /// assert_eq!(TaskError::Cancelled.kind(), TaskErrorKind::Cancelled);
+    /// ```
+    pub fn kind(&self) -> TaskErrorKind {
+        match self {
+            TaskError::Panicked { .. } => TaskErrorKind::Panicked,
+            TaskError::Failed { .. } => TaskErrorKind::Failed,
+            TaskError::Signaled { .. } => TaskErrorKind::Signaled,
+            TaskError::Exited { .. } => TaskErrorKind::Exited,
+            TaskError::TimedOut { .. } => TaskErrorKind::TimedOut,
+            TaskError::MemoryLimit { .. } => TaskErrorKind::MemoryLimit,
+            TaskError::Cancelled => TaskErrorKind::Cancelled,
+            TaskError::Codec { .. } => TaskErrorKind::Codec,
+            TaskError::UnknownTask { .. } => TaskErrorKind::UnknownTask,
+            TaskError::WrongTypes { .. } => TaskErrorKind::WrongTypes,
+            TaskError::WorkerStart { .. } => TaskErrorKind::WorkerStart,
+            TaskError::Protocol { .. } => TaskErrorKind::Protocol,
+            TaskError::Link { .. } => TaskErrorKind::Link,
+            TaskError::PoolClosed => TaskErrorKind::PoolClosed,
+        }
+    }
+
     /// The task panicked.
     pub fn is_panic(&self) -> bool {
         matches!(self, TaskError::Panicked { .. })
@@ -397,4 +526,38 @@ pub enum ContextError {
         /// What the codec said.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_place_and_name() {
+        for (index, kind) in TaskErrorKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), index);
+        }
+        let mut names: Vec<&str> = TaskErrorKind::ALL.iter().map(|k| k.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TaskErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn an_error_s_kind_is_its_variant() {
+        let signaled = TaskError::Signaled {
+            signal: 11,
+            name: "SIGSEGV".into(),
+            core_dumped: false,
+            stderr: Vec::new(),
+        };
+        assert_eq!(signaled.kind(), TaskErrorKind::Signaled);
+        assert!(signaled.kind().is_crash());
+        let failed = TaskError::Failed { chain: Vec::new() };
+        assert_eq!(failed.kind(), TaskErrorKind::Failed);
+        assert!(!failed.kind().is_crash());
+        assert_eq!(TaskError::PoolClosed.kind(), TaskErrorKind::PoolClosed);
+        assert!(!TaskErrorKind::Cancelled.is_crash());
+        assert_eq!(TaskErrorKind::TimedOut.to_string(), "timed_out");
+    }
 }

@@ -29,6 +29,9 @@
 //! * [`TaskOptions`] give one call, submit or map a timeout or retries of its own, over
 //!   the task's own ([`Task::options`], or the attribute's `timeout` and `retries`);
 //!   [`as_completed`] and [`TaskHandle::wait_any`] wait on several handles at once.
+//! * [`Pool::stats`] counts tasks by state and outcome, and workers started and lost;
+//!   [`PoolBuilder::on_event`] hears each [`Event`] as it happens. With the `tracing`
+//!   feature, the pool traces maps, jobs and breakdowns for your own subscriber.
 //! * [`Launch`] picks where workers come from: the current executable (the default), a
 //!   separate worker binary, or a fork server started as either. In tests, use
 //!   [`test_support!`].
@@ -113,15 +116,18 @@ mod wire;
 pub use child::context::context;
 pub use error::{
     BuildError, ContextError, Direction, Side, SubmitError, SubmitErrorKind, TaskError,
+    TaskErrorKind,
 };
 pub use launch::Launch;
 pub use output::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
 pub use pool::{
-    as_completed, AsCompleted, Map, MapUnordered, Pool, PoolBuilder, TaskHandle, TaskOptions,
+    as_completed, AsCompleted, Map, MapUnordered, Outcomes, Pool, PoolBuilder, Stats, TaskHandle,
+    TaskOptions, WorkerExits,
 };
 #[cfg(feature = "async")]
 pub use pool::{MapStream, SubmitFuture, TaskFuture};
 pub use shared::SharedSlice;
+pub use slot::event::{Event, ExitCause, ExitKind, TaskId};
 pub use task::{BoxError, Task};
 pub use task_fn::{Call, Calls, TaskFn};
 

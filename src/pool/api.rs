@@ -14,9 +14,13 @@ use super::job::{Batch, Encoded, Job, JobOptions, Ticket, Work};
 use super::map::{Map, MapUnordered};
 use super::options::TaskOptions;
 use super::shared::Shared;
+use super::stats::Stats;
+use super::telemetry::{Origin, TaskRange, Telemetry};
+use super::trace::{JobTrace, Parent};
 use crate::error::{BuildError, Direction, Side, SubmitError, SubmitErrorKind, TaskError};
 use crate::launch::exec::SpawnSettings;
 use crate::launch::spawner::Spawner;
+use crate::slot::event::TaskId;
 use crate::slot::supervisor::Supervisor;
 use crate::task::{self, Task, TaskTypes};
 use crate::wire::codec;
@@ -88,6 +92,37 @@ impl Pool {
 
     pub(crate) fn max_tasks_per_worker(&self) -> Option<u64> {
         self.shared.config.max_tasks_per_worker
+    }
+
+    /// How many tasks the pool has, and has had, in each state, and how many workers
+    /// it has started and lost: a snapshot, cheap to take (a few dozen atomic reads).
+    ///
+    /// Counting is always on. Once every task submitted has its outcome (each handle
+    /// waited for, each map consumed), [`finished`](Stats::finished) holds exactly
+    /// the outcomes the callers got. For each event as it happens, see
+    /// [`PoolBuilder::on_event`](crate::PoolBuilder::on_event).
+    ///
+    /// ```no_run
+    /// # fn demo<T: procpool::Task>(pool: &procpool::Pool, inputs: Vec<T>) {
+    /// let failed = pool.map(inputs).filter(Result::is_err).count() as u64;
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.finished.all_errors(), failed);
+    /// assert_eq!(stats.queued + stats.running, 0);
+    /// println!("{stats:?}");
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.shared.telemetry.stats()
+    }
+
+    /// Where what happens in the pool is counted and told.
+    pub(crate) fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.shared.telemetry
+    }
+
+    /// A number no other job or map of this pool has.
+    pub(crate) fn new_id(&self) -> u64 {
+        self.shared.new_id()
     }
 
     /// Queues a task, waiting for room if the pool is at its
@@ -219,7 +254,12 @@ impl Pool {
         self.shared.set_terminating();
         self.shutdown();
         while let Ok(job) = self.shared.queue.try_recv() {
-            job.fail(TaskError::PoolClosed);
+            // One cancelled while queued has its outcome, counted already.
+            if job.ticket.start() {
+                let closed = TaskError::PoolClosed;
+                self.shared.telemetry.settled_here(job.range(), &closed);
+                job.fail(closed);
+            }
         }
     }
 
@@ -266,16 +306,28 @@ impl Pool {
         task: T,
         options: JobOptions,
     ) -> Result<Arc<Ticket>, SubmitError<T>> {
-        let ticket = self.admitted();
         let id = self.shared.new_id();
+        let tasks = TaskRange {
+            name: T::NAME,
+            first: TaskId::Submitted(id),
+            count: 1,
+        };
+        let ticket = self.admitted();
+        ticket.report_to(Origin {
+            telemetry: self.shared.telemetry.clone(),
+            tasks,
+        });
+        let settle_here = |error: TaskError| {
+            self.shared.telemetry.accepted(1);
+            self.shared.telemetry.settled_here(tasks, &error);
+            ticket.complete(Err(error));
+            Ok(ticket.clone())
+        };
         // Checked before anything is encoded: never sent as types a worker would read
         // as others.
         let types = match task::fingerprint_of::<T>(self.shared.config.registry_here) {
             Ok(types) => types,
-            Err(error) => {
-                ticket.complete(Err(error));
-                return Ok(ticket);
-            }
+            Err(error) => return settle_here(error),
         };
         let mut bytes = Vec::new();
         let frame = match codec::encode_with_fds(&task, &mut bytes) {
@@ -292,12 +344,11 @@ impl Pool {
                 }
             }
             Err(message) => {
-                ticket.complete(Err(TaskError::Codec {
+                return settle_here(TaskError::Codec {
                     side: Side::Parent,
                     direction: Direction::ToWorker,
                     message,
-                }));
-                return Ok(ticket);
+                })
             }
         };
         let job = Job {
@@ -307,16 +358,22 @@ impl Pool {
             ticket: ticket.clone(),
             work: Work::One(frame),
             types: TaskTypes::of::<T>(),
+            name: T::NAME,
+            trace: JobTrace::under(Parent::here()),
         };
+        // Counted before a slot can settle it.
+        self.shared.telemetry.accepted(1);
         if self.send(job) {
             Ok(ticket)
         } else {
+            self.shared.telemetry.refused(1);
             Err(SubmitError::new(task, SubmitErrorKind::Closed))
         }
     }
 
     /// Queues a batch of a map of tasks of `types`, to run with `options`, under
-    /// `ticket`, which has taken its in-flight place (see [`admitted`](Pool::admitted)).
+    /// `ticket`, which has taken its in-flight place (see [`admitted`](Pool::admitted));
+    /// its spans go under `parent`.
     ///
     /// # Errors
     /// `PoolClosed` when the pool has stopped taking jobs.
@@ -326,20 +383,30 @@ impl Pool {
         mut batch: Batch,
         types: TaskTypes,
         options: JobOptions,
+        parent: Parent,
     ) -> Result<(), TaskError> {
         let id = self.shared.new_id();
         batch.reheader(id);
+        let tasks = batch.range();
+        ticket.report_to(Origin {
+            telemetry: self.shared.telemetry.clone(),
+            tasks,
+        });
         let job = Job {
             id,
             attempts: 0,
             options,
             ticket,
+            name: tasks.name,
             work: Work::Batch(batch),
             types,
+            trace: JobTrace::under(parent),
         };
+        self.shared.telemetry.accepted(tasks.count);
         if self.send(job) {
             Ok(())
         } else {
+            self.shared.telemetry.refused(tasks.count);
             Err(SubmitError::new((), SubmitErrorKind::Closed).into())
         }
     }

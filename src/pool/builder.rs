@@ -12,7 +12,7 @@ use crate::error::BuildError;
 use crate::launch::exec::SpawnSettings;
 use crate::launch::Launch;
 use crate::output::mode::OutputMode;
-use crate::slot::event::Events;
+use crate::slot::event::{Event, Events};
 use crate::wire::codec;
 use crate::wire::env;
 
@@ -201,13 +201,41 @@ impl PoolBuilder {
         self.config
     }
 
-    /// Tells `events` what happens in the slots (internal until the public events API).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the public API comes with issue 10")
-    )]
-    pub(crate) fn events(mut self, events: Events) -> Self {
-        self.config.events = events;
+    /// Calls `listener` with each [`Event`] as it happens: a worker started or exited
+    /// (and why), a task started, finished (and how, and how long it took) or is
+    /// retried. Each task gets exactly one `TaskFinished`; see [`Event`] for what the
+    /// pool can tell of the tasks of a map, which run in batches. A later call
+    /// replaces the listener.
+    ///
+    /// The listener runs on the pool's threads: mostly the slots' threads (one per
+    /// worker), which manage the workers meanwhile, so **it must be quick** and must
+    /// not block (send the event to a channel, bump a counter). Events of different
+    /// slots come at once from different threads and interleave; those of one slot
+    /// come in order. A listener is called for every task, a map's tasks included:
+    /// with a map of very quick tasks, it adds its own cost to each. A pool without one
+    /// builds no event. For counts, [`Pool::stats`] needs no listener.
+    ///
+    /// A panic in the listener is caught (the panic hook reports it, as for any
+    /// panic) and the pool goes on: that event is lost to it, no task's outcome is.
+    ///
+    /// ```no_run
+    /// use std::sync::mpsc;
+    /// use procpool::{Event, Pool};
+    ///
+    /// let (tx, events) = mpsc::channel();
+    /// let pool = Pool::builder()
+    ///     .on_event(move |event| {
+    ///         if let Event::WorkerExited { .. } | Event::TaskRetried { .. } = event {
+    ///             let _ = tx.send(event.clone());
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// // ... submit tasks; meanwhile, another thread reads `events`.
+    /// # drop(events); drop(pool);
+    /// # Ok::<(), procpool::BuildError>(())
+    /// ```
+    pub fn on_event(mut self, listener: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.config.events = Events::to(listener);
         self
     }
 

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
 
-use super::handle::{decode_output, TaskHandle};
+use super::handle::{decode_counted, TaskHandle};
 use super::job::Ticket;
 use crate::error::TaskError;
 
@@ -113,7 +113,7 @@ impl<O: DeserializeOwned> Future for TaskFuture<O> {
         assert!(!this.finished, "a TaskFuture was polled after it completed");
         let outcome = std::task::ready!(this.ticket.poll_outcome(cx.waker()));
         this.finished = true;
-        Poll::Ready(decode_output(outcome))
+        Poll::Ready(decode_counted(&this.ticket, outcome))
     }
 }
 

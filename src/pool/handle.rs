@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::job::{RawOutcome, Ticket};
 use crate::error::{Direction, Side, TaskError};
+use crate::slot::event::TaskId;
 use crate::wire::codec;
 
 /// The outcome-to-be of a submitted task.
@@ -37,7 +38,7 @@ impl<O: DeserializeOwned> TaskHandle<O> {
     /// # Errors
     /// Why the task produced no output; see [`TaskError`].
     pub fn wait(self) -> Result<O, TaskError> {
-        decode_output(self.ticket.wait())
+        self.decode(self.ticket.wait())
     }
 
     /// Waits up to `timeout`. Hands the handle back (`Err`) if the task is still going.
@@ -46,9 +47,19 @@ impl<O: DeserializeOwned> TaskHandle<O> {
     /// `Err(self)` when no outcome came in time; the task keeps running.
     pub fn wait_timeout(self, timeout: Duration) -> Result<Result<O, TaskError>, Self> {
         match self.ticket.wait_timeout(timeout) {
-            Some(outcome) => Ok(decode_output(outcome)),
+            Some(outcome) => Ok(self.decode(outcome)),
             None => Err(self),
         }
+    }
+
+    /// The task's id, as [`Event`](crate::Event)s name it.
+    ///
+    /// # Panics
+    /// Never for a handle a pool gave out.
+    pub fn id(&self) -> TaskId {
+        self.ticket
+            .first_task()
+            .expect("a handle from a pool names its task")
     }
 
     /// Whether the task has an outcome (so `wait` would not block).
@@ -64,6 +75,28 @@ impl<O: DeserializeOwned> TaskHandle<O> {
     pub fn cancel(&self) -> bool {
         self.ticket.cancel()
     }
+}
+
+impl<O: DeserializeOwned> TaskHandle<O> {
+    /// Decodes the task's outcome; an output that does not decode is counted as the
+    /// caller gets it, a codec error.
+    fn decode(&self, outcome: RawOutcome) -> Result<O, TaskError> {
+        decode_counted(&self.ticket, outcome)
+    }
+}
+
+/// Decodes the outcome of `ticket`'s task; an output that does not decode is counted as
+/// the caller gets it, a codec error. Every way of taking an outcome goes through here.
+pub(crate) fn decode_counted<O: DeserializeOwned>(
+    ticket: &Ticket,
+    outcome: RawOutcome,
+) -> Result<O, TaskError> {
+    let output = outcome.is_ok();
+    let decoded = decode_output(outcome);
+    if output && decoded.is_err() {
+        ticket.undecodable();
+    }
+    decoded
 }
 
 impl<O> TaskHandle<O> {

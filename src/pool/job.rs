@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 #[cfg(feature = "async")]
 use std::task::Poll;
 use std::task::Waker;
@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use super::gate::Gate;
 use super::mailbox::Outbox;
+use super::telemetry::{Origin, TaskRange};
+use super::trace::JobTrace;
 use super::wakeup::Wakeup;
 use crate::error::TaskError;
+use crate::slot::event::TaskId;
 use crate::task::TaskTypes;
 use crate::wire::batch;
 use crate::wire::frame::{self, Request};
@@ -48,6 +51,10 @@ pub(crate) struct Job {
     pub(crate) work: Work,
     /// The task's concrete types, for the message of a worker that has others.
     pub(crate) types: TaskTypes,
+    /// The task's `Task::NAME`, for events.
+    pub(crate) name: &'static str,
+    /// Its spans, with the `tracing` feature.
+    pub(crate) trace: JobTrace,
 }
 
 #[derive(Debug)]
@@ -71,6 +78,8 @@ pub(crate) struct Batch {
     count: usize,
     /// The map index of the first of them.
     first: usize,
+    /// The number of the map that made the batch, for events.
+    map: u64,
     /// Where the map that made the batch takes its outcomes.
     out: Outbox,
     /// The `Batch` request header for these tasks, under the job's id.
@@ -123,6 +132,18 @@ impl Job {
         match &self.work {
             Work::One(_) => 1,
             Work::Batch(batch) => batch.count,
+        }
+    }
+
+    /// The tasks the job holds that have no outcome yet.
+    pub(crate) fn range(&self) -> TaskRange {
+        match &self.work {
+            Work::One(_) => TaskRange {
+                name: self.name,
+                first: TaskId::Submitted(self.id),
+                count: 1,
+            },
+            Work::Batch(batch) => batch.range(),
         }
     }
 
@@ -192,6 +213,7 @@ impl Job {
         let front = batch.items[batch.start..batch.start + len].to_vec();
         let out = batch.out.clone();
         let mut front = Batch::new(batch.task, batch.types, front, n, batch.first, out);
+        front.map = batch.map;
         batch.pieces.fetch_add(1, Ordering::AcqRel);
         front.pieces = batch.pieces.clone();
         front.reheader(id);
@@ -206,6 +228,8 @@ impl Job {
             ticket: self.ticket.clone(),
             work: Work::Batch(front),
             types: self.types,
+            name: self.name,
+            trace: self.trace.piece(),
         })
     }
 }
@@ -250,6 +274,7 @@ impl Batch {
             start: 0,
             count,
             first,
+            map: 0,
             out,
             header: Vec::new(),
             id: 0,
@@ -260,6 +285,24 @@ impl Batch {
     /// Tasks left without an outcome.
     pub(crate) fn len(&self) -> usize {
         self.count
+    }
+
+    /// The batch comes from the map numbered `map`.
+    pub(crate) fn of_map(mut self, map: u64) -> Batch {
+        self.map = map;
+        self
+    }
+
+    /// The tasks left without an outcome.
+    pub(crate) fn range(&self) -> TaskRange {
+        TaskRange {
+            name: self.task,
+            first: TaskId::Mapped {
+                map: self.map,
+                index: self.first,
+            },
+            count: self.count,
+        }
     }
 
     /// Makes the request header for the tasks left, under id `id`.
@@ -312,6 +355,10 @@ pub(crate) struct Ticket {
     /// set while `state`'s lock is held, so no outcome slips past a new waker.
     waker: Wakeup,
     gate: Option<Arc<Gate>>,
+    /// Where an outcome the ticket settles on its own is counted and told.
+    /// Set once, before the job is queued (a map's ticket takes its place before the
+    /// batch's tasks are known).
+    origin: OnceLock<Origin>,
 }
 
 impl Ticket {
@@ -321,6 +368,26 @@ impl Ticket {
             done: Condvar::new(),
             waker: Wakeup::default(),
             gate,
+            origin: OnceLock::new(),
+        }
+    }
+
+    /// Makes the ticket stand for the tasks of `origin`: when it settles on its own
+    /// (cancelled while queued), they are counted and told there.
+    pub(crate) fn report_to(&self, origin: Origin) {
+        let set = self.origin.set(origin);
+        debug_assert!(set.is_ok(), "a ticket reports to one origin");
+    }
+
+    /// The first of the tasks the ticket stands for, if it reports anywhere.
+    pub(crate) fn first_task(&self) -> Option<TaskId> {
+        self.origin.get().map(|origin| origin.tasks.first)
+    }
+
+    /// The task's output was counted `ok`, and its caller could not decode it.
+    pub(crate) fn undecodable(&self) {
+        if let Some(origin) = self.origin.get() {
+            origin.telemetry.undecodable();
         }
     }
 
@@ -406,7 +473,19 @@ impl Ticket {
     pub(crate) fn cancel(&self) -> bool {
         let mut state = self.lock();
         match *state {
-            State::Queued => self.settle(state, Err(TaskError::Cancelled)),
+            State::Queued => {
+                let cancelled = TaskError::Cancelled;
+                // Counted before anyone can learn of the outcome, told after (no
+                // listener runs under the lock).
+                if let Some(Origin { telemetry, tasks }) = self.origin.get() {
+                    telemetry.count_here(*tasks, &cancelled);
+                }
+                let settled = self.settle(state, Err(cancelled.clone()));
+                if let Some(Origin { telemetry, tasks }) = self.origin.get() {
+                    telemetry.tell_here(*tasks, &cancelled);
+                }
+                settled
+            }
             State::Running => {
                 *state = State::CancelRequested;
                 true

@@ -28,11 +28,14 @@ use super::gate::Turn;
 use super::handle::decode_slice;
 use super::job::{Batch, Delivery, JobOptions, Segment, Ticket};
 use super::mailbox::{self, Mailbox, Outbox};
+use super::telemetry::{TaskRange, Telemetry};
+use super::trace::Parent;
 use super::window::{self, Ledger, Limits, Load};
 use super::Pool;
 use crate::error::{Direction, Side, SubmitError, SubmitErrorKind, TaskError};
+use crate::slot::event::TaskId;
 use crate::task::{self, Task, TaskTypes};
-use crate::wire::batch::{self, Record, BATCH_TIME};
+use crate::wire::batch::{self, BATCH_TIME};
 use crate::wire::codec;
 
 /// Most tasks in one batch.
@@ -139,6 +142,10 @@ struct Feed<'p, I: Iterator> {
     /// A map polled as a stream waits here for an in-flight place, without a thread.
     #[cfg(feature = "async")]
     turn: Option<Turn<'p>>,
+    /// The map's number, for events.
+    id: u64,
+    /// The map's span, with the `tracing` feature: its batches' spans go under it.
+    span: Parent,
 }
 
 impl<'p, I> Feed<'p, I>
@@ -148,6 +155,7 @@ where
 {
     fn new(pool: &'p Pool, inputs: I, options: JobOptions) -> Self {
         let (outbox, mailbox) = mailbox::channel();
+        let id = pool.new_id();
         Feed {
             pool,
             inputs,
@@ -174,6 +182,8 @@ where
             options,
             #[cfg(feature = "async")]
             turn: None,
+            id,
+            span: Parent::map(<I::Item as Task>::NAME, id),
         }
     }
 
@@ -268,12 +278,14 @@ where
             count,
             first,
             self.outbox.clone(),
-        );
+        )
+        .of_map(self.id);
         let sent = self.pool.enqueue_batch(
             ticket.clone(),
             batch,
             TaskTypes::of::<I::Item>(),
             self.options,
+            self.span.clone(),
         );
         match sent {
             Ok(()) => {
@@ -290,6 +302,17 @@ where
     /// Outcomes decided in the map itself (an input that cannot be encoded, a pool that
     /// refuses work).
     fn deliver_here(&self, index: usize, count: usize, error: TaskError) {
+        let tasks = TaskRange {
+            name: <I::Item as Task>::NAME,
+            first: TaskId::Mapped {
+                map: self.id,
+                index,
+            },
+            count,
+        };
+        let telemetry = self.pool.telemetry();
+        telemetry.accepted(count);
+        telemetry.settled_here(tasks, &error);
         let segment = Segment::Failed { count, error };
         self.outbox.send(Delivery {
             index,
@@ -407,10 +430,12 @@ impl Cursor {
         }
     }
 
-    /// The next outcome, of a task of `types`.
+    /// The next outcome, of a task of `types`; an output that does not decode is
+    /// counted in `telemetry` as the caller gets it, a codec error.
     fn next<O: DeserializeOwned>(
         &mut self,
         types: TaskTypes,
+        telemetry: &Telemetry,
     ) -> Option<(usize, Result<O, TaskError>)> {
         if self.left == 0 {
             return None;
@@ -424,12 +449,11 @@ impl Cursor {
                 let mut entries = batch::Entries::new(&records[*at..]);
                 let entry = entries.next().flatten();
                 *at = records.len() - entries.remaining();
-                match entry.map(batch::read_record) {
-                    Some(Record::Output(body)) => decode_slice(body),
-                    Some(Record::Failure(Ok(failure))) => {
-                        Err(failure.into_error(|| types.describe()))
-                    }
-                    Some(Record::Failure(Err(message))) => Err(TaskError::Protocol { message }),
+                let record =
+                    entry.map(|entry| batch::read_record(entry).into_result(|| types.describe()));
+                match record {
+                    Some(Ok(body)) => decode_slice(body).inspect_err(|_| telemetry.undecodable()),
+                    Some(Err(error)) => Err(error),
                     // The supervisor checked the records, so this cannot happen.
                     None => Err(TaskError::Protocol {
                         message: "a batch response ran short of records".to_owned(),
@@ -486,7 +510,8 @@ where
     ) -> Poll<Option<MapItem<I>>> {
         loop {
             if let Some(cursor) = &mut self.current {
-                if let Some((_, outcome)) = cursor.next(TaskTypes::of::<I::Item>()) {
+                let telemetry = self.feed.pool.telemetry();
+                if let Some((_, outcome)) = cursor.next(TaskTypes::of::<I::Item>(), telemetry) {
                     self.feed.yielded += 1;
                     return Poll::Ready(Some(outcome));
                 }
@@ -569,7 +594,8 @@ where
     ) -> Poll<Option<UnorderedItem<I>>> {
         loop {
             if let Some(cursor) = &mut self.current {
-                if let Some(item) = cursor.next(TaskTypes::of::<I::Item>()) {
+                let telemetry = self.feed.pool.telemetry();
+                if let Some(item) = cursor.next(TaskTypes::of::<I::Item>(), telemetry) {
                     self.feed.yielded += 1;
                     return Poll::Ready(Some(item));
                 }

@@ -2,9 +2,10 @@
 //! limit), the job queue the slots take from, the handles it gives out (and waiting
 //! on several of them), the options a submit or a map may bring, the map iterators
 //! that batch inputs (with the window of what they have out and the mailbox their
-//! outcomes come back through), and the calls of task functions on top of submit and
-//! map. With the feature `async`: handles as futures, the awaited submit and the maps
-//! as streams.
+//! outcomes come back through), the calls of task functions on top of submit and map,
+//! and where what happens goes: counts (`stats`), events and traces (`telemetry`,
+//! `trace`). With the feature `async`: handles as futures, the awaited submit and the
+//! maps as streams.
 
 pub(crate) mod api;
 pub(crate) mod builder;
@@ -20,10 +21,13 @@ pub(crate) mod mailbox;
 pub(crate) mod map;
 pub(crate) mod options;
 pub(crate) mod shared;
+pub(crate) mod stats;
 #[cfg(feature = "async")]
 pub(crate) mod stream;
 #[cfg(feature = "async")]
 pub(crate) mod submit_async;
+pub(crate) mod telemetry;
+pub(crate) mod trace;
 pub(crate) mod wakeup;
 pub(crate) mod window;
 
@@ -35,6 +39,7 @@ pub use future::TaskFuture;
 pub use handle::TaskHandle;
 pub use map::{Map, MapUnordered};
 pub use options::TaskOptions;
+pub use stats::{Outcomes, Stats, WorkerExits};
 #[cfg(feature = "async")]
 pub use stream::MapStream;
 #[cfg(feature = "async")]

@@ -9,6 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::config::Config;
 use super::gate::Gate;
 use super::job::Job;
+use super::telemetry::Telemetry;
 use crate::launch::spawner::Starter;
 use crate::output::reader::OutputReader;
 use crate::slot::reaper::Reaper;
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     returned: (Sender<Job>, Receiver<Job>),
     pub(crate) gate: Arc<Gate>,
     pub(crate) reaper: Reaper,
+    /// Where what happens is counted and told: held by tickets too.
+    pub(crate) telemetry: Arc<Telemetry>,
     terminating: AtomicBool,
     live_slots: AtomicUsize,
     next_id: AtomicU64,
@@ -37,6 +40,7 @@ impl Shared {
         Shared {
             gate: Arc::new(Gate::new(config.max_in_flight)),
             reaper: Reaper::new(),
+            telemetry: Arc::new(Telemetry::new(config.events.clone(), config.workers)),
             live_slots: AtomicUsize::new(config.workers),
             config,
             spawner,

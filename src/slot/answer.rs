@@ -37,9 +37,11 @@ pub(crate) enum Classified {
     /// The job was skipped, as asked.
     Skipped,
     /// The records of the batch's next `count` tasks (the first `len` bytes, checked
-    /// well formed); `last` on its final answer, the batch having run `nanos`.
+    /// well formed), `failures` of them failures; `last` on its final answer, the
+    /// batch having run `nanos`.
     Records {
         count: usize,
+        failures: usize,
         last: bool,
         nanos: u64,
         len: usize,
@@ -104,11 +106,12 @@ pub(crate) fn classify(frame: &[u8], expected: Expected) -> Classified {
                     "batch #{id} answered for {count} of its {left} tasks left (last: {last})"
                 ));
             }
-            if !batch::records_are_well_formed(&frame[..len], count) {
+            let Some(failures) = batch::failed_records(&frame[..len], count) else {
                 return broken(format!("batch #{id} sent malformed records"));
-            }
+            };
             Classified::Records {
                 count,
+                failures,
                 last,
                 nanos,
                 len,
@@ -241,6 +244,7 @@ mod tests {
             classify(&two, expected),
             Classified::Records {
                 count: 2,
+                failures: 0,
                 last: false,
                 nanos: 77,
                 ..

@@ -8,7 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
 use super::answer::{classify, Classified, Expected};
-use super::event::{Event, ExitCause};
+use super::event::ExitCause;
 use super::pipeline;
 use super::state::{Backlog, State};
 use super::supervisor::{Supervisor, TAIL_WAIT, TICK};
@@ -25,14 +25,9 @@ use crate::wire::journal::Journal;
 pub(super) enum Answer {
     /// A single task's outcome; the worker lives on.
     Outcome(RawOutcome),
-    /// The worker answered for `count` more tasks of a batch, `fresh` of which were
-    /// delivered now (the others had been, from its journal); `last` on its final
-    /// answer.
-    Records {
-        count: usize,
-        fresh: usize,
-        last: bool,
-    },
+    /// The worker answered for `count` more tasks of a batch (some may have been
+    /// delivered before, from its journal); `last` on its final answer.
+    Records { count: usize, last: bool },
     /// The worker skipped it, as asked: it was cancelled before it started.
     Skipped,
     /// The worker applied its `Setup`: the head job starts now.
@@ -74,8 +69,8 @@ impl Supervisor {
             };
             match answer {
                 Answer::Ready => {
-                    let head = &in_flight.front().expect("a greeting slot holds a job").job;
-                    self.job_started(&worker, head);
+                    let head = &mut in_flight.front_mut().expect("a greeting slot holds a job");
+                    self.job_started(&worker, &mut head.job);
                     // A `Skipped` for a job told to skip before `Ready` comes now: its
                     // grace (see `watch`) counts from here.
                     for waiting in &mut in_flight {
@@ -197,17 +192,17 @@ impl Supervisor {
             }
             Answer::Outcome(outcome) => {
                 let done = in_flight.pop_front().expect("a head");
-                self.job_finished(worker, &done.job, 1, || {
-                    outcome.as_ref().map(drop).map_err(Clone::clone)
-                });
+                let pid = Some(worker.process.pid());
+                let since = Some(worker.head_started);
+                self.running(0);
+                let tasks = done.job.range();
+                let result = outcome.as_ref().map(drop);
+                self.telemetry()
+                    .finished(self.slot, pid, tasks, result, since, &done.job.trace);
                 done.job.complete(outcome);
                 worker.finished(1);
             }
-            Answer::Records { count, fresh, last } => {
-                let head = &in_flight.front().expect("a head").job;
-                if fresh > 0 {
-                    self.job_finished(worker, head, fresh, || Ok(()));
-                }
+            Answer::Records { count, last } => {
                 if !last {
                     worker.progressed(count);
                     return None;
@@ -223,6 +218,7 @@ impl Supervisor {
             }
             Answer::Skipped => {
                 let done = in_flight.pop_front().expect("a head");
+                self.running(0);
                 if done.job.ticket.is_cancel_requested() {
                     let pid = Some(worker.process.pid());
                     self.fail(done.job, pid, TaskError::Cancelled);
@@ -234,28 +230,11 @@ impl Supervisor {
                 worker.skipped();
             }
         }
-        if let Some(next) = in_flight.front() {
-            self.job_started(worker, &next.job);
+        match in_flight.front_mut() {
+            Some(next) => self.job_started(worker, &mut next.job),
+            None => self.running(0),
         }
         None
-    }
-
-    /// `tasks` tasks of `job`, on `worker`, have the outcome `outcome` makes.
-    pub(super) fn job_finished(
-        &self,
-        worker: &Worker,
-        job: &Job,
-        tasks: usize,
-        outcome: impl FnOnce() -> Result<(), TaskError>,
-    ) {
-        let (pid, id) = (worker.process.pid(), job.id);
-        self.emit(|slot| Event::JobFinished {
-            slot,
-            pid: Some(pid),
-            job: id,
-            tasks,
-            outcome: outcome(),
-        });
     }
 
     /// How many more tasks this worker may be sent before it is due for recycling.
@@ -362,9 +341,9 @@ impl Supervisor {
         }
         worker.send(in_flight.iter_mut().skip(first_new))?;
         // Into an empty pipeline: the first job sent is the one the worker runs now.
-        if let (0, Some(head)) = (first_new, in_flight.front()) {
+        if let (0, Some(head)) = (first_new, in_flight.front_mut()) {
             worker.head_started = Instant::now();
-            self.job_started(worker, &head.job);
+            self.job_started(worker, &mut head.job);
         }
         Ok(())
     }
@@ -514,6 +493,7 @@ impl Supervisor {
             Classified::Skipped => Answer::Skipped,
             Classified::Records {
                 count,
+                failures,
                 last,
                 nanos,
                 len,
@@ -521,24 +501,51 @@ impl Supervisor {
                 // Records already delivered from the journal come first: skipped.
                 let overlap = (head.received - head.answered).min(count);
                 head.answered += count;
-                let ran = head.answered;
-                let batch = head.job.batch_mut().expect("a batch was expected");
-                let timing = last.then_some((nanos, ran));
+                let timing = last.then_some((nanos, head.answered));
                 let fresh = count - overlap;
                 if fresh > 0 {
                     frame.truncate(len);
                     let skip = batch::prefix_len(&frame, overlap).expect("checked records");
                     frame.drain(..skip);
-                    let records = frame;
+                    // Counted in the frame, overlap included: recounted without it.
+                    let failures = (overlap == 0).then_some(failures);
+                    let since = Some(w.head_started);
                     let segment = Segment::Records {
                         count: fresh,
-                        records,
+                        records: frame,
                     };
-                    batch.deliver(segment, timing);
+                    self.running(head.job.tasks() - fresh);
+                    let pid = w.process.pid();
+                    self.deliver(pid, &mut head.job, segment, failures, since, timing);
                 }
                 head.received += fresh;
-                Answer::Records { count, fresh, last }
+                Answer::Records { count, last }
             }
+        }
+    }
+
+    /// Hands the records of the next tasks of batch `job` (run on worker `pid`) to its
+    /// map, counted and told first. `failures`: how many records are failures, if
+    /// known; `since`: when they began, as far as the slot can tell (the answer before),
+    /// if it can; `timing`: the batch's own, on its final answer.
+    pub(super) fn deliver(
+        &self,
+        pid: u32,
+        job: &mut Job,
+        segment: Segment,
+        failures: Option<usize>,
+        since: Option<Instant>,
+        timing: Option<(u64, usize)>,
+    ) {
+        if let Segment::Records { count, records } = &segment {
+            let tasks = job.range().first(*count);
+            let types = job.types;
+            self.telemetry().answered(
+                self.slot, pid, tasks, records, failures, types, since, &job.trace,
+            );
+        }
+        if let Some(batch) = job.batch_mut() {
+            batch.deliver(segment, timing);
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::busy::{expected, Answer};
-use super::event::{Event, ExitCause};
+use super::event::ExitCause;
 use super::loss::{self, Loss, Verdict};
 use super::state::{Backlog, State};
 use super::supervisor::Supervisor;
@@ -31,6 +31,8 @@ impl Supervisor {
         let target = in_flight.front().map(|f| f.job.id);
         let mut ready_after = ready;
         self.drain(&mut worker, &mut in_flight, &mut ready_after);
+        // The answers drained may have moved the head on: nothing runs now.
+        self.running(0);
         // Still not ready, or killed for its start (deadline, bad frame) although a
         // `Ready` turned up in the drain: a failed start either way.
         if loss::is_failed_start(ready, ready_after, error.is_crash()) {
@@ -61,6 +63,7 @@ impl Supervisor {
             .is_none_or(|head| worker.may_have_begun(head.number));
         let journal = worker.journal.take();
         let pid = worker.process.pid();
+        let ran = worker.head_started;
         self.exited(worker, ExitCause::Lost(error.clone()));
         let Some(head) = in_flight.pop_front() else {
             return State::Exited { backlog };
@@ -93,9 +96,12 @@ impl Supervisor {
             Verdict::Requeue => backlog.push_front(crashed),
             Verdict::Retry => {
                 crashed.attempts += 1;
+                let (tasks, attempt) = (crashed.range(), crashed.attempts);
+                self.telemetry()
+                    .retried(self.slot, pid, tasks, attempt, &error, &crashed.trace);
                 backlog.push_front(crashed);
             }
-            Verdict::Fail => self.fail(crashed, Some(pid), error),
+            Verdict::Fail => self.fail_after(crashed, Some(pid), error, Some(ran)),
         }
         State::Exited { backlog }
     }
@@ -138,16 +144,13 @@ impl Supervisor {
             let count = found.done.saturating_sub(received);
             if count > 0 {
                 let records = found.records;
-                batch.deliver(Segment::Records { count, records }, None);
-                self.emit(|slot| Event::JobFinished {
-                    slot,
-                    pid: Some(pid),
-                    job: id,
-                    tasks: count,
-                    outcome: Ok(()),
-                });
+                let segment = Segment::Records { count, records };
+                self.deliver(pid, &mut job, segment, None, None, None);
             }
         }
+        let Some(batch) = job.batch_mut() else {
+            return Some(job);
+        };
         match batch.len() {
             0 => {
                 job.finish();

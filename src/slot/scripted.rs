@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use super::event::{Event, Events, ExitCause};
+use super::event::{Event, ExitCause};
 use super::process::{Pipes, Reap, WorkerProcess};
 use super::supervisor::Supervisor;
 use crate::error::TaskError;
@@ -263,9 +263,9 @@ impl Slot {
     fn several(n: usize, starts: &[Start], tune: impl FnOnce(PoolBuilder) -> PoolBuilder) -> Slot {
         let events = Arc::new(Mutex::new(Vec::new()));
         let listener = events.clone();
-        let builder = Pool::builder().events(Events::to(move |e: &Event| {
+        let builder = Pool::builder().on_event(move |e: &Event| {
             lock(&listener).push(e.clone());
-        }));
+        });
         let mut config = tune(builder).into_config();
         config.workers = n;
         let fates = Arc::new(Mutex::new(Vec::new()));
@@ -313,6 +313,8 @@ impl Slot {
                 fds: Vec::new(),
             }),
             types: TaskTypes::pair::<(), ()>(),
+            name: "scripted",
+            trace: Default::default(),
         };
         self.intake.as_ref().unwrap().send(job).unwrap();
         ticket
@@ -368,17 +370,13 @@ fn line(event: &Event) -> String {
     };
     match event {
         Event::WorkerStarted { pid, .. } => format!("{} started", name(*pid)),
-        Event::JobStarted { pid, tasks, .. } => format!("{} runs {tasks}", name(*pid)),
-        Event::JobFinished {
-            pid,
-            tasks,
-            outcome,
-            ..
-        } => {
+        Event::TaskStarted { pid, .. } => format!("{} runs 1", name(*pid)),
+        Event::TaskFinished { pid, outcome, .. } => {
             let on = pid.map_or("-".to_owned(), name);
             let outcome = outcome.as_ref().map_or_else(kind, |()| "ok".to_owned());
-            format!("{on} finished {tasks}: {outcome}")
+            format!("{on} finished 1: {outcome}")
         }
+        Event::TaskRetried { pid, .. } => format!("{} retries", name(*pid)),
         Event::WorkerExited { pid, cause, .. } => {
             let cause = match cause {
                 ExitCause::Lost(e) => format!("lost, {}", kind(e)),

@@ -9,7 +9,7 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::event::{Event, ExitCause};
+use super::event::ExitCause;
 use super::process::WorkerProcess;
 use super::state::{Backlog, State};
 use super::supervisor::{Supervisor, MAX_BACKOFF, TAIL_WAIT, TICK};
@@ -152,8 +152,7 @@ impl Supervisor {
     /// The slot's worker, once its process is known.
     fn adopt(&self, link: ParentEnd, process: WorkerProcess) -> Worker {
         self.shared.track_readers(process.readers());
-        let pid = process.pid();
-        self.emit(|slot| Event::WorkerStarted { slot, pid });
+        self.telemetry().worker_started(self.slot, process.pid());
         Worker {
             process,
             link,
@@ -318,6 +317,8 @@ mod tests {
             ticket: ticket.clone(),
             work: Work::One(Encoded::default()),
             types: crate::task::TaskTypes::pair::<(), ()>(),
+            name: "recalled",
+            trace: Default::default(),
         };
         (job, ticket)
     }

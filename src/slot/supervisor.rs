@@ -16,12 +16,13 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::event::{Event, ExitCause};
+use super::event::ExitCause;
 use super::state::{busy_with, Backlog, State};
 use super::worker::{idle_worker_lives, InFlight, Worker};
 use crate::error::TaskError;
 use crate::pool::job::Job;
 use crate::pool::shared::Shared;
+use crate::pool::telemetry::Telemetry;
 use crate::sys;
 use crate::wire::frame::{self, Request};
 
@@ -61,6 +62,10 @@ impl Supervisor {
             backlog: Backlog::new(),
         };
         loop {
+            // Only a busy slot's worker runs tasks: each state but `Busy` runs none.
+            if !matches!(state, State::Busy { .. }) {
+                self.running(0);
+            }
             state = match state {
                 State::Starting { failures, backlog } => self.starting(failures, backlog),
                 State::Greeting {
@@ -175,7 +180,7 @@ impl Supervisor {
                 deadline,
             },
             (Ok(()), None) => {
-                self.job_started(&worker, &sent.job);
+                self.job_started(&worker, &mut sent.job);
                 busy_with(worker, sent, backlog)
             }
             // A ready worker that ended before its job went in never started it: the
@@ -294,7 +299,7 @@ impl Supervisor {
     /// Asks a worker to exit and leaves it to the reaper, which makes sure it does.
     pub(super) fn retire(&self, mut w: Worker, cause: ExitCause) {
         let pid = w.process.pid();
-        self.emit(|slot| Event::WorkerExited { slot, pid, cause });
+        self.telemetry().worker_exited(self.slot, pid, cause);
         // What it writes on its way out is read by the reaper, as it writes it or
         // once it has ended; a captured stream, which has a thread of its own, from
         // now on (the user's function may be slow, and the reaper must not be).
@@ -342,33 +347,42 @@ impl Supervisor {
         }
     }
 
-    /// Tells the pool's listener, if any, the event `make` makes for this slot.
-    pub(super) fn emit(&self, make: impl FnOnce(usize) -> Event) {
-        self.shared.config.events.emit(|| make(self.slot));
+    /// Where what happens in the slot is counted and told.
+    pub(super) fn telemetry(&self) -> &Telemetry {
+        &self.shared.telemetry
+    }
+
+    /// The slot's worker runs `tasks` tasks now (the job it took up, less those
+    /// answered for): set before those answered for reach their callers.
+    pub(super) fn running(&self, tasks: usize) {
+        self.telemetry().running(self.slot, tasks);
     }
 
     /// Ends `job` in `error` (`pid`: the worker it was sent to, if any).
     pub(super) fn fail(&self, job: Job, pid: Option<u32>, error: TaskError) {
-        let (id, tasks) = (job.id, job.tasks());
-        self.emit(|slot| Event::JobFinished {
-            slot,
-            pid,
-            job: id,
-            tasks,
-            outcome: Err(error.clone()),
-        });
+        self.fail_after(job, pid, error, None);
+    }
+
+    /// Ends `job` in `error`, having run on worker `pid` since `since`.
+    pub(super) fn fail_after(
+        &self,
+        job: Job,
+        pid: Option<u32>,
+        error: TaskError,
+        since: Option<Instant>,
+    ) {
+        let tasks = job.range();
+        let outcome = Err(&error);
+        self.telemetry()
+            .finished(self.slot, pid, tasks, outcome, since, &job.trace);
         job.fail(error);
     }
 
     /// `job` is the one `worker` runs now.
-    pub(super) fn job_started(&self, worker: &Worker, job: &Job) {
-        let (pid, id, tasks) = (worker.process.pid(), job.id, job.tasks());
-        self.emit(|slot| Event::JobStarted {
-            slot,
-            pid,
-            job: id,
-            tasks,
-        });
+    pub(super) fn job_started(&self, worker: &Worker, job: &mut Job) {
+        let tasks = job.range();
+        self.telemetry()
+            .started(self.slot, worker.process.pid(), tasks, &mut job.trace);
     }
 
     /// The worker leaves the slot for `cause`: dropped, it is killed (its group too) and
@@ -376,6 +390,6 @@ impl Supervisor {
     pub(super) fn exited(&self, worker: Worker, cause: ExitCause) {
         let pid = worker.process.pid();
         drop(worker);
-        self.emit(|slot| Event::WorkerExited { slot, pid, cause });
+        self.telemetry().worker_exited(self.slot, pid, cause);
     }
 }

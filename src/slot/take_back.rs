@@ -23,13 +23,16 @@ impl Supervisor {
             return;
         };
         let count = found.done - head.received;
-        let Some(batch) = head.job.batch_mut() else {
+        if !head.job.is_batch() {
             return;
-        };
+        }
         let records = found.records;
-        batch.deliver(Segment::Records { count, records }, None);
+        self.running(head.job.tasks() - count);
+        // Read while the next task runs: when each finished, nothing tells.
+        let segment = Segment::Records { count, records };
+        let pid = worker.process.pid();
+        self.deliver(pid, &mut head.job, segment, None, None, None);
         head.received += count;
-        self.job_finished(worker, &head.job, count, || Ok(()));
     }
 
     /// The head batch's running task has run well past what its jobs take: the tasks
@@ -57,6 +60,7 @@ impl Supervisor {
             .job
             .split_back(from - head.received, self.shared.new_id())
         {
+            self.running(head.job.tasks());
             self.shared.give_back(rest);
         }
     }

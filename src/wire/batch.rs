@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::codec;
 use super::frame::Failure;
+use crate::error::TaskError;
 
 /// About how long one batch should keep a worker busy: the map sizes batches to it, and
 /// a worker whose batch runs well past it answers for what it has finished. Long
@@ -116,14 +117,22 @@ pub(crate) fn prefix_len(payload: &[u8], n: usize) -> Option<usize> {
 
 /// Whether `payload` is exactly `n` well-formed records.
 pub(crate) fn records_are_well_formed(payload: &[u8], n: usize) -> bool {
+    failed_records(payload, n).is_some()
+}
+
+/// How many of the records in `payload` are failures, if it is exactly `n` well-formed
+/// records. Checking them reads every tag anyway: counting costs nothing more.
+pub(crate) fn failed_records(payload: &[u8], n: usize) -> Option<usize> {
     let mut entries = Entries::new(payload);
+    let mut failures = 0;
     for _ in 0..n {
         match entries.next() {
-            Some(Some([OUTPUT | FAILURE, ..])) => {}
-            _ => return false,
+            Some(Some([OUTPUT, ..])) => {}
+            Some(Some([FAILURE, ..])) => failures += 1,
+            _ => return None,
         }
     }
-    entries.remaining() == 0
+    (entries.remaining() == 0).then_some(failures)
 }
 
 /// One task's record, read back.
@@ -131,6 +140,18 @@ pub(crate) fn records_are_well_formed(payload: &[u8], n: usize) -> bool {
 pub(crate) enum Record<'a> {
     Output(&'a [u8]),
     Failure(Result<Failure, String>),
+}
+
+impl<'a> Record<'a> {
+    /// The output's encoding, or the error the task ended in (`types` describes the
+    /// task's types, for a [`TaskError::WrongTypes`]).
+    pub(crate) fn into_result(self, types: impl FnOnce() -> String) -> Result<&'a [u8], TaskError> {
+        match self {
+            Record::Output(body) => Ok(body),
+            Record::Failure(Ok(failure)) => Err(failure.into_error(types)),
+            Record::Failure(Err(message)) => Err(TaskError::Protocol { message }),
+        }
+    }
 }
 
 /// Reads a record's tag and body (from a payload `records_are_well_formed` accepted).
@@ -182,6 +203,7 @@ mod tests {
             })
         });
         assert!(records_are_well_formed(&records, 2));
+        assert_eq!(failed_records(&records, 2), Some(1));
         assert!(!records_are_well_formed(&records, 1));
         assert!(!records_are_well_formed(&records, 3));
         let read: Vec<Record<'_>> = Entries::new(&records)

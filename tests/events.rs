@@ -1,0 +1,398 @@
+//! Events and stats with real workers and real faults: a panic, an abort, a segfault
+//! retried, an exit, a timeout and cancels, through `submit` and through maps. The
+//! story each task's events tell must hold together (started before finished, exactly
+//! one finish, of the kind its caller got), each lost worker must be followed by its
+//! replacement, and `stats()` read right after the last outcome must count exactly
+//! what the callers received.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use procpool::{
+    Event, ExitCause, ExitKind, Pool, PoolBuilder, Stats, TaskError, TaskErrorKind, TaskId,
+    TaskOptions,
+};
+use procpool_worker::Fault;
+
+procpool::test_support!();
+
+/// Everything a pool told its listener, in the order heard.
+#[derive(Clone, Default)]
+struct Heard(Arc<Mutex<Vec<Event>>>);
+
+impl Heard {
+    /// A pool of `workers` that tells this.
+    fn builder(&self, workers: usize) -> PoolBuilder {
+        procpool_worker::link();
+        let into = self.0.clone();
+        Pool::builder()
+            .workers(workers)
+            .core_dumps(false)
+            .on_event(move |event| into.lock().unwrap().push(event.clone()))
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until an event `matches` has been heard.
+    fn wait_for(&self, matches: impl Fn(&Event) -> bool) {
+        let heard = common::eventually(Duration::from_secs(10), || {
+            self.0.lock().unwrap().iter().any(&matches)
+        });
+        assert!(heard, "no such event came");
+    }
+}
+
+fn kind<T>(outcome: &Result<T, TaskError>) -> Option<TaskErrorKind> {
+    outcome.as_ref().err().map(TaskError::kind)
+}
+
+/// What the callers got, counted by kind (`None`: an output).
+fn tally<'a, T: 'a>(
+    outcomes: impl IntoIterator<Item = &'a Result<T, TaskError>>,
+) -> HashMap<Option<TaskErrorKind>, u64> {
+    let mut counts = HashMap::new();
+    for outcome in outcomes {
+        *counts.entry(kind(outcome)).or_default() += 1;
+    }
+    counts
+}
+
+/// The stats count exactly what the callers got, and nothing is left queued or running.
+fn assert_stats_match(stats: &Stats, got: &HashMap<Option<TaskErrorKind>, u64>) {
+    assert_eq!(
+        stats.finished.ok(),
+        got.get(&None).copied().unwrap_or(0),
+        "{stats:?}"
+    );
+    for kind in TaskErrorKind::ALL {
+        let expected = got.get(&Some(kind)).copied().unwrap_or(0);
+        assert_eq!(stats.finished.errors(kind), expected, "{kind}: {stats:?}");
+    }
+    assert_eq!(stats.finished.total(), got.values().sum::<u64>());
+    assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
+}
+
+/// How one task's events ended.
+#[derive(Debug, Default)]
+struct Story {
+    starts: Vec<u32>,
+    retries: Vec<(u32, u32, TaskErrorKind)>,
+    finish: Option<(Option<TaskErrorKind>, Option<u32>, Option<usize>)>,
+}
+
+/// Checks that each task's events hold together, and returns each task's story:
+/// exactly one finish, nothing after it; a task that ran (an output or a breakdown)
+/// was started first, and finished or retried on the worker it was last started on.
+fn stories(events: &[Event]) -> HashMap<TaskId, Story> {
+    let mut stories: HashMap<TaskId, Story> = HashMap::new();
+    for event in events {
+        match event {
+            Event::TaskStarted { id, pid, .. } => {
+                let story = stories.entry(*id).or_default();
+                assert!(story.finish.is_none(), "{id} started after it finished");
+                story.starts.push(*pid);
+            }
+            Event::TaskRetried {
+                id,
+                pid,
+                attempt,
+                error,
+                ..
+            } => {
+                let story = stories.entry(*id).or_default();
+                assert!(story.finish.is_none(), "{id} retried after it finished");
+                assert_eq!(story.starts.last(), Some(pid), "{id} retried elsewhere");
+                story.retries.push((*pid, *attempt, error.kind()));
+            }
+            Event::TaskFinished {
+                id,
+                pid,
+                slot,
+                outcome,
+                ..
+            } => {
+                let story = stories.entry(*id).or_default();
+                assert!(story.finish.is_none(), "{id} finished twice");
+                let kind = outcome.as_ref().err().map(TaskError::kind);
+                let ran = kind.is_none_or(TaskErrorKind::is_crash);
+                if ran {
+                    assert!(pid.is_some(), "{id} ran on no worker");
+                    assert_eq!(story.starts.last(), pid.as_ref(), "{id} finished elsewhere");
+                }
+                story.finish = Some((kind, *pid, *slot));
+            }
+            _ => {}
+        }
+    }
+    for (id, story) in &stories {
+        assert!(story.finish.is_some(), "{id} never finished: {story:?}");
+    }
+    stories
+}
+
+/// Checks that each slot's workers come and go in turn: a worker exits after it
+/// started, each worker lost is followed in its slot by a replacement's start, and
+/// once the pool has been joined every worker has exited. Returns the exits.
+fn worker_exits(events: &[Event]) -> Vec<(usize, u32, ExitCause)> {
+    let mut current: HashMap<usize, u32> = HashMap::new();
+    let mut awaiting_replacement: HashMap<usize, bool> = HashMap::new();
+    let mut exits = Vec::new();
+    for event in events {
+        match event {
+            Event::WorkerStarted { slot, pid, .. } => {
+                assert!(
+                    current.insert(*slot, *pid).is_none(),
+                    "two workers in {slot}"
+                );
+                awaiting_replacement.insert(*slot, false);
+            }
+            Event::WorkerExited {
+                slot, pid, cause, ..
+            } => {
+                assert_eq!(current.remove(slot), Some(*pid), "{pid} was not in {slot}");
+                let lost = matches!(cause, ExitCause::Lost(e) if !e.is_pool_closed());
+                awaiting_replacement.insert(*slot, lost);
+                exits.push((*slot, *pid, cause.clone()));
+            }
+            Event::TaskStarted { slot, pid, .. } => {
+                assert_eq!(
+                    current.get(slot),
+                    Some(pid),
+                    "a task on no worker of {slot}"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(current.is_empty(), "workers left running: {current:?}");
+    // A slot whose worker was lost started another: the last exit of each slot is the
+    // pool's closing, not a loss.
+    assert!(
+        awaiting_replacement.values().all(|waiting| !waiting),
+        "a lost worker was not replaced"
+    );
+    exits
+}
+
+#[test]
+fn submitted_faults_tell_their_story_and_are_counted_exactly() {
+    let heard = Heard::default();
+    let pool = heard.builder(2).build().unwrap();
+    let once = TaskOptions::new().retries(1);
+    let short = TaskOptions::new().timeout(Duration::from_millis(300));
+    let handles = vec![
+        pool.submit(Fault::Ok(1)).unwrap(),
+        pool.submit(Fault::Panic("boom".into())).unwrap(),
+        pool.submit(Fault::Fail).unwrap(),
+        pool.submit(Fault::Abort).unwrap(),
+        pool.submit_with(Fault::Segfault, &once).unwrap(),
+        pool.submit(Fault::Exit(3)).unwrap(),
+        pool.submit_with(Fault::Sleep(20_000), &short).unwrap(),
+        pool.submit(Fault::Ok(2)).unwrap(),
+    ];
+    let ids: Vec<TaskId> = handles.iter().map(|h| h.id()).collect();
+    let outcomes: Vec<Result<u64, TaskError>> = handles.into_iter().map(|h| h.wait()).collect();
+    // Read at once: every count is in before its outcome reaches the caller.
+    let stats = pool.stats();
+    let expected = [
+        None,
+        Some(TaskErrorKind::Panicked),
+        Some(TaskErrorKind::Failed),
+        Some(TaskErrorKind::Signaled),
+        Some(TaskErrorKind::Signaled),
+        Some(TaskErrorKind::Exited),
+        Some(TaskErrorKind::TimedOut),
+        None,
+    ];
+    assert_eq!(outcomes.iter().map(kind).collect::<Vec<_>>(), expected);
+    assert_stats_match(&stats, &tally(&outcomes));
+    assert_eq!(stats.retries, 1);
+    let lost = |kind| stats.worker_exits.of(ExitKind::Lost(kind));
+    // The abort, and the segfault twice.
+    assert_eq!(lost(TaskErrorKind::Signaled), 3, "{stats:?}");
+    assert_eq!(lost(TaskErrorKind::Exited), 1);
+    assert_eq!(lost(TaskErrorKind::TimedOut), 1);
+    assert_eq!(stats.worker_exits.lost(), 5);
+    pool.join();
+
+    let events = heard.events();
+    let stories = stories(&events);
+    for ((id, outcome), kind) in ids.iter().zip(&outcomes).zip(expected) {
+        let story = &stories[id];
+        assert_eq!(story.finish.as_ref().unwrap().0, kind, "{id}: {outcome:?}");
+        assert!(!story.starts.is_empty(), "{id} never started");
+    }
+    // The segfault ran twice, on two workers, retried once in between.
+    let segfault = &stories[&ids[4]];
+    assert_eq!(segfault.starts.len(), 2);
+    assert_ne!(segfault.starts[0], segfault.starts[1]);
+    assert_eq!(
+        segfault.retries,
+        [(segfault.starts[0], 1, TaskErrorKind::Signaled)]
+    );
+    // Each breakdown that cost a worker: that worker's exit names it.
+    let exits = worker_exits(&events);
+    for index in [3, 4, 5, 6] {
+        let (kind, pid, _) = stories[&ids[index]].finish.unwrap();
+        let pid = pid.unwrap();
+        let cause = exits.iter().find(|(_, p, _)| *p == pid).unwrap();
+        assert_eq!(cause.2.kind(), ExitKind::Lost(kind.unwrap()), "{cause:?}");
+    }
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, Event::WorkerStarted { .. }))
+        .count();
+    assert_eq!(started, exits.len());
+    assert_eq!(started, 2 + 5, "two workers, and one for each lost");
+}
+
+#[test]
+fn a_map_s_faults_tell_their_story_task_by_task_and_are_counted_exactly() {
+    let heard = Heard::default();
+    let pool = heard.builder(2).build().unwrap();
+    let fault = |i: u64| match i {
+        40 => Fault::Panic(format!("input {i}")),
+        100 => Fault::Fail,
+        170 => Fault::Abort,
+        230 => Fault::Segfault,
+        _ => Fault::Ok(i),
+    };
+    let once = TaskOptions::new().retries(1);
+    let outcomes: Vec<(usize, Result<u64, TaskError>)> = pool
+        .map_unordered_with((0..300).map(fault), &once)
+        .collect();
+    let stats = pool.stats();
+    assert_eq!(outcomes.len(), 300);
+    assert_stats_match(&stats, &tally(outcomes.iter().map(|(_, o)| o)));
+    assert_eq!(stats.finished.ok(), 296);
+    assert_eq!(stats.finished.crashes(), 3, "{stats:?}");
+    // The abort and the segfault, each once.
+    assert_eq!(stats.retries, 2);
+    pool.join();
+
+    let events = heard.events();
+    let stories = stories(&events);
+    assert_eq!(stories.len(), 300, "one story per input");
+    let map = match stories.keys().next() {
+        Some(TaskId::Mapped { map, .. }) => *map,
+        other => panic!("not a map's task: {other:?}"),
+    };
+    for (index, outcome) in &outcomes {
+        let id = TaskId::Mapped { map, index: *index };
+        let story = &stories[&id];
+        assert_eq!(story.finish.as_ref().unwrap().0, kind(outcome), "{id}");
+        assert!(!story.starts.is_empty(), "{id} never started");
+    }
+    for crashed in [170, 230] {
+        let story = &stories[&TaskId::Mapped {
+            map,
+            index: crashed,
+        }];
+        assert_eq!(story.retries.len(), 1, "{story:?}");
+        assert_eq!(story.retries[0].1, 1);
+        // Ran twice, on two workers; its batch may have been taken up by a third
+        // before (the worker lost to the other crash, with no blame on this task).
+        let runs = &story.starts[story.starts.len() - 2..];
+        assert_eq!(story.retries[0].0, runs[0], "{story:?}");
+        assert_ne!(runs[0], runs[1]);
+    }
+    let exits = worker_exits(&events);
+    let lost = exits
+        .iter()
+        .filter(|(_, _, cause)| cause.kind() == ExitKind::Lost(TaskErrorKind::Signaled))
+        .count();
+    assert_eq!(lost, 4, "{exits:?}");
+}
+
+#[test]
+fn cancels_are_counted_as_their_callers_see_them() {
+    let heard = Heard::default();
+    let pool = heard.builder(1).build().unwrap();
+    let busy = pool.submit(Fault::Sleep(300)).unwrap();
+    let queued = pool.submit(Fault::Ok(1)).unwrap();
+    assert!(queued.cancel());
+    let queued_id = queued.id();
+    assert_eq!(queued.wait(), Err(TaskError::Cancelled));
+    // Counted as it was cancelled, not when a slot comes across it in the queue.
+    let stats = pool.stats();
+    assert_eq!(
+        stats.finished.errors(TaskErrorKind::Cancelled),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(busy.wait(), Ok(300));
+
+    let hang = pool.submit(Fault::Hang).unwrap();
+    let hang_id = hang.id();
+    heard.wait_for(|e| matches!(e, Event::TaskStarted { id, .. } if *id == hang_id));
+    assert!(hang.cancel());
+    assert_eq!(hang.wait(), Err(TaskError::Cancelled));
+    let stats = pool.stats();
+    assert_eq!(stats.finished.errors(TaskErrorKind::Cancelled), 2);
+    assert_eq!(stats.finished.ok(), 1);
+    assert_eq!(
+        stats
+            .worker_exits
+            .of(ExitKind::Lost(TaskErrorKind::Cancelled)),
+        1
+    );
+    assert_eq!((stats.queued, stats.running), (0, 0));
+    pool.join();
+
+    let events = heard.events();
+    let stories = stories(&events);
+    // Settled in the caller's thread, before any worker had it.
+    let queued = &stories[&queued_id];
+    assert!(queued.starts.is_empty());
+    assert_eq!(
+        queued.finish,
+        Some((Some(TaskErrorKind::Cancelled), None, None))
+    );
+    let hang = &stories[&hang_id];
+    assert_eq!(hang.finish.unwrap().0, Some(TaskErrorKind::Cancelled));
+    worker_exits(&events);
+}
+
+#[test]
+fn a_dropped_map_leaves_nothing_counted_queued_or_running() {
+    let pool = Heard::default().builder(2).build().unwrap();
+    let mut map = pool.map((0..10_000).map(|_| Fault::Sleep(2)));
+    for _ in 0..5 {
+        assert_eq!(map.next(), Some(Ok(2)));
+    }
+    drop(map);
+    let settled = common::eventually(Duration::from_secs(20), || {
+        let stats = pool.stats();
+        stats.queued + stats.running == 0
+    });
+    let stats = pool.stats();
+    assert!(settled, "{stats:?}");
+    assert!(stats.finished.ok() >= 5);
+    assert!(
+        stats.finished.errors(TaskErrorKind::Cancelled) > 0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_listener_that_panics_loses_its_event_not_the_pool() {
+    procpool_worker::link();
+    let pool = Pool::builder()
+        .workers(1)
+        .on_event(|event| {
+            if let Event::TaskStarted { .. } = event {
+                panic!("a listener panics on purpose");
+            }
+        })
+        .build()
+        .unwrap();
+    assert_eq!(pool.submit(Fault::Ok(4)).unwrap().wait(), Ok(4));
+    let sum: u64 = pool.map((0..50).map(Fault::Ok)).map(Result::unwrap).sum();
+    assert_eq!(sum, 49 * 50 / 2);
+    assert_eq!(pool.stats().finished.ok(), 51);
+}
