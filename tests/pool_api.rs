@@ -734,3 +734,39 @@ fn a_task_s_own_options_hold_for_submit_and_map() {
     let (_, outcome) = pool.map_unordered_with([hung()], &short).next().unwrap();
     assert_eq!(after(outcome), Duration::from_millis(300));
 }
+
+#[test]
+fn completion_callbacks_get_every_outcome_without_a_waiting_thread() {
+    let pool = builder().core_dumps(false).build().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for n in 0..40u64 {
+        let sent = tx.clone();
+        let task = match n {
+            13 => pool.submit(Fault::Panic("thirteen".into())).unwrap(),
+            29 => pool.submit(Fault::Abort).unwrap(),
+            _ => pool.submit(Square(n)).unwrap(),
+        };
+        task.on_complete(move |outcome| sent.send((n, outcome)).unwrap());
+    }
+    drop(tx);
+    let mut outcomes: Vec<_> = rx.iter().collect();
+    outcomes.sort_by_key(|(n, _)| *n);
+    assert_eq!(outcomes.len(), 40, "one callback per task");
+    for (n, outcome) in outcomes {
+        match n {
+            13 => assert!(outcome.unwrap_err().is_panic()),
+            29 => assert_eq!(outcome.unwrap_err().signal(), Some(6)),
+            _ => assert_eq!(outcome, Ok(n * n)),
+        }
+    }
+    // A callback left on a task the pool never runs hears that the pool closed.
+    let pool = builder().workers(1).build().unwrap();
+    let busy = pool.submit(Fault::Sleep(200)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    pool.submit(Square(3))
+        .unwrap()
+        .on_complete(move |outcome| tx.send(outcome).unwrap());
+    pool.terminate();
+    assert!(busy.wait().is_err());
+    assert!(matches!(rx.recv().unwrap(), Err(TaskError::PoolClosed)));
+}

@@ -1,5 +1,6 @@
 //! Waiting on several handles at once: [`as_completed`] and the watch behind
-//! [`TaskHandle::wait_any`].
+//! [`TaskHandle::wait_any`]; and being called back instead of waiting,
+//! [`TaskHandle::on_complete`].
 //!
 //! Nothing polls. Each watched ticket is given a waker (the seam a future would use,
 //! `Ticket::is_done_or_wake`) that, when the ticket's outcome is recorded, appends the
@@ -10,6 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::iter::FusedIterator;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Wake, Waker};
 
@@ -200,6 +202,53 @@ impl<O: DeserializeOwned> TaskHandle<O> {
         let index = first_done(handles.iter().map(TaskHandle::ticket))?;
         Some((index, handles.remove(index).wait()))
     }
+
+    /// Calls `callback` with the task's outcome once it is in, instead of waiting for
+    /// it: from the pool's thread that records the outcome, or at once from this one if
+    /// the task already has it. Nothing polls.
+    ///
+    /// ```no_run
+    /// # fn demo(handle: procpool::TaskHandle<u64>) {
+    /// let (done, outcomes) = std::sync::mpsc::channel();
+    /// handle.on_complete(move |outcome| {
+    ///     let _ = done.send(outcome);
+    /// });
+    /// // ... later, or on another thread:
+    /// let outcome = outcomes.recv();
+    /// # let _ = outcome;
+    /// # }
+    /// ```
+    ///
+    /// The callback runs on a thread that serves a worker, so it should be quick: send
+    /// the outcome on a channel rather than process it there. A panic in it is caught
+    /// (the panic hook still reports it); the pool goes on. Every task gets an outcome,
+    /// so the callback runs once, with the pool's closing (`PoolClosed`) at the latest.
+    pub fn on_complete(self, callback: impl FnOnce(Result<O, TaskError>) + Send + 'static)
+    where
+        O: 'static,
+    {
+        let ticket = self.ticket.clone();
+        let call = Arc::new(Callback(Mutex::new(Some(Box::new(move || {
+            callback(self.wait());
+        })))));
+        if ticket.is_done_or_wake(&Waker::from(call.clone())) {
+            call.wake();
+        }
+    }
+}
+
+/// The waker a handle's [`on_complete`](TaskHandle::on_complete) leaves on its
+/// ticket: it runs the callback, once.
+struct Callback(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl Wake for Callback {
+    fn wake(self: Arc<Self>) {
+        let call = lock(&self.0).take();
+        if let Some(call) = call {
+            // The user's code must not unwind through a slot's thread.
+            let _ = panic::catch_unwind(AssertUnwindSafe(call));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +270,46 @@ mod tests {
         let mut bytes = Vec::new();
         let fds = codec::encode_with_fds(&n, &mut bytes).unwrap();
         Ok(Encoded { bytes, fds })
+    }
+
+    #[test]
+    fn a_callback_runs_once_with_the_outcome_wherever_it_is_recorded() {
+        // Recorded later, on another thread: the callback runs there.
+        let (ticket, pending) = handle();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sent = tx.clone();
+        pending.on_complete(move |outcome| {
+            sent.send((thread::current().id(), outcome)).unwrap();
+        });
+        assert!(rx.try_recv().is_err(), "called before the outcome");
+        let recorder = thread::spawn(move || {
+            ticket.complete(output(7));
+            // A second outcome is not recorded, so not told.
+            ticket.complete(Err(TaskError::Cancelled));
+            thread::current().id()
+        });
+        let recorder = recorder.join().unwrap();
+        assert_eq!(rx.recv().unwrap(), (recorder, Ok(7)));
+        // Already in: the callback runs at once, here.
+        let (ticket, done) = handle();
+        ticket.complete(Err(TaskError::Cancelled));
+        done.on_complete(move |outcome| {
+            tx.send((thread::current().id(), outcome)).unwrap();
+        });
+        assert_eq!(
+            rx.recv().unwrap(),
+            (thread::current().id(), Err(TaskError::Cancelled))
+        );
+        assert!(rx.try_recv().is_err(), "each callback once");
+    }
+
+    #[test]
+    fn a_callback_that_panics_does_not_unwind_into_the_recorder() {
+        let (ticket, pending) = handle();
+        pending.on_complete(|_| panic!("a callback's own bug"));
+        assert!(thread::spawn(move || ticket.complete(output(1)))
+            .join()
+            .expect("the recording thread goes on"));
     }
 
     #[test]
