@@ -283,6 +283,7 @@ impl Pool {
             ticket: ticket.clone(),
             work: Work::One(frame),
             types: TaskTypes::of::<T>(),
+            name: T::NAME,
         };
         if self.send(job) {
             Ok(ticket)
@@ -309,6 +310,7 @@ impl Pool {
             attempts: 0,
             options,
             ticket: ticket.clone(),
+            name: batch.name(),
             work: Work::Batch(batch),
             types,
         };

@@ -46,6 +46,8 @@ pub(crate) struct Job {
     pub(crate) work: Work,
     /// The task's concrete types, for the message of a worker that has others.
     pub(crate) types: TaskTypes,
+    /// The task's `Task::NAME` (a batch's tasks are all of one type).
+    pub(crate) name: &'static str,
 }
 
 #[derive(Debug)]
@@ -204,6 +206,7 @@ impl Job {
             ticket: self.ticket.clone(),
             work: Work::Batch(front),
             types: self.types,
+            name: self.name,
         })
     }
 }
@@ -253,6 +256,11 @@ impl Batch {
             id: 0,
             pieces: Arc::new(AtomicUsize::new(1)),
         }
+    }
+
+    /// The `Task::NAME` of its tasks.
+    pub(crate) fn name(&self) -> &'static str {
+        self.task
     }
 
     /// Tasks left without an outcome.

@@ -313,6 +313,7 @@ impl Slot {
                 fds: Vec::new(),
             }),
             types: TaskTypes::pair::<(), ()>(),
+            name: "scripted",
         };
         self.intake.as_ref().unwrap().send(job).unwrap();
         ticket
