@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use procpool::{Pool, TaskError};
-use procpool_worker::{Fault, MarkCleanExit, WorkerPid};
+use procpool_worker::{Fault, MarkCleanExit, PidAfter, WorkerPid};
 
 procpool::test_support!();
 
@@ -105,7 +105,15 @@ fn dropping_a_pool_with_a_thousand_queued_tasks_returns_promptly() {
 fn descriptors_do_not_grow_with_queued_tasks() {
     let _alone = alone();
     let pool = Pool::builder().workers(2).build().unwrap();
-    pool.submit(WorkerPid).unwrap().wait().unwrap();
+    // Both workers up, and the thread that reads their pipes: what an idle pool holds.
+    let both: Vec<_> = (0..2)
+        .map(|_| pool.submit(PidAfter(300)).unwrap())
+        .collect();
+    let pids: Vec<u32> = both.into_iter().map(|h| h.wait().unwrap()).collect();
+    assert_ne!(pids[0], pids[1]);
+    assert!(common::eventually(Duration::from_secs(10), || {
+        common::has_thread("procpool-output")
+    }));
     let idle = common::open_fds();
     let handles: Vec<_> = (0..5000)
         .map(|_| pool.submit(Fault::Ok(1)).unwrap())

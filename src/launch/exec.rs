@@ -93,10 +93,12 @@ impl CommandSpec {
         }
         cmd.env(env::LIFELINE, self.lifeline.child_fd().to_string())
             .stdin(Stdio::null())
-            .stdout(match self.stdout {
-                OutputMode::Inherit => Stdio::inherit(),
-                OutputMode::Null => Stdio::null(),
-                OutputMode::Capture(_) => Stdio::piped(),
+            .stdout(if self.stdout.pipes_stdout() {
+                Stdio::piped()
+            } else if self.stdout.inherits_stdout() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
             })
             // Always piped: the parent keeps the tail for crash reports and forwards it.
             .stderr(Stdio::piped());

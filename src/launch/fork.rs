@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::exec::CommandSpec;
 use crate::link::ParentEnd;
-use crate::output::mode::OutputMode;
+use crate::output::label::Writer;
 use crate::output::reader::Pipe;
 use crate::slot::process::{Pipes, Reap, WorkerProcess};
 use crate::sys::{self, Signal};
@@ -143,9 +143,9 @@ fn fork_first_worker(command: &CommandSpec, setup: &[u8]) -> io::Result<(ParentE
     // Sent before the worker exists, as for any start (see `Supervisor::start`).
     link.send(setup)?;
     let (stderr, stderr_writer) = io::pipe()?;
-    let stdout = match command.stdout() {
-        OutputMode::Capture(_) => Some(io::pipe()?),
-        _ => None,
+    let stdout = match command.stdout().pipes_stdout() {
+        true => Some(io::pipe()?),
+        false => None,
     };
     let (stdout, stdout_writer): (Option<Pipe>, Option<OwnedFd>) =
         stdout.map(|(r, w)| (r.into(), w.into())).unzip();
@@ -155,7 +155,7 @@ fn fork_first_worker(command: &CommandSpec, setup: &[u8]) -> io::Result<(ParentE
         // The worker. It never returns into the program it was forked from; what the
         // program owns is closed by the settling, not dropped.
         std::mem::forget((link, stderr, stdout));
-        let stdout_null = !matches!(command.stdout(), OutputMode::Inherit);
+        let stdout_null = !command.stdout().inherits_stdout();
         let settled = sys::settle_first_worker(
             parent,
             stderr_writer.into(),
@@ -202,6 +202,7 @@ impl Prestarted {
             stdout: self.stdout,
             stderr_to: Some(command.stderr()),
             stdout_to: Some(command.stdout()),
+            writer: Writer::Worker,
         };
         WorkerProcess::new(Box::new(ForkedHere(self.pid)), pipes)
     }
@@ -235,6 +236,7 @@ impl Asked {
             stdout: self.stdout,
             stderr_to: Some(command.stderr()),
             stdout_to: Some(command.stdout()),
+            writer: Writer::Worker,
         };
         Ok(WorkerProcess::new(Box::new(child), pipes))
     }
@@ -260,7 +262,7 @@ impl Server {
         let (ours, theirs) = sys::packet_pair()?;
         let mut cmd = command.command();
         cmd.env(env::FORK_SERVER, theirs.as_raw_fd().to_string());
-        if matches!(command.stdout(), OutputMode::Capture(_)) {
+        if command.stdout().pipes_stdout() {
             // Each worker gets a stdout pipe of its own; the server itself prints nothing.
             cmd.stdout(std::process::Stdio::null());
         }
@@ -291,6 +293,7 @@ impl Server {
             events,
             process: Mutex::new(WorkerProcess::exec(
                 child,
+                Writer::ForkServer,
                 command.stderr(),
                 command.stdout(),
             )),
@@ -380,9 +383,9 @@ impl Server {
     /// [`Asked::finish`].
     fn ask(self: &Arc<Server>, socket: OwnedFd, command: &CommandSpec) -> io::Result<Asked> {
         let (stderr, stderr_writer) = io::pipe()?;
-        let stdout = match command.stdout() {
-            OutputMode::Capture(_) => Some(io::pipe()?),
-            _ => None,
+        let stdout = match command.stdout().pipes_stdout() {
+            true => Some(io::pipe()?),
+            false => None,
         };
         let mut fds = vec![socket.as_raw_fd(), stderr_writer.as_raw_fd()];
         fds.extend(stdout.as_ref().map(|(_, writer)| writer.as_raw_fd()));

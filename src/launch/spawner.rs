@@ -17,6 +17,7 @@ use super::fork::{Asked, ForkServer, Prestarted};
 use super::Launch;
 use crate::child::test_entry::worker_args;
 use crate::link::ParentEnd;
+use crate::output::label::Writer;
 use crate::slot::process::WorkerProcess;
 use crate::sys;
 use crate::wire::env;
@@ -85,6 +86,7 @@ impl Starter for Spawner {
         drop(socket);
         Ok(Spawning::Exec(WorkerProcess::exec(
             child,
+            Writer::Worker,
             self.command.stderr(),
             self.command.stdout(),
         )))

@@ -68,13 +68,20 @@ impl OutputReader {
     /// starts reading with [`begin`](OutputReader::begin), or when the tail or the lines
     /// are asked for: a new worker's start then wakes no
     /// reading thread while the pool starts (the pipe holds 64 KiB meanwhile).
-    pub(crate) fn later(pipe: Option<Pipe>, sink: Sink) -> OutputReader {
+    pub(crate) fn later(pipe: Option<Pipe>, mut sink: Sink) -> OutputReader {
         let reader = OutputReader {
             capturing: sink.is_capture(),
             ..OutputReader::default()
         };
         match pipe {
-            Some(pipe) => *reader.waiting() = Waiting(Some((pipe, sink))),
+            Some(pipe) => {
+                // Every read of it is non-blocking from now on, wherever it is read, so
+                // the sink can tell which task wrote each line.
+                if crate::sys::set_nonblocking(pipe.as_fd()).is_ok() {
+                    sink.follow(pipe.as_fd());
+                }
+                *reader.waiting() = Waiting(Some((pipe, sink)));
+            }
             None => reader.close(),
         }
         reader
@@ -156,7 +163,21 @@ impl OutputReader {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let mut buf = [0u8; 8192];
-                while watched.read_some(&mut buf) {}
+                loop {
+                    match watched.read_once(&mut buf) {
+                        Read::Bytes => {}
+                        // The pipe may be non-blocking (see `later`): wait for bytes.
+                        Read::Empty => {
+                            let waited = watched.fd().map(|fd| crate::sys::wait_readable(&[fd]));
+                            if let Some(Err(_)) = waited {
+                                // Out of memory for the poll, say: try again after a
+                                // pause, rather than spin.
+                                thread::sleep(Duration::from_millis(10));
+                            }
+                        }
+                        Read::Ended => break,
+                    }
+                }
                 // Dropped: closes the pipe and tells the reader.
                 drop(watched);
             });

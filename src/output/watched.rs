@@ -28,7 +28,7 @@ impl Watched {
         let Some(pipe) = &self.pipe else {
             return Read::Ended;
         };
-        match sys::read_nonblocking(pipe.as_fd(), buf) {
+        match self.sink.read(|| sys::read_nonblocking(pipe.as_fd(), buf)) {
             Nonblocking::Ended => Read::Ended,
             Nonblocking::Empty => Read::Empty,
             Nonblocking::Bytes(0) => Read::Bytes,

@@ -160,16 +160,18 @@ impl PoolBuilder {
         self
     }
 
-    /// What becomes of workers' stdout (default: inherited); [`OutputMode::capture`] hands
-    /// it to a function line by line.
+    /// What becomes of workers' stdout (default: inherited, as written);
+    /// [`OutputMode::Prefixed`] prefixes each line with whose it is, and
+    /// [`OutputMode::capture`] hands it to a function line by line.
     pub fn stdout(mut self, mode: OutputMode) -> Self {
         self.spawn.stdout = mode;
         self
     }
 
-    /// What becomes of workers' stderr (default: copied to the parent's stderr);
-    /// [`OutputMode::capture`] hands it to a function line by line. Crash reports keep the
-    /// last lines either way.
+    /// What becomes of workers' stderr (default: copied to the parent's stderr, each
+    /// line behind `[worker <pid> <task name>] `, see [`OutputMode::Prefixed`]);
+    /// [`OutputMode::Raw`] copies it as written, [`OutputMode::capture`] hands it to a
+    /// function line by line. Crash reports keep the last lines as written either way.
     pub fn stderr(mut self, mode: OutputMode) -> Self {
         self.spawn.stderr = mode;
         self

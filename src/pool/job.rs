@@ -51,7 +51,8 @@ pub(crate) struct Job {
     pub(crate) work: Work,
     /// The task's concrete types, for the message of a worker that has others.
     pub(crate) types: TaskTypes,
-    /// The task's `Task::NAME`, for events.
+    /// The task's `Task::NAME` (a batch's tasks are all of one type), for events and
+    /// the prefix of the lines its worker writes.
     pub(crate) name: &'static str,
     /// Its spans, with the `tracing` feature.
     pub(crate) trace: JobTrace,

@@ -339,6 +339,10 @@ impl Supervisor {
                 depth = pipeline::depth(worker.per_task, true);
             }
         }
+        // Into an empty pipeline, the first job sent runs at once: named before it can.
+        if let (0, Some(head)) = (first_new, in_flight.front()) {
+            worker.process.running(head.job.name);
+        }
         worker.send(in_flight.iter_mut().skip(first_new))?;
         // Into an empty pipeline: the first job sent is the one the worker runs now.
         if let (0, Some(head)) = (first_new, in_flight.front_mut()) {

@@ -14,6 +14,7 @@ use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use super::stop::{self, Progress, Seen, Step, Stop};
+use crate::output::label::{Label, RunningTask, Writer};
 use crate::output::mode::{OutputMode, OutputStream};
 use crate::output::reader::{OutputReader, Pipe, Sink};
 use crate::sys::{self, Signal};
@@ -62,6 +63,8 @@ pub(crate) struct WorkerProcess {
     stop: Stop,
     stderr: OutputReader,
     stdout: OutputReader,
+    /// The task it runs, for the lines its output readers pass on.
+    running: RunningTask,
 }
 
 /// The read ends of a new worker's pipes, and the pool's settings for its streams.
@@ -72,12 +75,16 @@ pub(crate) struct Pipes<'a> {
     pub(crate) stdout: Option<Pipe>,
     pub(crate) stderr_to: Option<&'a OutputMode>,
     pub(crate) stdout_to: Option<&'a OutputMode>,
+    /// What the process is, for the lines its output readers pass on.
+    pub(crate) writer: Writer,
 }
 
 impl WorkerProcess {
-    /// An exec'd child whose stderr (and stdout, when captured) is piped to us.
+    /// An exec'd child (a worker, or the fork server: `writer`) whose stderr (and
+    /// stdout, when piped) is piped to us.
     pub(crate) fn exec(
         mut child: Child,
+        writer: Writer,
         stderr_to: &OutputMode,
         stdout_to: &OutputMode,
     ) -> WorkerProcess {
@@ -86,6 +93,7 @@ impl WorkerProcess {
             stdout: child.stdout.take().map(Pipe::from),
             stderr_to: Some(stderr_to),
             stdout_to: Some(stdout_to),
+            writer,
         };
         WorkerProcess::new(Box::new(child), pipes)
     }
@@ -94,9 +102,14 @@ impl WorkerProcess {
     /// [`start_output`](WorkerProcess::start_output) on (or when their lines are asked
     /// for, or the process is dropped).
     pub(crate) fn new(child: Box<dyn Reap>, pipes: Pipes<'_>) -> WorkerProcess {
-        let pid = child.pid();
+        let running = RunningTask::default();
+        let label = Label {
+            writer: pipes.writer,
+            pid: child.pid(),
+            task: running.clone(),
+        };
         let sink = |to: Option<&OutputMode>, stream| {
-            Sink::new(to.unwrap_or(&OutputMode::Null), pid, stream)
+            Sink::new(to.unwrap_or(&OutputMode::Null), label.clone(), stream)
         };
         let stderr_sink = sink(pipes.stderr_to, OutputStream::Stderr);
         let stderr = OutputReader::later(pipes.stderr, stderr_sink);
@@ -104,12 +117,27 @@ impl WorkerProcess {
             stop: Stop::Running,
             stderr,
             stdout: OutputReader::later(pipes.stdout, sink(pipes.stdout_to, OutputStream::Stdout)),
+            running,
             child,
         }
     }
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// The process begins a task of the type `name`: the lines it writes from now on
+    /// are its, as far as their prefix (or their captured [`OutputLine`]) tells.
+    ///
+    /// [`OutputLine`]: crate::OutputLine
+    pub(crate) fn running(&self, name: &'static str) {
+        self.running.set(name);
+    }
+
+    /// The process was sent a task of the type `name` before it was known: all it
+    /// has written so far is that task's, as far as can be told.
+    pub(crate) fn began_with(&self, name: &'static str) {
+        self.running.began_with(name);
     }
 
     /// Starts reading its output pipes, if not yet started. A new worker's pipes wait

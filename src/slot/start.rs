@@ -49,6 +49,7 @@ impl Supervisor {
         };
         let deadline = Instant::now() + self.shared.config.start_timeout;
         if let Some(job) = sent {
+            worker.process.began_with(job.name);
             return State::Greeting {
                 worker,
                 in_flight: VecDeque::from([InFlight::new(job)]),

@@ -171,6 +171,8 @@ impl Supervisor {
         if greeting.is_none() {
             worker.process.clear_stderr_tail();
         }
+        // Named before the worker can run it, so that even its first lines say whose.
+        worker.process.running(job.name);
         let mut sent = InFlight::new(job);
         match (worker.send([&mut sent]), greeting) {
             (Ok(()), Some(deadline)) => State::Greeting {
@@ -378,8 +380,10 @@ impl Supervisor {
         job.fail(error);
     }
 
-    /// `job` is the one `worker` runs now.
+    /// `job` is the one `worker` runs now: its events say so, and so do the prefixes of
+    /// the lines the worker writes from now on.
     pub(super) fn job_started(&self, worker: &Worker, job: &mut Job) {
+        worker.process.running(job.name);
         let tasks = job.range();
         self.telemetry()
             .started(self.slot, worker.process.pid(), tasks, &mut job.trace);

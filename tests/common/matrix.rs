@@ -711,6 +711,14 @@ pub(crate) fn captured_output_arrives_line_by_line(b: PoolBuilder) {
     };
     assert_eq!(count(OutputStream::Stdout), 10, "{lines:?}");
     assert_eq!(count(OutputStream::Stderr), 5, "{lines:?}");
+    // Each line names the task that wrote it (one task type ran since the first).
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.worker == worker && l.text == "x".repeat(99))
+            .all(|l| l.task == Some("procpool_worker::Fault")),
+        "{lines:?}"
+    );
 }
 
 /// What a task wrote to the C library's buffered stdout, without a flush, reaches
