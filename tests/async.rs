@@ -456,3 +456,51 @@ fn the_futures_and_streams_are_send() {
         })
     );
 }
+
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct WakeCount(AtomicUsize);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<WakeCount>, std::task::Waker) {
+    let count = Arc::new(WakeCount::default());
+    (count.clone(), count.clone().into())
+}
+
+#[test]
+fn a_stream_turned_back_into_a_map_leaves_the_gate_s_queue() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    let pool = builder().max_in_flight(1).build().unwrap();
+    let busy = pool.submit(Fault::Sleep(300)).unwrap();
+    // The stream waits for the one place, in the gate's queue; then it is made a map
+    // again, to be iterated on this thread later.
+    let (_stale, stale_waker) = counting_waker();
+    let mut stream = pool.map_unordered([Square(3)]).into_stream();
+    let polled = stream.poll_next_unpin(&mut Context::from_waker(&stale_waker));
+    assert!(polled.is_pending());
+    let map = stream.into_inner();
+    // A submit waits behind it.
+    let (woken, waker) = counting_waker();
+    let mut waiting = pool.submit_async(Square(2));
+    let mut cx = Context::from_waker(&waker);
+    assert!(Pin::new(&mut waiting).poll(&mut cx).is_pending());
+    // The freed place wakes the submit: the map no longer waits as a stream.
+    assert_eq!(busy.wait(), Ok(300));
+    assert_eq!(
+        woken.0.load(Ordering::SeqCst),
+        1,
+        "the waiting submit was not woken"
+    );
+    let Poll::Ready(handle) = Pin::new(&mut waiting).poll(&mut cx) else {
+        panic!("a woken submit found no place");
+    };
+    assert_eq!(handle.unwrap().wait(), Ok(4));
+    assert_eq!(map.collect::<Vec<_>>(), [(0, Ok(9))]);
+}

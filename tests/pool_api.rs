@@ -734,3 +734,24 @@ fn a_task_s_own_options_hold_for_submit_and_map() {
     let (_, outcome) = pool.map_unordered_with([hung()], &short).next().unwrap();
     assert_eq!(after(outcome), Duration::from_millis(300));
 }
+
+/// A map's inputs on a pool that refuses work fail one by one as the map is iterated,
+/// pulled as lazily as on a working pool: an endless input must not be swallowed
+/// (each input failed at once frees no room in the map's window, unless it counts).
+#[test]
+fn a_closed_pool_fails_a_map_s_inputs_as_lazily_as_it_runs_them() {
+    let pool = builder().build().unwrap();
+    pool.shutdown();
+    let pulled = AtomicUsize::new(0);
+    // Long enough to see it swallowed, short enough to end if it is.
+    let inputs = (0u64..200_000).map(|n| {
+        pulled.fetch_add(1, Ordering::SeqCst);
+        Square(n)
+    });
+    let mut outcomes = pool.map(inputs);
+    assert_eq!(outcomes.next(), Some(Err(TaskError::PoolClosed)));
+    let pulled = pulled.load(Ordering::SeqCst);
+    // The window of a working pool: 4 batches per worker, 32 tasks per worker.
+    assert!(pulled <= 1_000, "{pulled} inputs pulled for one outcome");
+    assert!(outcomes.all(|outcome| outcome == Err(TaskError::PoolClosed)));
+}

@@ -264,7 +264,10 @@ where
         }
         let types = match &self.types {
             Ok(types) => *types,
-            Err(error) => return self.deliver_here(first, count, error.clone()),
+            Err(error) => {
+                let error = error.clone();
+                return self.deliver_here(first, count, error);
+            }
         };
         let ticket = match ticket {
             Ok(ticket) => ticket,
@@ -300,8 +303,11 @@ where
     }
 
     /// Outcomes decided in the map itself (an input that cannot be encoded, a pool that
-    /// refuses work).
-    fn deliver_here(&self, index: usize, count: usize, error: TaskError) {
+    /// refuses work). They count in the window as a batch until they are received, as
+    /// a batch sent does: a pool that refuses every input must not have the whole input
+    /// pulled at once (an endless one, forever).
+    fn deliver_here(&mut self, index: usize, count: usize, error: TaskError) {
+        self.ledger.sent(index, count);
         let tasks = TaskRange {
             name: <I::Item as Task>::NAME,
             first: TaskId::Mapped {
@@ -381,6 +387,14 @@ where
                 Poll::Pending
             }
         }
+    }
+
+    /// Gives up the turn a poll left in the gate's queue: a map iterated from here on
+    /// blocks for its places, and a turn nobody polls would take the wake-ups of those
+    /// behind it.
+    #[cfg(feature = "async")]
+    fn leave_gate(&mut self) {
+        self.turn = None;
     }
 
     /// Books a delivery received.
@@ -544,6 +558,12 @@ where
     pub(super) fn is_over(&self) -> bool {
         self.feed.is_over()
     }
+
+    /// Gives up a turn a poll left in the gate's queue (see `Feed::leave_gate`).
+    #[cfg(feature = "async")]
+    pub(super) fn leave_gate(&mut self) {
+        self.feed.leave_gate();
+    }
 }
 
 impl<I> Iterator for Map<'_, I>
@@ -617,6 +637,12 @@ where
     #[cfg(feature = "async")]
     pub(super) fn is_over(&self) -> bool {
         self.feed.is_over()
+    }
+
+    /// Gives up a turn a poll left in the gate's queue (see `Feed::leave_gate`).
+    #[cfg(feature = "async")]
+    pub(super) fn leave_gate(&mut self) {
+        self.feed.leave_gate();
     }
 }
 

@@ -70,9 +70,30 @@ use crate::task::Task;
 #[must_use = "streams do nothing unless polled: a map pulls no input until then"]
 pub struct MapStream<M>(M);
 
-impl<M> MapStream<M> {
-    /// The map back, to be iterated (blocking) from where the stream left it.
-    pub fn into_inner(self) -> M {
+impl<'p, I> MapStream<Map<'p, I>>
+where
+    I: Iterator,
+    I::Item: Task,
+{
+    /// The map back, to be iterated (blocking) from where the stream left it. A turn
+    /// the stream held in the pool's queue is given up (a wake-up it had goes to the
+    /// next in the queue).
+    pub fn into_inner(mut self) -> Map<'p, I> {
+        self.0.leave_gate();
+        self.0
+    }
+}
+
+impl<'p, I> MapStream<MapUnordered<'p, I>>
+where
+    I: Iterator,
+    I::Item: Task,
+{
+    /// The map back, to be iterated (blocking) from where the stream left it. A turn
+    /// the stream held in the pool's queue is given up (a wake-up it had goes to the
+    /// next in the queue).
+    pub fn into_inner(mut self) -> MapUnordered<'p, I> {
+        self.0.leave_gate();
         self.0
     }
 }
