@@ -504,3 +504,29 @@ fn a_stream_turned_back_into_a_map_leaves_the_gate_s_queue() {
     assert_eq!(handle.unwrap().wait(), Ok(4));
     assert_eq!(map.collect::<Vec<_>>(), [(0, Ok(9))]);
 }
+
+/// Polling a finished submit is a bug of the caller's, and panics; it must not take
+/// an in-flight place on its way (nobody would ever give it back).
+#[test]
+fn a_submit_polled_after_it_finished_panics_without_taking_a_place() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::pin::Pin;
+    use std::task::Context;
+
+    let pool = builder().max_in_flight(1).build().unwrap();
+    let mut submit = pool.submit_async(Square(2));
+    let handle = futures::executor::block_on(&mut submit).unwrap();
+    assert_eq!(handle.wait(), Ok(4));
+    let (_count, waker) = counting_waker();
+    let polled = catch_unwind(AssertUnwindSafe(|| {
+        let _ = Pin::new(&mut submit).poll(&mut Context::from_waker(&waker));
+    }));
+    assert!(
+        polled.is_err(),
+        "a finished submit polled again did not panic"
+    );
+    drop(submit);
+    let next = pool.try_submit(Square(3));
+    assert!(next.is_ok(), "the place was kept: {next:?}");
+    assert_eq!(next.unwrap().wait(), Ok(9));
+}
