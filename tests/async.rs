@@ -530,3 +530,52 @@ fn a_submit_polled_after_it_finished_panics_without_taking_a_place() {
     assert!(next.is_ok(), "the place was kept: {next:?}");
     assert_eq!(next.unwrap().wait(), Ok(9));
 }
+
+/// A map whose input has run out ends without an in-flight place: it does not wait for
+/// one to learn that there is nothing left to send, polled as a stream or iterated.
+/// Here the pool's one place is taken by a task that runs until it is cancelled.
+#[test]
+fn a_map_ends_without_waiting_for_room_it_does_not_need() {
+    use std::task::{Context, Poll};
+
+    let pool = builder().max_in_flight(1).build().unwrap();
+    for iterate in [false, true] {
+        let (woken, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = pool.map_unordered([Square(3)]).into_stream();
+        // The one input goes out; the stream waits for its outcome (and for a place).
+        assert!(stream.poll_next_unpin(&mut cx).is_pending());
+        assert!(common::eventually(Duration::from_secs(10), || {
+            woken.0.load(Ordering::SeqCst) > 0
+        }));
+        // The place its task freed is taken before the stream is polled again.
+        let hang = pool.try_submit(Fault::Hang).unwrap();
+        let first = loop {
+            match stream.poll_next_unpin(&mut cx) {
+                Poll::Ready(item) => break item,
+                Poll::Pending => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        assert_eq!(first, Some((0, Ok(9))));
+        let ended = if iterate {
+            let mut map = stream.into_inner();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|s| {
+                s.spawn(move || tx.send(map.next().is_none()).unwrap());
+                let ended = rx.recv_timeout(Duration::from_secs(5)).is_ok();
+                // Let the map go on either way, so the test ends.
+                hang.cancel();
+                ended
+            })
+        } else {
+            let ended = matches!(stream.poll_next_unpin(&mut cx), Poll::Ready(None));
+            hang.cancel();
+            ended
+        };
+        assert!(
+            ended,
+            "the map's end waited for a place (iterated: {iterate})"
+        );
+        assert_eq!(hang.wait(), Err(TaskError::Cancelled));
+    }
+}

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::iter::Peekable;
 use std::marker::PhantomData;
 use std::sync::Arc;
 #[cfg(feature = "async")]
@@ -109,7 +110,9 @@ impl Sizer {
 /// deliveries of their outcomes back.
 struct Feed<'p, I: Iterator> {
     pool: &'p Pool,
-    inputs: I,
+    /// The inputs, the next one looked at before an in-flight place is taken for it: a
+    /// map whose input has run out must not wait for a place to learn it.
+    inputs: Peekable<I>,
     /// The inputs have run out.
     exhausted: bool,
     /// Batches in flight allowed.
@@ -158,7 +161,7 @@ where
         let id = pool.new_id();
         Feed {
             pool,
-            inputs,
+            inputs: inputs.peekable(),
             exhausted: false,
             batches: pool
                 .workers()
@@ -188,7 +191,8 @@ where
     }
 
     /// Makes and sends batches while the window has room and inputs are left. Each
-    /// batch first takes an in-flight place from `admit`: `Pending` (no place yet, for
+    /// batch, once an input is known to be left for it, takes an in-flight place from
+    /// `admit`: `Pending` (no place yet, for
     /// a map polled as a stream) stops the filling until the next call, and is what
     /// `fill` returns then; `Ready` when it stopped for want of room or input.
     fn fill(&mut self, admit: &mut dyn FnMut() -> Poll<Result<(), SubmitErrorKind>>) -> Poll<()> {
@@ -212,6 +216,10 @@ where
                 held_bytes: self.held_bytes,
             };
             if !window::may_send(load, size, limits) {
+                return Poll::Ready(());
+            }
+            if self.inputs.peek().is_none() {
+                self.exhausted = true;
                 return Poll::Ready(());
             }
             let admitted = ready!(admit());

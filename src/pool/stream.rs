@@ -59,7 +59,8 @@ use crate::task::Task;
 /// ```
 ///
 /// The map pulls its inputs on the executor's thread, in the polls that find room for
-/// them, so the input iterator should not block.
+/// them (it looks at the next one ahead, to know whether there is one), so the input
+/// iterator should not block.
 ///
 /// A stream that returned `Pending` for want of room in the pool (at its
 /// [in-flight limit](crate::PoolBuilder::max_in_flight)) holds a turn in the pool's
