@@ -556,3 +556,39 @@ fn terminate_tells_one_finish_for_every_task_it_ends() {
     assert_eq!(stories.len(), ids.len());
     worker_exits(&events);
 }
+
+/// A pool terminated while its workers start (dropped right after it was built, say)
+/// stopped them: their exit is the pool's closing, not a failed start (which the
+/// `tracing` feature reports as a warning), whether a task was waiting or not.
+#[test]
+fn workers_stopped_while_starting_exit_as_the_pool_closes_not_as_failed_starts() {
+    // Never ready: each worker is starting for as long as the test needs.
+    let silent = common::script("silent-worker", "exec sleep 30\n");
+    for with_task in [false, true] {
+        let heard = Heard::default();
+        let pool = heard
+            .builder(2)
+            .launch(procpool::Launch::Binary(silent.clone()))
+            .build()
+            .unwrap();
+        // One slot greets its worker with the task sent behind its set-up, the other
+        // waits for its worker's `Ready`.
+        let task = with_task.then(|| pool.submit(Fault::Ok(1)).unwrap());
+        let started = common::eventually(Duration::from_secs(10), || {
+            let events = heard.events();
+            let count = |e: &&Event| matches!(e, Event::WorkerStarted { .. });
+            events.iter().filter(count).count() == 2
+        });
+        assert!(started, "{:?}", heard.events());
+        std::thread::sleep(Duration::from_millis(50));
+        pool.terminate();
+        if let Some(task) = task {
+            assert_eq!(task.wait(), Err(TaskError::PoolClosed));
+        }
+        let exits = worker_exits(&heard.events());
+        assert_eq!(exits.len(), 2);
+        for (_, _, cause) in exits {
+            assert_eq!(cause, ExitCause::PoolClosed, "task waiting: {with_task}");
+        }
+    }
+}
