@@ -592,3 +592,48 @@ fn workers_stopped_while_starting_exit_as_the_pool_closes_not_as_failed_starts()
         }
     }
 }
+
+/// An input iterator that panics mid-way takes the map down with it, not the pool: no
+/// in-flight place is kept, and what the map had sent is counted to the end.
+#[test]
+fn a_map_whose_input_panics_keeps_no_place_and_counts_what_it_sent() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    let pool = Heard::default()
+        .builder(2)
+        .max_in_flight(2)
+        .build()
+        .unwrap();
+    let inputs = (0..100u64).map(|i| {
+        assert!(i != 40, "input {i} cannot be made");
+        Fault::Sleep(i % 3)
+    });
+    let mut yielded = 0;
+    let mapped = catch_unwind(AssertUnwindSafe(|| {
+        for outcome in pool.map(inputs) {
+            assert!(outcome.is_ok());
+            yielded += 1;
+        }
+    }));
+    assert!(
+        mapped.is_err(),
+        "the input's panic did not reach the caller"
+    );
+    assert!(yielded < 40);
+    let settled = common::eventually(Duration::from_secs(10), || {
+        let stats = pool.stats();
+        stats.queued + stats.running == 0
+    });
+    let stats = pool.stats();
+    assert!(settled, "{stats:?}");
+    // Each input made before the panic was sent, and has its outcome.
+    assert_eq!(stats.finished.total(), 40, "{stats:?}");
+    // Both places are free.
+    let both = [
+        pool.try_submit(Fault::Ok(1)).unwrap(),
+        pool.try_submit(Fault::Ok(2)).unwrap(),
+    ];
+    for (handle, n) in both.into_iter().zip(1..) {
+        assert_eq!(handle.wait(), Ok(n));
+    }
+}
