@@ -579,3 +579,50 @@ fn a_map_ends_without_waiting_for_room_it_does_not_need() {
         assert_eq!(hang.wait(), Err(TaskError::Cancelled));
     }
 }
+
+/// A stream waiting in the gate's queue, polled with a new waker each time, then
+/// dropped: before its turn came (it leaves the queue) or after (its wake-up goes to
+/// the submit behind it). Either way the submit gets the place and is woken for it.
+#[test]
+fn a_stream_dropped_while_it_waits_for_a_place_keeps_no_one_waiting() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    let pool = builder().max_in_flight(1).build().unwrap();
+    for woken_first in [false, true] {
+        let busy = pool.submit(Fault::Sleep(200)).unwrap();
+        let mut stream = pool.map_unordered([Square(3)]).into_stream();
+        let (first, first_waker) = counting_waker();
+        let (second, second_waker) = counting_waker();
+        assert!(stream
+            .poll_next_unpin(&mut Context::from_waker(&first_waker))
+            .is_pending());
+        assert!(stream
+            .poll_next_unpin(&mut Context::from_waker(&second_waker))
+            .is_pending());
+        let (behind, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = pool.submit_async(Square(2));
+        assert!(Pin::new(&mut waiting).poll(&mut cx).is_pending());
+        if woken_first {
+            assert_eq!(busy.wait(), Ok(200));
+            // The stream was first in the queue: its latest waker had the wake-up.
+            assert_eq!(first.0.load(Ordering::SeqCst), 0);
+            assert_eq!(second.0.load(Ordering::SeqCst), 1);
+            assert_eq!(behind.0.load(Ordering::SeqCst), 0);
+            drop(stream);
+        } else {
+            drop(stream);
+            assert_eq!(busy.wait(), Ok(200));
+        }
+        assert_eq!(
+            behind.0.load(Ordering::SeqCst),
+            1,
+            "woken first: {woken_first}"
+        );
+        let Poll::Ready(handle) = Pin::new(&mut waiting).poll(&mut cx) else {
+            panic!("the woken submit found no place");
+        };
+        assert_eq!(handle.unwrap().wait(), Ok(4));
+    }
+}
