@@ -755,3 +755,18 @@ fn a_closed_pool_fails_a_map_s_inputs_as_lazily_as_it_runs_them() {
     assert!(pulled <= 1_000, "{pulled} inputs pulled for one outcome");
     assert!(outcomes.all(|outcome| outcome == Err(TaskError::PoolClosed)));
 }
+
+/// A timeout too long to be a deadline (`Duration::MAX`, "practically none") is no
+/// limit: the task runs and has its outcome, and the slot lives on.
+#[test]
+fn a_timeout_too_long_for_a_deadline_is_no_limit() {
+    let pool = builder().workers(1).build().unwrap();
+    let endless = TaskOptions::new().timeout(Duration::MAX);
+    let handle = pool.submit_with(Fault::Sleep(50), &endless).unwrap();
+    let outcome = handle.wait_timeout(Duration::from_secs(20));
+    assert_eq!(outcome.ok(), Some(Ok(50)), "the task had no outcome");
+    let mapped: Vec<_> = pool.map_with((0..20).map(Square), &endless).collect();
+    assert_eq!(mapped.len(), 20);
+    assert!(mapped.iter().all(Result::is_ok));
+    assert_eq!(pool.submit(Square(4)).unwrap().wait(), Ok(16));
+}
