@@ -456,3 +456,173 @@ fn the_futures_and_streams_are_send() {
         })
     );
 }
+
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct WakeCount(AtomicUsize);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<WakeCount>, std::task::Waker) {
+    let count = Arc::new(WakeCount::default());
+    (count.clone(), count.clone().into())
+}
+
+#[test]
+fn a_stream_turned_back_into_a_map_leaves_the_gate_s_queue() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    let pool = builder().max_in_flight(1).build().unwrap();
+    let busy = pool.submit(Fault::Sleep(300)).unwrap();
+    // The stream waits for the one place, in the gate's queue; then it is made a map
+    // again, to be iterated on this thread later.
+    let (_stale, stale_waker) = counting_waker();
+    let mut stream = pool.map_unordered([Square(3)]).into_stream();
+    let polled = stream.poll_next_unpin(&mut Context::from_waker(&stale_waker));
+    assert!(polled.is_pending());
+    let map = stream.into_inner();
+    // A submit waits behind it.
+    let (woken, waker) = counting_waker();
+    let mut waiting = pool.submit_async(Square(2));
+    let mut cx = Context::from_waker(&waker);
+    assert!(Pin::new(&mut waiting).poll(&mut cx).is_pending());
+    // The freed place wakes the submit: the map no longer waits as a stream.
+    assert_eq!(busy.wait(), Ok(300));
+    assert_eq!(
+        woken.0.load(Ordering::SeqCst),
+        1,
+        "the waiting submit was not woken"
+    );
+    let Poll::Ready(handle) = Pin::new(&mut waiting).poll(&mut cx) else {
+        panic!("a woken submit found no place");
+    };
+    assert_eq!(handle.unwrap().wait(), Ok(4));
+    assert_eq!(map.collect::<Vec<_>>(), [(0, Ok(9))]);
+}
+
+/// Polling a finished submit is a bug of the caller's, and panics; it must not take
+/// an in-flight place on its way (nobody would ever give it back).
+#[test]
+fn a_submit_polled_after_it_finished_panics_without_taking_a_place() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::pin::Pin;
+    use std::task::Context;
+
+    let pool = builder().max_in_flight(1).build().unwrap();
+    let mut submit = pool.submit_async(Square(2));
+    let handle = futures::executor::block_on(&mut submit).unwrap();
+    assert_eq!(handle.wait(), Ok(4));
+    let (_count, waker) = counting_waker();
+    let polled = catch_unwind(AssertUnwindSafe(|| {
+        let _ = Pin::new(&mut submit).poll(&mut Context::from_waker(&waker));
+    }));
+    assert!(
+        polled.is_err(),
+        "a finished submit polled again did not panic"
+    );
+    drop(submit);
+    let next = pool.try_submit(Square(3));
+    assert!(next.is_ok(), "the place was kept: {next:?}");
+    assert_eq!(next.unwrap().wait(), Ok(9));
+}
+
+/// A map whose input has run out ends without an in-flight place: it does not wait for
+/// one to learn that there is nothing left to send, polled as a stream or iterated.
+/// Here the pool's one place is taken by a task that runs until it is cancelled.
+#[test]
+fn a_map_ends_without_waiting_for_room_it_does_not_need() {
+    use std::task::{Context, Poll};
+
+    let pool = builder().max_in_flight(1).build().unwrap();
+    for iterate in [false, true] {
+        let (woken, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = pool.map_unordered([Square(3)]).into_stream();
+        // The one input goes out; the stream waits for its outcome (and for a place).
+        assert!(stream.poll_next_unpin(&mut cx).is_pending());
+        assert!(common::eventually(Duration::from_secs(10), || {
+            woken.0.load(Ordering::SeqCst) > 0
+        }));
+        // The place its task freed is taken before the stream is polled again.
+        let hang = pool.try_submit(Fault::Hang).unwrap();
+        let first = loop {
+            match stream.poll_next_unpin(&mut cx) {
+                Poll::Ready(item) => break item,
+                Poll::Pending => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        assert_eq!(first, Some((0, Ok(9))));
+        let ended = if iterate {
+            let mut map = stream.into_inner();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|s| {
+                s.spawn(move || tx.send(map.next().is_none()).unwrap());
+                let ended = rx.recv_timeout(Duration::from_secs(5)).is_ok();
+                // Let the map go on either way, so the test ends.
+                hang.cancel();
+                ended
+            })
+        } else {
+            let ended = matches!(stream.poll_next_unpin(&mut cx), Poll::Ready(None));
+            hang.cancel();
+            ended
+        };
+        assert!(
+            ended,
+            "the map's end waited for a place (iterated: {iterate})"
+        );
+        assert_eq!(hang.wait(), Err(TaskError::Cancelled));
+    }
+}
+
+/// A stream waiting in the gate's queue, polled with a new waker each time, then
+/// dropped: before its turn came (it leaves the queue) or after (its wake-up goes to
+/// the submit behind it). Either way the submit gets the place and is woken for it.
+#[test]
+fn a_stream_dropped_while_it_waits_for_a_place_keeps_no_one_waiting() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    let pool = builder().max_in_flight(1).build().unwrap();
+    for woken_first in [false, true] {
+        let busy = pool.submit(Fault::Sleep(200)).unwrap();
+        let mut stream = pool.map_unordered([Square(3)]).into_stream();
+        let (first, first_waker) = counting_waker();
+        let (second, second_waker) = counting_waker();
+        assert!(stream
+            .poll_next_unpin(&mut Context::from_waker(&first_waker))
+            .is_pending());
+        assert!(stream
+            .poll_next_unpin(&mut Context::from_waker(&second_waker))
+            .is_pending());
+        let (behind, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = pool.submit_async(Square(2));
+        assert!(Pin::new(&mut waiting).poll(&mut cx).is_pending());
+        if woken_first {
+            assert_eq!(busy.wait(), Ok(200));
+            // The stream was first in the queue: its latest waker had the wake-up.
+            assert_eq!(first.0.load(Ordering::SeqCst), 0);
+            assert_eq!(second.0.load(Ordering::SeqCst), 1);
+            assert_eq!(behind.0.load(Ordering::SeqCst), 0);
+            drop(stream);
+        } else {
+            drop(stream);
+            assert_eq!(busy.wait(), Ok(200));
+        }
+        assert_eq!(
+            behind.0.load(Ordering::SeqCst),
+            1,
+            "woken first: {woken_first}"
+        );
+        let Poll::Ready(handle) = Pin::new(&mut waiting).poll(&mut cx) else {
+            panic!("the woken submit found no place");
+        };
+        assert_eq!(handle.unwrap().wait(), Ok(4));
+    }
+}

@@ -193,7 +193,7 @@ fn submitted_faults_tell_their_story_and_are_counted_exactly() {
         pool.submit_with(Fault::Segfault, &once).unwrap(),
         pool.submit(Fault::Exit(3)).unwrap(),
         pool.submit_with(Fault::Sleep(20_000), &short).unwrap(),
-        pool.submit(Fault::Ok(2)).unwrap(),
+        pool.submit(Fault::Sleep(300)).unwrap(),
     ];
     let ids: Vec<TaskId> = handles.iter().map(|h| h.id()).collect();
     let outcomes: Vec<Result<u64, TaskError>> = handles.into_iter().map(|h| h.wait()).collect();
@@ -395,4 +395,245 @@ fn a_listener_that_panics_loses_its_event_not_the_pool() {
     let sum: u64 = pool.map((0..50).map(Fault::Ok)).map(Result::unwrap).sum();
     assert_eq!(sum, 49 * 50 / 2);
     assert_eq!(pool.stats().finished.ok(), 51);
+}
+
+/// Outcomes taken as futures, from a stream and from `as_completed` are counted and
+/// told as their callers get them: an output that does not decode as a codec error,
+/// types refused at submit, a future dropped after its outcome came (it cancels
+/// nothing) and one dropped before (it cancels its task).
+#[cfg(feature = "async")]
+#[test]
+fn async_outcomes_are_counted_and_told_as_their_callers_get_them() {
+    use std::future::IntoFuture;
+
+    use futures::StreamExt;
+    use procpool_worker::{BadOutput, Double};
+
+    let heard = Heard::default();
+    let pool = heard.builder(2).build().unwrap();
+    let mut expected: HashMap<TaskId, Option<TaskErrorKind>> = HashMap::new();
+    futures::executor::block_on(async {
+        let done = pool.submit_async(Fault::Ok(1)).await.unwrap();
+        expected.insert(done.id(), None);
+        let done = done.into_future();
+        assert!(common::eventually(Duration::from_secs(10), || done.is_finished()));
+        drop(done);
+
+        let hang = pool.submit_async(Fault::Hang).await.unwrap();
+        let hang_id = hang.id();
+        expected.insert(hang_id, Some(TaskErrorKind::Cancelled));
+        heard.wait_for(|e| matches!(e, Event::TaskStarted { id, .. } if *id == hang_id));
+        drop(hang.into_future());
+
+        let bad = pool.submit_async(BadOutput::FailOnDecode).await.unwrap();
+        expected.insert(bad.id(), Some(TaskErrorKind::Codec));
+        assert!(bad.await.unwrap_err().is_codec());
+        let wrong = pool.submit_async(Double(-3i32)).await.unwrap();
+        expected.insert(wrong.id(), Some(TaskErrorKind::WrongTypes));
+        assert_eq!(wrong.await.unwrap_err().kind(), TaskErrorKind::WrongTypes);
+
+        let faulty = |i: u64| match i {
+            7 => Fault::Panic("seven".into()),
+            _ => Fault::Ok(i),
+        };
+        let outcomes: Vec<_> = pool
+            .map_unordered((0..50).map(faulty))
+            .into_stream()
+            .collect()
+            .await;
+        assert_eq!(outcomes.len(), 50);
+        for (index, outcome) in &outcomes {
+            assert_eq!(kind(outcome).is_some(), *index == 7, "{index}: {outcome:?}");
+        }
+    });
+    // One that cannot be encoded has its outcome before it is watched.
+    let mixed = [
+        pool.submit(Fault::Sleep(300)).unwrap(),
+        pool.submit(Unencodable).unwrap(),
+    ];
+    let ids: Vec<TaskId> = mixed.iter().map(|h| h.id()).collect();
+    let mut order = Vec::new();
+    for (index, outcome) in procpool::as_completed(mixed) {
+        let want = (index == 1).then_some(TaskErrorKind::Codec);
+        assert_eq!(kind(&outcome), want, "{outcome:?}");
+        expected.insert(ids[index], want);
+        order.push(index);
+    }
+    assert_eq!(order, [1, 0]);
+    let undecodable = pool.submit(BadOutput::FailOnDecode).unwrap();
+    expected.insert(undecodable.id(), Some(TaskErrorKind::Codec));
+    let (_, outcome) = procpool::as_completed([undecodable]).next().unwrap();
+    assert!(outcome.unwrap_err().is_codec());
+
+    let settled = common::eventually(Duration::from_secs(10), || {
+        let stats = pool.stats();
+        stats.queued + stats.running == 0
+    });
+    let stats = pool.stats();
+    assert!(settled, "{stats:?}");
+    assert_eq!(stats.finished.ok(), 1 + 49 + 1, "{stats:?}");
+    assert_eq!(
+        stats.finished.errors(TaskErrorKind::Panicked),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.finished.errors(TaskErrorKind::Cancelled),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.finished.errors(TaskErrorKind::Codec), 3, "{stats:?}");
+    assert_eq!(
+        stats.finished.errors(TaskErrorKind::WrongTypes),
+        1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.finished.total(), 57, "{stats:?}");
+    pool.join();
+
+    let stories = stories(&heard.events());
+    assert_eq!(stories.len(), 57, "one story per task");
+    for (id, kind) in expected {
+        let story = &stories[&id];
+        let (told, _, _) = story.finish.unwrap();
+        // An output its caller cannot decode was told as the worker gave it.
+        let decoded_here = kind == Some(TaskErrorKind::Codec) && !story.starts.is_empty();
+        let kind = kind.filter(|_| !decoded_here);
+        assert_eq!(told, kind, "{id}");
+    }
+}
+
+/// A task whose `Serialize` fails (with an error, not a panic): it has its outcome,
+/// `Codec`, from `submit` on.
+#[cfg(feature = "async")]
+#[derive(Debug, serde::Deserialize)]
+struct Unencodable;
+
+#[cfg(feature = "async")]
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unencodable refuses to encode"))
+    }
+}
+
+#[cfg(feature = "async")]
+impl procpool::Task for Unencodable {
+    const NAME: &'static str = "events::Unencodable";
+    type Output = u64;
+    fn run(self) -> Result<u64, procpool::BoxError> {
+        Ok(0)
+    }
+}
+
+/// `terminate` ends running tasks, tasks queued, sent ahead to a busy worker or taken
+/// back from one: each is told finished once, `PoolClosed`, as its caller gets it.
+#[test]
+fn terminate_tells_one_finish_for_every_task_it_ends() {
+    let heard = Heard::default();
+    let pool = heard.builder(2).build().unwrap();
+    let mut handles: Vec<_> = (0..2).map(|_| pool.submit(Fault::Hang).unwrap()).collect();
+    handles.extend((0..30).map(|i| pool.submit(Fault::Ok(i)).unwrap()));
+    let ids: Vec<TaskId> = handles.iter().map(|h| h.id()).collect();
+    for hang in &ids[..2] {
+        heard.wait_for(|e| matches!(e, Event::TaskStarted { id, .. } if id == hang));
+    }
+    // Long enough for the quick tasks sent ahead to be taken back from the hung workers.
+    std::thread::sleep(Duration::from_millis(200));
+    pool.terminate();
+    for handle in handles {
+        assert_eq!(handle.wait(), Err(TaskError::PoolClosed));
+    }
+    let events = heard.events();
+    let stories = stories(&events);
+    for id in &ids {
+        let finish = stories.get(id).and_then(|s| s.finish);
+        assert_eq!(
+            finish.map(|(kind, _, _)| kind),
+            Some(Some(TaskErrorKind::PoolClosed)),
+            "{id}"
+        );
+    }
+    assert_eq!(stories.len(), ids.len());
+    worker_exits(&events);
+}
+
+/// A pool terminated while its workers start (dropped right after it was built, say)
+/// stopped them: their exit is the pool's closing, not a failed start (which the
+/// `tracing` feature reports as a warning), whether a task was waiting or not.
+#[test]
+fn workers_stopped_while_starting_exit_as_the_pool_closes_not_as_failed_starts() {
+    // Never ready: each worker is starting for as long as the test needs.
+    let silent = common::script("silent-worker", "exec sleep 30\n");
+    for with_task in [false, true] {
+        let heard = Heard::default();
+        let pool = heard
+            .builder(2)
+            .launch(procpool::Launch::Binary(silent.clone()))
+            .build()
+            .unwrap();
+        // One slot greets its worker with the task sent behind its set-up, the other
+        // waits for its worker's `Ready`.
+        let task = with_task.then(|| pool.submit(Fault::Ok(1)).unwrap());
+        let started = common::eventually(Duration::from_secs(10), || {
+            let events = heard.events();
+            let count = |e: &&Event| matches!(e, Event::WorkerStarted { .. });
+            events.iter().filter(count).count() == 2
+        });
+        assert!(started, "{:?}", heard.events());
+        std::thread::sleep(Duration::from_millis(50));
+        pool.terminate();
+        if let Some(task) = task {
+            assert_eq!(task.wait(), Err(TaskError::PoolClosed));
+        }
+        let exits = worker_exits(&heard.events());
+        assert_eq!(exits.len(), 2);
+        for (_, _, cause) in exits {
+            assert_eq!(cause, ExitCause::PoolClosed, "task waiting: {with_task}");
+        }
+    }
+}
+
+/// An input iterator that panics mid-way takes the map down with it, not the pool: no
+/// in-flight place is kept, and what the map had sent is counted to the end.
+#[test]
+fn a_map_whose_input_panics_keeps_no_place_and_counts_what_it_sent() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    let pool = Heard::default()
+        .builder(2)
+        .max_in_flight(2)
+        .build()
+        .unwrap();
+    let inputs = (0..100u64).map(|i| {
+        assert!(i != 40, "input {i} cannot be made");
+        Fault::Sleep(i % 3)
+    });
+    let mut yielded = 0;
+    let mapped = catch_unwind(AssertUnwindSafe(|| {
+        for outcome in pool.map(inputs) {
+            assert!(outcome.is_ok());
+            yielded += 1;
+        }
+    }));
+    assert!(
+        mapped.is_err(),
+        "the input's panic did not reach the caller"
+    );
+    assert!(yielded < 40);
+    let settled = common::eventually(Duration::from_secs(10), || {
+        let stats = pool.stats();
+        stats.queued + stats.running == 0
+    });
+    let stats = pool.stats();
+    assert!(settled, "{stats:?}");
+    // Each input made before the panic was sent, and has its outcome.
+    assert_eq!(stats.finished.total(), 40, "{stats:?}");
+    // Both places are free.
+    let both = [
+        pool.try_submit(Fault::Ok(1)).unwrap(),
+        pool.try_submit(Fault::Ok(2)).unwrap(),
+    ];
+    for (handle, n) in both.into_iter().zip(1..) {
+        assert_eq!(handle.wait(), Ok(n));
+    }
 }

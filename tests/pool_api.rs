@@ -770,3 +770,39 @@ fn completion_callbacks_get_every_outcome_without_a_waiting_thread() {
     assert!(busy.wait().is_err());
     assert!(matches!(rx.recv().unwrap(), Err(TaskError::PoolClosed)));
 }
+
+/// A map's inputs on a pool that refuses work fail one by one as the map is iterated,
+/// pulled as lazily as on a working pool: an endless input must not be swallowed
+/// (each input failed at once frees no room in the map's window, unless it counts).
+#[test]
+fn a_closed_pool_fails_a_map_s_inputs_as_lazily_as_it_runs_them() {
+    let pool = builder().build().unwrap();
+    pool.shutdown();
+    let pulled = AtomicUsize::new(0);
+    // Long enough to see it swallowed, short enough to end if it is.
+    let inputs = (0u64..200_000).map(|n| {
+        pulled.fetch_add(1, Ordering::SeqCst);
+        Square(n)
+    });
+    let mut outcomes = pool.map(inputs);
+    assert_eq!(outcomes.next(), Some(Err(TaskError::PoolClosed)));
+    let pulled = pulled.load(Ordering::SeqCst);
+    // The window of a working pool: 4 batches per worker, 32 tasks per worker.
+    assert!(pulled <= 1_000, "{pulled} inputs pulled for one outcome");
+    assert!(outcomes.all(|outcome| outcome == Err(TaskError::PoolClosed)));
+}
+
+/// A timeout too long to be a deadline (`Duration::MAX`, "practically none") is no
+/// limit: the task runs and has its outcome, and the slot lives on.
+#[test]
+fn a_timeout_too_long_for_a_deadline_is_no_limit() {
+    let pool = builder().workers(1).build().unwrap();
+    let endless = TaskOptions::new().timeout(Duration::MAX);
+    let handle = pool.submit_with(Fault::Sleep(50), &endless).unwrap();
+    let outcome = handle.wait_timeout(Duration::from_secs(20));
+    assert_eq!(outcome.ok(), Some(Ok(50)), "the task had no outcome");
+    let mapped: Vec<_> = pool.map_with((0..20).map(Square), &endless).collect();
+    assert_eq!(mapped.len(), 20);
+    assert!(mapped.iter().all(Result::is_ok));
+    assert_eq!(pool.submit(Square(4)).unwrap().wait(), Ok(16));
+}

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::iter::Peekable;
 use std::marker::PhantomData;
 use std::sync::Arc;
 #[cfg(feature = "async")]
@@ -109,7 +110,9 @@ impl Sizer {
 /// deliveries of their outcomes back.
 struct Feed<'p, I: Iterator> {
     pool: &'p Pool,
-    inputs: I,
+    /// The inputs, the next one looked at before an in-flight place is taken for it: a
+    /// map whose input has run out must not wait for a place to learn it.
+    inputs: Peekable<I>,
     /// The inputs have run out.
     exhausted: bool,
     /// Batches in flight allowed.
@@ -158,7 +161,7 @@ where
         let id = pool.new_id();
         Feed {
             pool,
-            inputs,
+            inputs: inputs.peekable(),
             exhausted: false,
             batches: pool
                 .workers()
@@ -188,7 +191,8 @@ where
     }
 
     /// Makes and sends batches while the window has room and inputs are left. Each
-    /// batch first takes an in-flight place from `admit`: `Pending` (no place yet, for
+    /// batch, once an input is known to be left for it, takes an in-flight place from
+    /// `admit`: `Pending` (no place yet, for
     /// a map polled as a stream) stops the filling until the next call, and is what
     /// `fill` returns then; `Ready` when it stopped for want of room or input.
     fn fill(&mut self, admit: &mut dyn FnMut() -> Poll<Result<(), SubmitErrorKind>>) -> Poll<()> {
@@ -212,6 +216,10 @@ where
                 held_bytes: self.held_bytes,
             };
             if !window::may_send(load, size, limits) {
+                return Poll::Ready(());
+            }
+            if self.inputs.peek().is_none() {
+                self.exhausted = true;
                 return Poll::Ready(());
             }
             let admitted = ready!(admit());
@@ -264,7 +272,10 @@ where
         }
         let types = match &self.types {
             Ok(types) => *types,
-            Err(error) => return self.deliver_here(first, count, error.clone()),
+            Err(error) => {
+                let error = error.clone();
+                return self.deliver_here(first, count, error);
+            }
         };
         let ticket = match ticket {
             Ok(ticket) => ticket,
@@ -300,8 +311,11 @@ where
     }
 
     /// Outcomes decided in the map itself (an input that cannot be encoded, a pool that
-    /// refuses work).
-    fn deliver_here(&self, index: usize, count: usize, error: TaskError) {
+    /// refuses work). They count in the window as a batch until they are received, as
+    /// a batch sent does: a pool that refuses every input must not have the whole input
+    /// pulled at once (an endless one, forever).
+    fn deliver_here(&mut self, index: usize, count: usize, error: TaskError) {
+        self.ledger.sent(index, count);
         let tasks = TaskRange {
             name: <I::Item as Task>::NAME,
             first: TaskId::Mapped {
@@ -381,6 +395,14 @@ where
                 Poll::Pending
             }
         }
+    }
+
+    /// Gives up the turn a poll left in the gate's queue: a map iterated from here on
+    /// blocks for its places, and a turn nobody polls would take the wake-ups of those
+    /// behind it.
+    #[cfg(feature = "async")]
+    fn leave_gate(&mut self) {
+        self.turn = None;
     }
 
     /// Books a delivery received.
@@ -544,6 +566,12 @@ where
     pub(super) fn is_over(&self) -> bool {
         self.feed.is_over()
     }
+
+    /// Gives up a turn a poll left in the gate's queue (see `Feed::leave_gate`).
+    #[cfg(feature = "async")]
+    pub(super) fn leave_gate(&mut self) {
+        self.feed.leave_gate();
+    }
 }
 
 impl<I> Iterator for Map<'_, I>
@@ -617,6 +645,12 @@ where
     #[cfg(feature = "async")]
     pub(super) fn is_over(&self) -> bool {
         self.feed.is_over()
+    }
+
+    /// Gives up a turn a poll left in the gate's queue (see `Feed::leave_gate`).
+    #[cfg(feature = "async")]
+    pub(super) fn leave_gate(&mut self) {
+        self.feed.leave_gate();
     }
 }
 

@@ -59,7 +59,8 @@ use crate::task::Task;
 /// ```
 ///
 /// The map pulls its inputs on the executor's thread, in the polls that find room for
-/// them, so the input iterator should not block.
+/// them (it looks at the next one ahead, to know whether there is one), so the input
+/// iterator should not block.
 ///
 /// A stream that returned `Pending` for want of room in the pool (at its
 /// [in-flight limit](crate::PoolBuilder::max_in_flight)) holds a turn in the pool's
@@ -70,9 +71,30 @@ use crate::task::Task;
 #[must_use = "streams do nothing unless polled: a map pulls no input until then"]
 pub struct MapStream<M>(M);
 
-impl<M> MapStream<M> {
-    /// The map back, to be iterated (blocking) from where the stream left it.
-    pub fn into_inner(self) -> M {
+impl<'p, I> MapStream<Map<'p, I>>
+where
+    I: Iterator,
+    I::Item: Task,
+{
+    /// The map back, to be iterated (blocking) from where the stream left it. A turn
+    /// the stream held in the pool's queue is given up (a wake-up it had goes to the
+    /// next in the queue).
+    pub fn into_inner(mut self) -> Map<'p, I> {
+        self.0.leave_gate();
+        self.0
+    }
+}
+
+impl<'p, I> MapStream<MapUnordered<'p, I>>
+where
+    I: Iterator,
+    I::Item: Task,
+{
+    /// The map back, to be iterated (blocking) from where the stream left it. A turn
+    /// the stream held in the pool's queue is given up (a wake-up it had goes to the
+    /// next in the queue).
+    pub fn into_inner(mut self) -> MapUnordered<'p, I> {
+        self.0.leave_gate();
         self.0
     }
 }

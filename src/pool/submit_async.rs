@@ -91,11 +91,13 @@ impl<T: Task> Future for SubmitFuture<'_, T> {
     /// If polled again after it returned `Ready`.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        // Checked before the turn is polled: a place taken here would never be given back.
+        assert!(
+            this.task.is_some(),
+            "a SubmitFuture was polled after it completed"
+        );
         let admitted = std::task::ready!(this.turn.poll(cx.waker()));
-        let task = this
-            .task
-            .take()
-            .expect("a SubmitFuture was polled after it completed");
+        let task = this.task.take().expect("checked above");
         Poll::Ready(match admitted {
             Ok(()) => this
                 .pool

@@ -93,7 +93,8 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
-    /// A batch of the inputs `first..first + count` went out.
+    /// A batch of the inputs `first..first + count` went out (or failed in the map
+    /// itself: their outcomes are on their way all the same).
     pub(crate) fn sent(&mut self, first: usize, count: usize) {
         if count > 0 {
             self.open.insert(first, (first + count, count));
@@ -101,8 +102,9 @@ impl Ledger {
     }
 
     /// `count` outcomes came, of the inputs from `index` on. Deliveries never straddle
-    /// batches (a batch's pieces deliver its own tasks); outcomes of inputs that no
-    /// batch holds (failed in the map itself) are not counted.
+    /// batches (a batch's pieces deliver its own tasks, and inputs failed in the map
+    /// itself are booked as a batch of their own); outcomes of inputs that no batch
+    /// holds are not counted.
     pub(crate) fn received(&mut self, index: usize, count: usize) {
         let Some((&first, &mut (end, ref mut left))) = self.open.range_mut(..=index).next_back()
         else {

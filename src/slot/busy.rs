@@ -129,7 +129,9 @@ impl Supervisor {
                 }
                 return State::Idle { worker, backlog };
             };
-            let deadline = head.job.options.timeout.map(|t| worker.head_started + t);
+            // A limit too long to be an instant (`Duration::MAX`, say) is none.
+            let timeout = head.job.options.timeout;
+            let deadline = timeout.and_then(|t| worker.head_started.checked_add(t));
             let wait = deadline.map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
             });

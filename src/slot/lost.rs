@@ -37,6 +37,17 @@ impl Supervisor {
         // `Ready` turned up in the drain: a failed start either way.
         if loss::is_failed_start(ready, ready_after, error.is_crash()) {
             // No task ran; all go back.
+            for rest in in_flight.into_iter().rev() {
+                backlog.push_front(rest.job);
+            }
+            // Stopped because the pool terminates: it did not fail its start.
+            if matches!(error, TaskError::PoolClosed) {
+                self.exited(worker, ExitCause::PoolClosed);
+                return State::Terminating {
+                    worker: None,
+                    backlog,
+                };
+            }
             let message = match error {
                 TaskError::WorkerStart { message } | TaskError::Link { message } => message,
                 TaskError::Protocol { .. } => {
@@ -46,9 +57,6 @@ impl Supervisor {
             };
             let failures = worker.start_failures;
             self.exited(worker, ExitCause::FailedStart(message.clone()));
-            for rest in in_flight.into_iter().rev() {
-                backlog.push_front(rest.job);
-            }
             return self.start_failed(failures, message, backlog);
         }
         // The running task takes the error: the head's (for a batch, the journal,

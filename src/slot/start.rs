@@ -62,6 +62,11 @@ impl Supervisor {
         }
         match self.await_ready(&mut worker) {
             Ok(()) => State::Idle { worker, backlog },
+            // Stopped because the pool terminates: it did not fail its start.
+            Err(_) if self.shared.is_terminating() => State::Terminating {
+                worker: Some(worker),
+                backlog,
+            },
             Err(message) => {
                 self.exited(worker, ExitCause::FailedStart(message.clone()));
                 self.start_failed(failures, message, backlog)
