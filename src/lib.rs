@@ -32,6 +32,9 @@
 //! * [`Pool::stats`] counts tasks by state and outcome, and workers started and lost;
 //!   [`PoolBuilder::on_event`] hears each [`Event`] as it happens. With the `tracing`
 //!   feature, the pool traces maps, jobs and breakdowns for your own subscriber.
+//! * With the feature `progress`, [`.progress()`][progress] on a map draws a live
+//!   progress bar on a terminal (indicatif): position, ETA, and the outcomes counted by
+//!   kind as they come, with the workers replaced.
 //! * [`Launch`] picks where workers come from: the current executable (the default), a
 //!   separate worker binary, or a fork server started as either. In tests, use
 //!   [`test_support!`].
@@ -97,6 +100,8 @@ block.
 "#
 )]
 //!
+#![cfg_attr(feature = "progress", doc = "[progress]: Map::progress")]
+#![cfg_attr(not(feature = "progress"), doc = "[progress]: Map")]
 #![cfg_attr(feature = "macros", doc = "[attribute]: macro@task")]
 #![cfg_attr(not(feature = "macros"), doc = "[attribute]: TaskFn")]
 
@@ -118,8 +123,14 @@ pub use error::{
     BuildError, ContextError, Direction, Side, SubmitError, SubmitErrorKind, TaskError,
     TaskErrorKind,
 };
+/// The terminal progress bars of the feature `progress`, re-exported so that a bar
+/// given to [`Map::progress_with`] is of the version procpool uses.
+#[cfg(feature = "progress")]
+pub use indicatif;
 pub use launch::Launch;
 pub use output::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
+#[cfg(feature = "progress")]
+pub use pool::Progress;
 pub use pool::{
     as_completed, AsCompleted, Map, MapUnordered, Outcomes, Pool, PoolBuilder, Stats, TaskHandle,
     TaskOptions, WorkerExits,

@@ -335,6 +335,20 @@ where
         });
     }
 
+    /// How many outcomes are still to come, as `Iterator::size_hint` says it: one per
+    /// input pulled and not yet handed out, and one per input left.
+    fn remaining(&self) -> (usize, Option<usize>) {
+        let owed = self.pulled - self.yielded;
+        if self.exhausted {
+            return (owed, Some(owed));
+        }
+        let (low, high) = self.inputs.size_hint();
+        (
+            low.saturating_add(owed),
+            high.and_then(|high| high.checked_add(owed)),
+        )
+    }
+
     /// Whether every input pulled has its outcome received.
     fn all_received(&self) -> bool {
         self.received == self.pulled
@@ -555,6 +569,12 @@ where
         }
     }
 
+    /// The pool the map runs in.
+    #[cfg(feature = "progress")]
+    pub(super) fn pool(&self) -> &'p Pool {
+        self.feed.pool
+    }
+
     /// The next outcome without blocking the thread (see `Feed::poll_delivery`).
     #[cfg(feature = "async")]
     pub(super) fn poll_outcome(&mut self, waker: &Waker) -> Poll<Option<MapItem<I>>> {
@@ -583,6 +603,10 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         blocking(self.advance(|feed| Poll::Ready(feed.next_delivery())))
+    }
+    /// Exact when the inputs' own hint is: one outcome per input.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feed.remaining()
     }
 }
 
@@ -635,6 +659,12 @@ where
         }
     }
 
+    /// The pool the map runs in.
+    #[cfg(feature = "progress")]
+    pub(super) fn pool(&self) -> &'p Pool {
+        self.feed.pool
+    }
+
     /// The next outcome without blocking the thread (see `Feed::poll_delivery`).
     #[cfg(feature = "async")]
     pub(super) fn poll_outcome(&mut self, waker: &Waker) -> Poll<Option<UnorderedItem<I>>> {
@@ -663,6 +693,10 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         blocking(self.advance(|feed| Poll::Ready(feed.next_delivery())))
+    }
+    /// Exact when the inputs' own hint is: one outcome per input.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feed.remaining()
     }
 }
 

@@ -5,7 +5,7 @@
 //! outcomes come back through), the calls of task functions on top of submit and map,
 //! and where what happens goes: counts (`stats`), events and traces (`telemetry`,
 //! `trace`). With the feature `async`: handles as futures, the awaited submit and the
-//! maps as streams.
+//! maps as streams; with `progress`: maps drawn as progress bars.
 
 pub(crate) mod api;
 pub(crate) mod builder;
@@ -20,6 +20,8 @@ pub(crate) mod job;
 pub(crate) mod mailbox;
 pub(crate) mod map;
 pub(crate) mod options;
+#[cfg(feature = "progress")]
+pub(crate) mod progress;
 pub(crate) mod shared;
 pub(crate) mod stats;
 #[cfg(feature = "async")]
@@ -39,6 +41,8 @@ pub use future::TaskFuture;
 pub use handle::TaskHandle;
 pub use map::{Map, MapUnordered};
 pub use options::TaskOptions;
+#[cfg(feature = "progress")]
+pub use progress::Progress;
 pub use stats::{Outcomes, Stats, WorkerExits};
 #[cfg(feature = "async")]
 pub use stream::MapStream;

@@ -94,6 +94,15 @@ impl Outcomes {
         self.ok + self.all_errors()
     }
 
+    /// Counts one more task that ended in `kind` (`None`: its output).
+    #[cfg(feature = "progress")]
+    pub(crate) fn add(&mut self, kind: Option<TaskErrorKind>) {
+        match kind {
+            None => self.ok += 1,
+            Some(kind) => self.errors[kind.index()] += 1,
+        }
+    }
+
     /// The error kinds with at least one task, and their counts.
     pub fn nonzero_errors(&self) -> impl Iterator<Item = (TaskErrorKind, u64)> + '_ {
         TaskErrorKind::ALL

@@ -22,6 +22,8 @@ use crate::task::Task;
 /// The outcomes of a map as a `futures_core::Stream`, the same as the map yields as an
 /// iterator, awaited without blocking a thread: from [`Map::into_stream`] (in input
 /// order) or [`MapUnordered::into_stream`] (`(input index, outcome)` as tasks finish).
+/// With the feature `progress`, `Progress::into_stream` makes a map drawn as a progress
+/// bar a stream too, with the same bar.
 ///
 /// Dropping it cancels the tasks it still has in flight, as dropping the map does.
 ///
@@ -69,7 +71,7 @@ use crate::task::Task;
 /// on, or drop it, rather than leave it pending while other tasks wait to submit. Once it yields an
 /// outcome it holds no turn.
 #[must_use = "streams do nothing unless polled: a map pulls no input until then"]
-pub struct MapStream<M>(M);
+pub struct MapStream<M>(pub(super) M);
 
 impl<'p, I> MapStream<Map<'p, I>>
 where
