@@ -35,6 +35,10 @@
 //! * With the feature `progress`, [`.progress()`][progress] on a map draws a live
 //!   progress bar on a terminal (indicatif): position, ETA, and the outcomes counted by
 //!   kind as they come, with the workers replaced.
+//! * [`SharedSlice`] and [`FrozenSlice`] carry big arrays to workers by shared memory,
+//!   not by copy; many tasks of a map can share one `FrozenSlice`. [`OutputMode`] says
+//!   what becomes of workers' stdout and stderr (by default, stderr lines say which
+//!   worker and task wrote them).
 //! * [`Launch`] picks where workers come from: the current executable (the default), a
 //!   separate worker binary, or a fork server started as either. In tests, use
 //!   [`test_support!`].
@@ -107,6 +111,7 @@ block.
 
 mod child;
 mod error;
+mod frozen;
 mod launch;
 mod link;
 mod output;
@@ -123,6 +128,7 @@ pub use error::{
     BuildError, ContextError, Direction, Side, SubmitError, SubmitErrorKind, TaskError,
     TaskErrorKind,
 };
+pub use frozen::FrozenSlice;
 /// The terminal progress bars of the feature `progress`, re-exported so that a bar
 /// given to [`Map::progress_with`] is of the version procpool uses.
 #[cfg(feature = "progress")]

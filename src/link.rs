@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::sys;
-use crate::wire::codec;
+use crate::wire::fds;
 
 /// Frames at least this long are read straight into a buffer of their own.
 const LARGE_FRAME: usize = 64 * 1024;
@@ -438,7 +438,7 @@ fn frame_len(len: usize) -> io::Result<[u8; 4]> {
 
 /// Descriptors waiting for their frames beyond this many mean the other end sends
 /// descriptors no frame names: the link is closed rather than run out of them.
-const MAX_WAITING_FDS: usize = 4 * codec::MAX_FDS;
+const MAX_WAITING_FDS: usize = 2 * fds::MAX_FRAME_FDS;
 
 fn read_retrying(
     stream: &mut UnixStream,

@@ -11,7 +11,7 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::sys::SharedMemory;
-use crate::wire::codec;
+use crate::wire::fds;
 
 /// An array of plain numbers (`f64`, `u8`, `[i32; 4]`, any [`Pod`] type) in shared
 /// memory, for big data in tasks and outputs: it crosses to a worker and back without
@@ -52,18 +52,21 @@ use crate::wire::codec;
 /// ```
 ///
 /// Where it travels: in a task given to [`Pool::submit`](crate::Pool::submit) or
-/// [`try_submit`](crate::Pool::try_submit), and in that task's output, at most 32 per
-/// value. Anywhere else (a map's inputs or outputs, the pool's context, another
-/// serializer) encoding or decoding it fails with a codec error that says so.
+/// [`try_submit`](crate::Pool::try_submit) and in that task's output, and in the tasks
+/// of a [`map`](crate::Pool::map), at most 32 per value. Anywhere else (a map's
+/// outputs, the pool's context, another serializer) encoding or decoding it fails with
+/// a codec error that says so. To have many tasks read the same array, make it a
+/// [`FrozenSlice`](crate::FrozenSlice) with [`freeze`](SharedSlice::freeze).
 ///
 /// It is shared, not copied: a task retried after its worker died sees the memory as
 /// the lost attempt left it.
 ///
 /// Within one process a `SharedSlice` is an ordinary owned array: procpool maps each
-/// memory file once per decoded value (the same file twice in one value is refused)
-/// and unmaps its own copy of a task's array once sent. What Rust cannot see is the
-/// other process: a worker that kept a mapping of an output it returned (a thread of
-/// its own, a task that leaked it) could still write to it while the parent reads it.
+/// memory file once per decoded frame (the same file twice in one task, or in one
+/// batch of a map, is refused) and unmaps its own copy of a task's array once sent.
+/// What Rust cannot see is the other process: a worker that kept a mapping of an
+/// output it returned (a thread of its own, a task that leaked it) could still write
+/// to it while the parent reads it.
 /// Treat the contents of a shared array like any input from a worker: the parent
 /// trusts its size (sealed, checked), not its contents.
 pub struct SharedSlice<T: Pod> {
@@ -105,6 +108,14 @@ impl<T: Pod> SharedSlice<T> {
         let mut shared = SharedSlice::zeroed(data.len())?;
         shared.copy_from_slice(data);
         Ok(shared)
+    }
+
+    /// Makes the array read-only and cheap to clone: a [`FrozenSlice`] over the same
+    /// memory, for many tasks (a whole map) to share.
+    ///
+    /// [`FrozenSlice`]: crate::FrozenSlice
+    pub fn freeze(self) -> crate::FrozenSlice<T> {
+        crate::frozen::FrozenSlice::new(self.memory.map(std::sync::Arc::new), self.len)
     }
 
     /// The array's bytes. In this process no other value maps the same memory (made
@@ -174,48 +185,65 @@ impl<T: Pod> fmt::Debug for SharedSlice<T> {
     }
 }
 
-/// The encoding: the index of the memory's descriptor among the frame's (`None` for an
-/// empty array) and the number of elements.
+/// The encoding of a shared array, `SharedSlice` or `FrozenSlice`: the index of its
+/// memory's descriptor in the frame's table (`None` for an empty array) and the number
+/// of elements.
 #[derive(Serialize, Deserialize)]
-#[serde(rename = "SharedSlice")]
+#[serde(rename = "SharedArray")]
 struct Wire {
     fd: Option<u32>,
     len: u64,
 }
 
+/// Encodes an array of `len` elements whose memory, if it has any, `put` puts in the
+/// frame's table (returning its index there).
+pub(crate) fn encode<S: Serializer, M>(
+    serializer: S,
+    memory: Option<M>,
+    len: usize,
+    put: impl FnOnce(M) -> Result<u32, String>,
+) -> Result<S::Ok, S::Error> {
+    let fd = memory.map(put).transpose().map_err(S::Error::custom)?;
+    Wire {
+        fd,
+        len: len as u64,
+    }
+    .serialize(serializer)
+}
+
+/// Decodes an array of `T`: its memory, if it has any, taken from the frame's table by
+/// `take(index, bytes)`, and its number of elements.
+pub(crate) fn decode<'de, T: Pod, D: Deserializer<'de>, M>(
+    deserializer: D,
+    take: impl FnOnce(u32, usize) -> Result<M, String>,
+) -> Result<(Option<M>, usize), D::Error> {
+    const { assert_fits_a_page::<T>() };
+    let Wire { fd, len } = Wire::deserialize(deserializer)?;
+    let len = usize::try_from(len).map_err(D::Error::custom)?;
+    let bytes = byte_len::<T>(len).map_err(D::Error::custom)?;
+    let memory = match (fd, bytes) {
+        (None, 0) => None,
+        (None, _) => return Err(D::Error::custom("a shared array without its memory")),
+        (Some(index), _) => Some(take(index, bytes).map_err(D::Error::custom)?),
+    };
+    Ok((memory, len))
+}
+
 impl<T: Pod> Serialize for SharedSlice<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let fd = match &self.memory {
-            Some(m) => {
-                let copy = m.fd().try_clone_to_owned().map_err(S::Error::custom)?;
-                Some(codec::put_fd(copy).map_err(S::Error::custom)?)
-            }
-            None => None,
-        };
-        Wire {
-            fd,
-            len: self.len as u64,
-        }
-        .serialize(serializer)
+        encode(serializer, self.memory.as_ref(), self.len, |m| {
+            let copy = m.fd().try_clone_to_owned().map_err(|e| e.to_string())?;
+            fds::put_fd(copy)
+        })
     }
 }
 
 impl<'de, T: Pod> Deserialize<'de> for SharedSlice<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        const { assert_fits_a_page::<T>() };
-        let Wire { fd, len } = Wire::deserialize(deserializer)?;
-        let len = usize::try_from(len).map_err(D::Error::custom)?;
-        let bytes = byte_len::<T>(len).map_err(D::Error::custom)?;
-        let memory = match (fd, bytes) {
-            (None, 0) => None,
-            (None, _) => return Err(D::Error::custom("a shared array without its memory")),
-            (Some(index), _) => {
-                let fd = codec::take_fd(index).map_err(D::Error::custom)?;
-                let mapped = SharedMemory::map_sealed(fd, bytes)
-                    .map_err(|e| D::Error::custom(format!("shared memory refused: {e}")))?;
-                Some(mapped)
-            }
-        };
+        let (memory, len) = decode::<T, D, _>(deserializer, |index, bytes| {
+            let fd = fds::take_fd(index)?;
+            SharedMemory::map_sealed(fd, bytes).map_err(|e| format!("shared memory refused: {e}"))
+        })?;
         Ok(SharedSlice {
             memory,
             len,
@@ -227,6 +255,7 @@ impl<'de, T: Pod> Deserialize<'de> for SharedSlice<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::codec;
 
     #[test]
     fn outside_a_frame_it_does_not_encode() {

@@ -18,6 +18,7 @@ use crate::child::panics;
 use crate::error::{Direction, Side, TaskError};
 use crate::pool::TaskOptions;
 use crate::wire::codec;
+use crate::wire::fds::Incoming;
 use crate::wire::frame::Failure;
 
 /// The error a task may return: any error, with its `source()` chain kept as text.
@@ -285,11 +286,24 @@ fn described(entries: &[Entry]) -> Vec<String> {
         .collect()
 }
 
-/// A registered task's runner: decodes the input, runs the task (panics caught) and
-/// appends the encoded output. With `Some(fds)`, the input's shared buffers are `fds`
-/// and the output's are returned; with `None`, neither may hold any (a map's batch).
-pub(crate) type Runner =
-    fn(&[u8], Option<Vec<OwnedFd>>, &mut Vec<u8>) -> Result<Vec<OwnedFd>, Failure>;
+/// A registered task's runner: decodes the input, whose shared buffers' descriptors
+/// are `fds`, runs the task (panics caught) and appends the encoded output; returns the
+/// output's shared buffers (only a submitted task's output may hold any).
+pub(crate) type Runner = fn(&[u8], Fds<'_>, &mut Vec<u8>) -> Result<Vec<OwnedFd>, Failure>;
+
+/// Where a task's shared buffers come from, and whether its output may hold some.
+#[derive(Debug)]
+pub(crate) enum Fds<'a> {
+    /// A submitted task: the descriptors of its frame. Its output may hold shared
+    /// buffers, which go with the answer's frame.
+    Frame(Vec<OwnedFd>),
+    /// A task of a map's batch: the batch's table, which all its tasks share. Its
+    /// output may hold none (a batch's records carry no descriptors).
+    Batch(&'a mut Incoming),
+    /// A task of a map's batch that brought no descriptors: decoded without a table,
+    /// which costs nothing. Neither it nor its output may hold a shared buffer.
+    None,
+}
 
 /// The runner of the task `name` whose types have the fingerprint `types`, or the
 /// failure every run of it gets.
@@ -330,15 +344,15 @@ pub(crate) fn run(
     fds: Vec<OwnedFd>,
     out: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, Failure> {
-    find(name, types)?(input, Some(fds), out)
+    find(name, types)?(input, Fds::Frame(fds), out)
 }
 
 fn run_erased<T: Task>(
     input: &[u8],
-    fds: Option<Vec<OwnedFd>>,
+    fds: Fds<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, Failure> {
-    let shares = fds.is_some();
+    let shares = matches!(fds, Fds::Frame(_));
     // The task's own types run user code at every step (`Deserialize`, `run`,
     // `Display` and `source`, `Serialize`, `Drop`): a panic in any of them is caught
     // here and becomes this task's failure, and the worker goes on. Two catches on
@@ -348,8 +362,9 @@ fn run_erased<T: Task>(
     let mut decoded = false;
     let ran = panic::catch_unwind(AssertUnwindSafe(|| {
         let task: T = match fds {
-            Some(fds) => codec::decode_with_fds(input, fds),
-            None => codec::decode(input),
+            Fds::Frame(fds) => codec::decode_with_fds(input, fds),
+            Fds::Batch(table) => codec::decode_with_table(input, table),
+            Fds::None => codec::decode(input),
         }
         .map_err(|message| Failure::Codec {
             direction: Direction::ToWorker,

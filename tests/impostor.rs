@@ -13,7 +13,7 @@ use procpool::{Launch, Pool, PoolBuilder, TaskError};
 use procpool_worker::{MakeShared, Square};
 
 /// The protocol this procpool speaks (`wire::frame::PROTOCOL`).
-const PROTOCOL: u8 = 3;
+const PROTOCOL: u8 = 4;
 
 /// `Response::Ready { protocol, release }`: variant 0, the protocol (one byte while
 /// under 251), the release as a string (its length, then its bytes).

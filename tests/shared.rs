@@ -7,8 +7,8 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use procpool::{Direction, Pool, PoolBuilder, SharedSlice, Side, TaskError};
-use procpool_worker::{DoubleShared, MakeShared, MarkThenCrash, SumShared};
+use procpool::{Direction, FrozenSlice, Pool, PoolBuilder, SharedSlice, Side, TaskError};
+use procpool_worker::{DoubleShared, MakeShared, MarkThenCrash, OpenFds, SumRanges, SumShared};
 
 procpool::test_support!();
 
@@ -103,16 +103,17 @@ fn a_retried_task_sees_what_the_lost_attempt_wrote() {
     assert_eq!(error.signal(), Some(11), "{error:?}");
 }
 
-/// A map's batches carry no descriptors: a shared array among its inputs or outputs
-/// fails that task with a codec error that says why, and the others go on.
+/// A map's tasks may hold shared arrays; their outputs may not (a batch's records
+/// carry no descriptors): such an output fails its task with a codec error that says
+/// why, and the others go on.
 #[test]
-fn in_a_map_a_shared_array_is_a_codec_error() {
+fn in_a_map_a_shared_array_in_an_output_is_a_codec_error() {
     let _alone = alone();
     let pool = builder().build().unwrap();
     let inputs = (0..3).map(|_| DoubleShared(SharedSlice::from_slice(&[1.0]).unwrap()));
     for outcome in pool.map(inputs) {
-        let (side, _, message) = codec_error(&outcome.unwrap_err());
-        assert_eq!(side, Side::Parent);
+        let (side, direction, message) = codec_error(&outcome.unwrap_err());
+        assert_eq!((side, direction), (Side::Worker, Direction::ToParent));
         assert!(message.contains("travels only"), "{message}");
     }
     // An empty array needs no memory, so it has no descriptor and travels anywhere.
@@ -123,6 +124,149 @@ fn in_a_map_a_shared_array_is_a_codec_error() {
         assert_eq!((side, direction), (Side::Worker, Direction::ToParent));
         assert!(message.contains("travels only"), "{message}");
     }
+}
+
+/// `0..len` as a read-only shared array, and the sum of `from..to` of it.
+fn numbers(len: u64) -> FrozenSlice<u64> {
+    let data: Vec<u64> = (0..len).collect();
+    SharedSlice::from_slice(&data).unwrap().freeze()
+}
+
+fn range_sum(from: usize, to: usize) -> u64 {
+    (from as u64..to as u64).sum()
+}
+
+fn sum_ranges(arrays: &[&FrozenSlice<u64>], from: usize, to: usize) -> SumRanges {
+    SumRanges {
+        arrays: arrays.iter().map(|a| (*a).clone()).collect(),
+        from,
+        to,
+        abort: false,
+    }
+}
+
+/// The descriptors open in the parent and in its one worker (whose pid must not have
+/// changed), once the pool's threads and the worker's batch journal are there.
+fn open_fds_both(pool: &Pool, worker: Option<u32>) -> (usize, usize) {
+    assert!(common::eventually(Duration::from_secs(10), || {
+        common::has_thread("procpool-output")
+    }));
+    let (pid, in_worker) = pool.submit(OpenFds).unwrap().wait().unwrap();
+    if let Some(worker) = worker {
+        assert_eq!(pid, worker, "the same worker");
+    }
+    (common::open_fds(), in_worker)
+}
+
+/// 10,000 tasks of a map read one shared array: the right sums, its descriptor sent
+/// once per batch, and no descriptor left open in the parent or the worker after.
+#[test]
+fn a_map_of_ten_thousand_tasks_reads_one_shared_array() {
+    let _alone = alone();
+    let pool = builder().workers(1).build().unwrap();
+    let data = numbers(1_000_000);
+    // Warm: the worker has its batch journal.
+    let warm: Vec<_> = pool
+        .map((0..100).map(|i| sum_ranges(&[&data], i, i + 1)))
+        .collect();
+    assert!(warm.iter().all(Result::is_ok));
+    let (pid, _) = pool.submit(OpenFds).unwrap().wait().unwrap();
+    let before = open_fds_both(&pool, Some(pid));
+    let tasks = (0..10_000).map(|i| sum_ranges(&[&data], i * 100, (i + 1) * 100));
+    let mut n = 0;
+    for (i, sum) in pool.map(tasks).enumerate() {
+        assert_eq!(sum, Ok(range_sum(i * 100, (i + 1) * 100)), "task {i}");
+        n += 1;
+    }
+    assert_eq!(n, 10_000);
+    let unordered: u64 = pool
+        .map_unordered((0..1000).map(|i| sum_ranges(&[&data], i * 1000, (i + 1) * 1000)))
+        .map(|(_, sum)| sum.unwrap())
+        .sum();
+    assert_eq!(unordered, range_sum(0, 1_000_000));
+    assert_eq!(open_fds_both(&pool, Some(pid)), before);
+}
+
+/// Tasks of one map may carry different arrays: each its own (the batches are cut so
+/// that a frame's descriptors stay within bounds), or several shared ones.
+#[test]
+fn a_map_s_tasks_may_carry_different_arrays() {
+    let _alone = alone();
+    let pool = builder().build().unwrap();
+    // 300 tasks with an array of their own each: more descriptors than a frame takes.
+    let own = (0..300u32).map(|i| SumShared(vec![SharedSlice::from_slice(&[i; 10]).unwrap()]));
+    for (i, sums) in pool.map(own).enumerate() {
+        assert_eq!(sums, Ok(vec![10 * i as u64]), "task {i}");
+    }
+    let (a, b, c) = (numbers(1000), numbers(2000), numbers(3000));
+    let tasks = (0..3000).map(|i| {
+        let from = i % 900;
+        match i % 3 {
+            0 => sum_ranges(&[&a, &b], from, from + 100),
+            1 => sum_ranges(&[&b, &c], from, from + 100),
+            _ => sum_ranges(&[&a, &b, &c], from, from + 100),
+        }
+    });
+    for (i, sum) in pool.map(tasks).enumerate() {
+        let arrays = [2, 2, 3][i % 3];
+        let from = i % 900;
+        assert_eq!(sum, Ok(arrays * range_sum(from, from + 100)), "task {i}");
+    }
+    // Inputs without arrays first, then with: a map finds out as it goes.
+    let late = (0..500u32).map(|i| match i < 400 {
+        true => SumShared(Vec::new()),
+        false => SumShared(vec![SharedSlice::from_slice(&[i; 2]).unwrap()]),
+    });
+    for (i, sums) in pool.map(late).enumerate() {
+        let expected = if i < 400 { vec![] } else { vec![2 * i as u64] };
+        assert_eq!(sums, Ok(expected), "task {i}");
+    }
+    // A task with more arrays than a value carries fails alone, in the parent.
+    let too_many = (0..33)
+        .map(|_| SharedSlice::from_slice(&[1u32]).unwrap())
+        .collect();
+    let tasks = vec![
+        SumShared(vec![SharedSlice::from_slice(&[2u32]).unwrap()]),
+        SumShared(too_many),
+        SumShared(vec![SharedSlice::from_slice(&[3u32]).unwrap()]),
+    ];
+    let outcomes: Vec<_> = pool.map(tasks).collect();
+    assert_eq!(outcomes[0], Ok(vec![2]));
+    let (side, _, message) = codec_error(outcomes[1].as_ref().unwrap_err());
+    assert_eq!(side, Side::Parent);
+    assert!(message.contains("at most 32"), "{message}");
+    assert_eq!(outcomes[2], Ok(vec![3]));
+}
+
+/// A task that crashes its worker mid-batch fails alone: the tasks after it run on the
+/// next worker, which gets the batch's descriptors again; none is left open.
+#[test]
+fn a_crash_mid_batch_costs_only_its_task() {
+    let _alone = alone();
+    let pool = builder().workers(1).core_dumps(false).build().unwrap();
+    let data = numbers(100_000);
+    let warm: Vec<_> = pool
+        .map((0..100).map(|i| sum_ranges(&[&data], i, i + 1)))
+        .collect();
+    assert!(warm.iter().all(Result::is_ok));
+    let (parent_before, worker_before) = open_fds_both(&pool, None);
+    let crash_at = 3_000;
+    let tasks = (0..5_000).map(|i| SumRanges {
+        abort: i == crash_at,
+        ..sum_ranges(&[&data], i * 10, (i + 1) * 10)
+    });
+    for (i, sum) in pool.map(tasks).enumerate() {
+        if i == crash_at {
+            let error = sum.unwrap_err();
+            assert_eq!(error.signal(), Some(6), "{error:?}");
+        } else {
+            assert_eq!(sum, Ok(range_sum(i * 10, (i + 1) * 10)), "task {i}");
+        }
+    }
+    // A new worker, warm like the first (it ran batches of several tasks).
+    let (parent_after, worker_after) = open_fds_both(&pool, None);
+    assert_eq!(parent_after, parent_before);
+    assert_eq!(worker_after, worker_before);
 }
 
 /// Descriptors go with their frames and are closed once used: many round trips leave

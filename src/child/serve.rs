@@ -15,9 +15,10 @@ use super::{context, panics};
 use crate::link::WorkerEnd;
 use crate::sys;
 use crate::task;
+use crate::task::Fds;
 use crate::wire::batch;
-use crate::wire::codec;
 use crate::wire::exit_code;
+use crate::wire::fds::{self, Incoming};
 use crate::wire::frame::{self, Request, Response};
 use crate::wire::journal::Journal;
 
@@ -134,15 +135,17 @@ pub(crate) fn serve(socket: OwnedFd, lifeline: Option<OwnedFd>) -> i32 {
                 task,
                 types,
                 count,
+                ..
             } => {
                 let items = &frame[..payload_len];
                 let batch = (id, task.as_str(), types);
+                let mut fds = Incoming::new(fds);
                 match run_batch(
                     &mut link,
                     journal.as_mut(),
                     number,
                     batch,
-                    items,
+                    (items, &mut fds),
                     count,
                     Instant::now,
                 ) {
@@ -256,12 +259,13 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
             Err(other_protocol(link, protocol))
         }
         Ok((request, payload_len)) => {
-            let count = match request {
-                Request::Run { fds, .. } => fds as usize,
-                Request::Journal => 1,
-                _ => 0,
+            let (count, most) = match request {
+                Request::Run { fds, .. } => (fds as usize, fds::MAX_FDS),
+                Request::Batch { fds, .. } => (fds as usize, fds::MAX_FRAME_FDS),
+                Request::Journal => (1, 1),
+                _ => (0, 0),
             };
-            if count > codec::MAX_FDS {
+            if count > most {
                 eprintln!("procpool worker: a frame names {count} descriptors");
                 return Err(exit_code::PROTOCOL);
             }
@@ -289,18 +293,19 @@ fn take_in(frame: Vec<u8>, link: &mut WorkerEnd, inbox: &mut VecDeque<Inbound>) 
     }
 }
 
-/// Runs the `count` tasks of batch `id` in order, recording each outcome in the journal
-/// before the next task starts, and answers with their records: in one response, or in
-/// several when the journal fills up or the batch runs long (see [`super::flush`]), by
-/// `clock`. A batch taken up as job `number` ends early if the parent cuts it (see
-/// `wire::journal`): its last answer then covers the tasks before the cut. `Err` holds
-/// the exit code for a malformed batch.
+/// Runs the `count` tasks of batch `id` in order (their shared buffers' descriptors in
+/// `fds`), recording each outcome in the journal before the next task starts, and
+/// answers with their records: in one response, or in several when the journal fills
+/// up or the batch runs long (see [`super::flush`]), by `clock`. A batch taken up as
+/// job `number` ends early if the parent cuts it (see `wire::journal`): its last
+/// answer then covers the tasks before the cut. `Err` holds the exit code for a
+/// malformed batch.
 fn run_batch(
     link: &mut WorkerEnd,
     mut journal: Option<&mut Journal>,
     number: Option<u64>,
     (id, task, types): (u64, &str, u64),
-    items: &[u8],
+    (items, fds): (&[u8], &mut Incoming),
     count: u32,
     clock: fn() -> Instant,
 ) -> Result<std::io::Result<()>, i32> {
@@ -332,7 +337,8 @@ fn run_batch(
             return Err(exit_code::PROTOCOL);
         };
         let record = batch::push_record(&mut out, |buf| match &runner {
-            Ok(run) => run(item, None, buf).map(drop),
+            Ok(run) if fds.is_empty() => run(item, Fds::None, buf).map(drop),
+            Ok(run) => run(item, Fds::Batch(fds), buf).map(drop),
             Err(failure) => Err(failure.clone()),
         });
         let done = index + 1;
@@ -442,6 +448,43 @@ fn setup(memory_limit: Option<u64>, core_dumps: bool) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::link::ParentEnd;
+    use crate::wire::codec;
+
+    /// A batch frame that names more descriptors than a frame carries, or descriptors
+    /// that did not come with it, is a protocol error: the worker exits (its parent
+    /// sees a lost worker), never reads a task's shared buffer from another's.
+    #[test]
+    fn a_batch_whose_descriptors_do_not_add_up_is_refused() {
+        let (mut parent, theirs) = ParentEnd::pair().unwrap();
+        let mut link = WorkerEnd::new(theirs).unwrap();
+        let batch = |fds: u32| {
+            frame::header_only(&Request::Batch {
+                id: 1,
+                task: "no::Such".to_owned(),
+                types: 0,
+                count: 0,
+                fds,
+            })
+        };
+        let mut inbox = VecDeque::new();
+        let too_many = fds::MAX_FRAME_FDS as u32 + 1;
+        assert_eq!(
+            take_in(batch(too_many), &mut link, &mut inbox),
+            Err(exit_code::PROTOCOL)
+        );
+        assert_eq!(
+            take_in(batch(2), &mut link, &mut inbox),
+            Err(exit_code::PROTOCOL)
+        );
+        // Two that came with the frame are the batch's.
+        let memory = sys::SharedMemory::create_sealed("serve-test", 4096).unwrap();
+        parent
+            .send_with_fds([&batch(2), &[]], &[memory.fd(), memory.fd()])
+            .unwrap();
+        let frame = link.recv().unwrap();
+        assert_eq!(take_in(frame, &mut link, &mut inbox), Ok(()));
+        assert_eq!(inbox.pop_front().map(|i| i.fds.len()), Some(2));
+    }
 
     /// A batch whose payload does not hold `count` entries is a protocol error: the
     /// worker exits rather than guess which task is which.
@@ -459,7 +502,7 @@ mod tests {
                 None,
                 None,
                 (9, "no::Such", 0),
-                &items,
+                (&items, &mut Incoming::default()),
                 count,
                 Instant::now,
             );
@@ -470,7 +513,7 @@ mod tests {
             None,
             None,
             (9, "no::Such", 0),
-            &items,
+            (&items, &mut Incoming::default()),
             2,
             Instant::now,
         );
@@ -508,7 +551,7 @@ mod tests {
             Some(&mut journal),
             None,
             (4, "no::Such", 0),
-            &items,
+            (&items, &mut Incoming::default()),
             6,
             slow_clock,
         );

@@ -18,6 +18,7 @@ use crate::error::TaskError;
 use crate::slot::event::TaskId;
 use crate::task::TaskTypes;
 use crate::wire::batch;
+use crate::wire::fds::Outgoing;
 use crate::wire::frame::{self, Request};
 
 /// The raw outcome of a task: its encoded output, or why there is none.
@@ -75,6 +76,10 @@ pub(crate) struct Batch {
     /// The fingerprint of the task's types (see `TaskTypes`).
     types: u64,
     items: Vec<u8>,
+    /// The descriptors of all its tasks' shared buffers, which their entries name by
+    /// index: every piece of the batch sends the whole table, so the entries stand as
+    /// they were encoded.
+    fds: Arc<Outgoing>,
     start: usize,
     count: usize,
     /// The map index of the first of them.
@@ -152,12 +157,16 @@ impl Job {
     pub(crate) fn fds(&self) -> Vec<BorrowedFd<'_>> {
         match &self.work {
             Work::One(frame) => frame.fds.iter().map(AsFd::as_fd).collect(),
-            Work::Batch(_) => Vec::new(),
+            Work::Batch(batch) => batch.fds.fds(),
         }
     }
 
-    pub(crate) fn has_fds(&self) -> bool {
-        matches!(&self.work, Work::One(frame) if !frame.fds.is_empty())
+    /// How many descriptors go with the frame.
+    pub(crate) fn fd_count(&self) -> usize {
+        match &self.work {
+            Work::One(frame) => frame.fds.len(),
+            Work::Batch(batch) => batch.fds.len(),
+        }
     }
 
     pub(crate) fn is_batch(&self) -> bool {
@@ -215,6 +224,7 @@ impl Job {
         let out = batch.out.clone();
         let mut front = Batch::new(batch.task, batch.types, front, n, batch.first, out);
         front.map = batch.map;
+        front.fds = batch.fds.clone();
         batch.pieces.fetch_add(1, Ordering::AcqRel);
         front.pieces = batch.pieces.clone();
         front.reheader(id);
@@ -258,8 +268,9 @@ impl Job {
 
 impl Batch {
     /// A batch of the `count` entries in `items`, the first being map input `first`,
-    /// of the task `task` whose types have the fingerprint `types`. Its header is made
-    /// by [`reheader`](Batch::reheader).
+    /// of the task `task` whose types have the fingerprint `types`, with no shared
+    /// buffers (see [`with_fds`](Batch::with_fds)). Its header is made by
+    /// [`reheader`](Batch::reheader).
     pub(crate) fn new(
         task: &'static str,
         types: u64,
@@ -272,6 +283,7 @@ impl Batch {
             task,
             types,
             items,
+            fds: Arc::new(Outgoing::new(0)),
             start: 0,
             count,
             first,
@@ -281,6 +293,12 @@ impl Batch {
             id: 0,
             pieces: Arc::new(AtomicUsize::new(1)),
         }
+    }
+
+    /// The batch, its entries naming the descriptors in `fds`.
+    pub(crate) fn with_fds(mut self, fds: Outgoing) -> Batch {
+        self.fds = Arc::new(fds);
+        self
     }
 
     /// Tasks left without an outcome.
@@ -315,6 +333,7 @@ impl Batch {
             task: self.task.to_owned(),
             types: self.types,
             count,
+            fds: self.fds.len() as u32,
         });
     }
 

@@ -8,6 +8,10 @@
 //! worker that dies mid-batch leaves a journal (`worker::journal`) saying which tasks
 //! finished. Only the task that was running fails; those after it run again.
 //!
+//! Tasks may hold shared arrays: a batch's frame carries the descriptors of all its
+//! tasks' arrays, a memory several of them share once (`wire::fds`), and ends before a
+//! task that would bring more than a frame carries.
+//!
 //! The window (`window`) is a few batches per worker in flight (and at least 32 tasks
 //! per worker), plus, for the ordered `map`, a budget in bytes for outcomes that wait
 //! for an earlier one: a slow or hung task holds its own batches, not the map, and the
@@ -23,6 +27,7 @@ use std::task::Waker;
 use std::task::{ready, Poll};
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 #[cfg(feature = "async")]
 use super::gate::Turn;
@@ -38,6 +43,7 @@ use crate::slot::event::TaskId;
 use crate::task::{self, Task, TaskTypes};
 use crate::wire::batch::{self, BATCH_TIME};
 use crate::wire::codec;
+use crate::wire::fds::{self, Outgoing, MAX_FRAME_FDS};
 
 /// Most tasks in one batch.
 pub(crate) const MAX_BATCH_TASKS: usize = 65_536;
@@ -106,6 +112,28 @@ impl Sizer {
     }
 }
 
+/// Encodes a map's input into `buf`: with `fds` as its descriptor table once an input
+/// of the map has held a shared buffer (`shares`); until then without, and again with
+/// it if this input turns out to hold one.
+fn encode_input<T: Serialize>(
+    input: &T,
+    buf: &mut Vec<u8>,
+    fds: &mut Outgoing,
+    shares: &mut bool,
+) -> Result<(), String> {
+    if !*shares {
+        let start = buf.len();
+        match codec::encode_into(input, buf) {
+            Err(message) if fds::is_not_here(&message) => {
+                buf.truncate(start);
+                *shares = true;
+            }
+            encoded => return encoded,
+        }
+    }
+    codec::encode_into_table(input, buf, fds)
+}
+
 /// The part both maps share: the feed of inputs, in batches, to the pool, and the
 /// deliveries of their outcomes back.
 struct Feed<'p, I: Iterator> {
@@ -115,6 +143,9 @@ struct Feed<'p, I: Iterator> {
     inputs: Peekable<I>,
     /// The inputs have run out.
     exhausted: bool,
+    /// Whether an input has held a shared buffer: from then on every input is encoded
+    /// with its batch's descriptor table. Until then none is, which costs nothing.
+    shares: bool,
     /// Batches in flight allowed.
     batches: usize,
     /// Tasks in flight allowed however small the batches (see `fill`).
@@ -163,6 +194,7 @@ where
             pool,
             inputs: inputs.peekable(),
             exhausted: false,
+            shares: false,
             batches: pool
                 .workers()
                 .saturating_mul(window::BATCHES_PER_WORKER)
@@ -229,41 +261,58 @@ where
     }
 
     /// Pulls up to `size` inputs into one batch and sends it, under the in-flight
-    /// place it was `admitted` to, or fails them with the reason it was not.
+    /// place it was `admitted` to, or fails them with the reason it was not. The
+    /// batch's frame carries the descriptors of all its tasks' shared buffers, each
+    /// memory once: it ends before a task whose buffers would take it past
+    /// [`MAX_FRAME_FDS`], which stays in the input for the next batch.
+    // Once per batch, so out of line: the per-task path of the iterators' `next` (and
+    // `Cursor::next`, hinted `#[inline]`) then stays small enough to inline into the
+    // caller's loop.
+    #[inline(never)]
     fn send_batch(&mut self, size: usize, admitted: Result<(), SubmitErrorKind>) {
         // The ticket holds the place from here: dropped without an outcome (no input
         // left, say), it gives it back.
         let ticket = admitted.map(|()| self.pool.admitted());
         let first = self.pulled;
         let mut items = Vec::new();
+        let mut fds = Outgoing::new(MAX_FRAME_FDS);
         let mut count = 0;
         while count < size && items.len() < MAX_BATCH_BYTES {
-            let Some(task) = self.inputs.next() else {
+            let Some(task) = self.inputs.peek() else {
                 self.exhausted = true;
                 break;
             };
+            let shares = &mut self.shares;
+            let encoded =
+                batch::push_item(&mut items, |buf| encode_input(task, buf, &mut fds, shares));
+            if encoded.is_err() && fds.is_full() && count > 0 {
+                // No room left in the frame for its shared buffers: it starts the next
+                // batch.
+                break;
+            }
+            self.inputs.next();
             self.pulled += 1;
-            if let Err(message) = batch::push_item(&mut items, |buf| codec::encode_into(&task, buf))
-            {
+            if let Err(message) = encoded {
                 // This input cannot go; the batch ends before it and it fails alone.
                 let error = TaskError::Codec {
                     side: Side::Parent,
                     direction: Direction::ToWorker,
                     message,
                 };
-                self.submit(ticket, items, count, first);
+                self.submit(ticket, items, fds, count, first);
                 self.deliver_here(first + count, 1, error);
                 return;
             }
             count += 1;
         }
-        self.submit(ticket, items, count, first);
+        self.submit(ticket, items, fds, count, first);
     }
 
     fn submit(
         &mut self,
         ticket: Result<Arc<Ticket>, SubmitErrorKind>,
         items: Vec<u8>,
+        fds: Outgoing,
         count: usize,
         first: usize,
     ) {
@@ -290,7 +339,8 @@ where
             first,
             self.outbox.clone(),
         )
-        .of_map(self.id);
+        .of_map(self.id)
+        .with_fds(fds);
         let sent = self.pool.enqueue_batch(
             ticket.clone(),
             batch,
@@ -468,6 +518,7 @@ impl Cursor {
 
     /// The next outcome, of a task of `types`; an output that does not decode is
     /// counted in `telemetry` as the caller gets it, a codec error.
+    #[inline]
     fn next<O: DeserializeOwned>(
         &mut self,
         types: TaskTypes,
@@ -601,6 +652,7 @@ where
 {
     type Item = MapItem<I>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         blocking(self.advance(|feed| Poll::Ready(feed.next_delivery())))
     }
@@ -691,6 +743,7 @@ where
 {
     type Item = UnorderedItem<I>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         blocking(self.advance(|feed| Poll::Ready(feed.next_delivery())))
     }

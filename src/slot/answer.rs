@@ -4,7 +4,7 @@
 //! kills a worker that broke the protocol); this file decides nothing else.
 
 use crate::wire::batch;
-use crate::wire::codec;
+use crate::wire::fds;
 use crate::wire::frame::{self, Failure, Response};
 
 /// What the slot waits for from its worker.
@@ -71,7 +71,7 @@ pub(crate) fn classify(frame: &[u8], expected: Expected) -> Classified {
     match (frame::decode::<Response>(frame), left) {
         (Err(e), _) => broken(e.to_string()),
         (Ok((Response::Output { id: got, fds }, len)), None) if got == id => {
-            if fds as usize > codec::MAX_FDS {
+            if fds as usize > fds::MAX_FDS {
                 return broken(format!("task #{id}'s output names {fds} descriptors"));
             }
             Classified::Output {
@@ -138,6 +138,7 @@ pub(crate) fn classify(frame: &[u8], expected: Expected) -> Classified {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::codec;
     use crate::wire::frame::{header_only, seal, PROTOCOL, RELEASE};
 
     fn ready(protocol: u32) -> Vec<u8> {
@@ -196,7 +197,7 @@ mod tests {
         ));
         let too_many = header_only(&Response::Output {
             id: 4,
-            fds: codec::MAX_FDS as u32 + 1,
+            fds: fds::MAX_FDS as u32 + 1,
         });
         assert!(is_broken(&classify(&too_many, single), "descriptors"));
         assert!(is_broken(

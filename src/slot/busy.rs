@@ -323,9 +323,10 @@ impl Supervisor {
             let Some(job) = self.next_job(backlog) else {
                 break;
             };
-            // At most one job with shared buffers in a worker's pipeline: each holds up
-            // to 32 descriptors in the worker, which must not run out of them.
-            if job.has_fds() && in_flight.iter().any(|f| f.job.has_fds()) {
+            // The descriptors of a worker's pipeline are bounded: the worker holds them
+            // all, and must not run out.
+            let held = in_flight.iter().map(|f| f.job.fd_count()).sum();
+            if !pipeline::fds_fit(held, job.fd_count()) {
                 backlog.push_front(job);
                 break;
             }

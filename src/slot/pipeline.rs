@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::wire::fds::MAX_FRAME_FDS;
+
 /// How much work, in time, is sent ahead of the running task: enough to hide the round
 /// trip between tasks, little enough that a long task does not hold back work another
 /// slot could start.
@@ -43,6 +45,14 @@ pub(crate) fn depth(per_task: Option<f64>, batched: bool) -> usize {
 pub(crate) fn take_back_due(running: Duration, per_job: Option<f64>) -> bool {
     let usual = TAKE_BACK_FACTOR * per_job.unwrap_or(0.0);
     running.as_secs_f64() > usual.max(TAKE_BACK_AFTER.as_secs_f64())
+}
+
+/// Whether a job with `more` descriptors (its shared buffers) may join a pipeline that
+/// holds `held`: a worker holds the descriptors of every job sent to it, so they add
+/// up to at most a frame's worth ([`MAX_FRAME_FDS`]), but for a job into an empty
+/// pipeline, which always goes.
+pub(crate) fn fds_fit(held: usize, more: usize) -> bool {
+    held == 0 || held + more <= MAX_FRAME_FDS
 }
 
 /// How many more tasks a worker may be sent: with `max_tasks` per worker, less those it
@@ -90,5 +100,17 @@ mod tests {
         assert_eq!(room(Some(4), 1, 2), 1);
         assert_eq!(room(Some(4), 3, 2), 0);
         assert_eq!(room(Some(4), 9, 0), 0);
+    }
+
+    #[test]
+    fn descriptors_in_a_pipeline_add_up_to_a_frame_s_worth() {
+        assert!(fds_fit(0, MAX_FRAME_FDS));
+        assert!(
+            fds_fit(1, 1),
+            "a map's batches, one shared array each, pipeline"
+        );
+        assert!(fds_fit(32, MAX_FRAME_FDS - 32));
+        assert!(!fds_fit(32, MAX_FRAME_FDS - 31));
+        assert!(fds_fit(MAX_FRAME_FDS, 0));
     }
 }

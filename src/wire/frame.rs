@@ -16,7 +16,7 @@ use crate::error::{Direction, Side, TaskError};
 /// Whatever else changes, two things keep their place in every version, so that each
 /// side can tell the other's version: the first field of `Setup`, and `Ready` as the
 /// first variant of `Response` with the protocol as its first field.
-pub(crate) const PROTOCOL: u32 = 3;
+pub(crate) const PROTOCOL: u32 = 4;
 
 /// The procpool release this protocol is spoken by, for messages about a mismatch.
 pub(crate) const RELEASE: &str = env!("CARGO_PKG_VERSION");
@@ -47,12 +47,15 @@ pub(crate) enum Request {
     /// place.
     Skip { id: u64 },
     /// Run `count` tasks named `task`, one after the other; the payload holds their
-    /// encodings (see [`batch`](super::batch)). Answered by `Records` responses.
+    /// encodings (see [`batch`](super::batch)). The frame brings `fds` descriptors, the
+    /// shared buffers of all its tasks (see [`fds`](super::fds)). Answered by `Records`
+    /// responses.
     Batch {
         id: u64,
         task: String,
         types: u64,
         count: u32,
+        fds: u32,
     },
     /// The descriptor sent along with this frame is the worker's batch journal.
     Journal,

@@ -5,7 +5,8 @@
 //! protocol's version is [`frame::PROTOCOL`].
 //!
 //! [`codec`] is the one place values are turned into bytes (bincode 2.0.1 today, so the
-//! format can be swapped in one file). [`frame`] lays out a frame as
+//! format can be swapped in one file); the descriptors of shared buffers go on the
+//! side, in the tables of [`fds`]. [`frame`] lays out a frame as
 //! `payload | header | header length`, which lets a task or output be encoded straight
 //! into the buffer that is sent, with no second copy.
 
@@ -13,6 +14,7 @@ pub(crate) mod batch;
 pub(crate) mod codec;
 pub(crate) mod env;
 pub(crate) mod exit_code;
+pub(crate) mod fds;
 pub(crate) mod fork_server;
 pub(crate) mod frame;
 pub(crate) mod journal;

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use procpool::{Direction, OutputMode, OutputStream, PoolBuilder, Side, TaskError};
+use procpool::{Direction, OutputMode, OutputStream, PoolBuilder, SharedSlice, Side, TaskError};
 
 #[allow(
     unused_imports,
@@ -19,7 +19,7 @@ pub(crate) use super::functions::{
 use procpool_worker::{
     micros_since_epoch, read_tally, BadOutput, CStdioPrint, Double, Fault, PanickyError,
     PanicsOnDecode, PanicsOnEncode, PanicsWithBadPayload, ParentPid, PidAfter, Reverse, Square,
-    Tally, Undecodable, Unregistered, WorkerPid,
+    SumRanges, Tally, Undecodable, Unregistered, WorkerPid,
 };
 
 fn one<T: procpool::Task>(builder: PoolBuilder, task: T) -> Result<T::Output, TaskError> {
@@ -97,6 +97,38 @@ pub(crate) fn unique() -> usize {
 
 pub(crate) fn a_crash_mid_batch_fails_that_task_alone(b: PoolBuilder) {
     crash_mid_batch(b, 3_000, 2_000, 0);
+}
+
+/// The tasks of a map share one read-only array, which each batch brings: to a worker
+/// that recycles, and to the one that replaces a worker crashed mid-batch.
+pub(crate) fn a_map_s_tasks_share_an_array_across_workers(b: PoolBuilder) {
+    let pool = b
+        .workers(2)
+        .max_tasks_per_worker(700)
+        .core_dumps(false)
+        .build()
+        .unwrap();
+    let numbers: Vec<u64> = (0..10_000).collect();
+    let data = SharedSlice::from_slice(&numbers).unwrap().freeze();
+    let (tasks, crash_at) = (3_000, 1_234);
+    let range = |i: usize| (i % 9_000, i % 9_000 + 1_000);
+    let inputs = (0..tasks).map(|i| SumRanges {
+        arrays: vec![data.clone()],
+        from: range(i).0,
+        to: range(i).1,
+        abort: i == crash_at,
+    });
+    let mut seen = 0;
+    for (i, sum) in pool.map(inputs).enumerate() {
+        seen += 1;
+        if i == crash_at {
+            assert_eq!(sum.unwrap_err().signal(), Some(6));
+            continue;
+        }
+        let (from, to) = range(i);
+        assert_eq!(sum, Ok(numbers[from..to].iter().sum()), "task {i}");
+    }
+    assert_eq!(seen, tasks);
 }
 
 /// The same with outputs that overflow the batch journal, so part of the batch has
@@ -760,6 +792,7 @@ macro_rules! fault_matrix {
             squares_in_order,
             a_crash_mid_batch_fails_that_task_alone,
             a_crash_mid_batch_after_a_partial_answer,
+            a_map_s_tasks_share_an_array_across_workers,
             a_crash_in_a_fresh_process_map_fails_that_task_alone,
             a_crash_in_a_recycling_map_fails_that_task_alone,
             panic_is_reported_with_message_and_location,

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use procpool::{BoxError, SharedSlice, Task};
+use procpool::{BoxError, FrozenSlice, SharedSlice, Task};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod functions;
@@ -581,6 +581,62 @@ impl Task for SumShared {
     }
 }
 
+/// The sum of `from..to` of each of several read-only shared arrays, or, with `abort`,
+/// the end of its worker: the task of a map whose tasks share their arrays.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SumRanges {
+    /// The arrays, each with at least `to` elements.
+    pub arrays: Vec<FrozenSlice<u64>>,
+    /// The first element summed.
+    pub from: usize,
+    /// One past the last element summed.
+    pub to: usize,
+    /// Abort the worker instead.
+    pub abort: bool,
+}
+
+impl Task for SumRanges {
+    const NAME: &'static str = "procpool_worker::SumRanges";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        if self.abort {
+            std::process::abort();
+        }
+        Ok(self
+            .arrays
+            .iter()
+            .map(|a| a[self.from..self.to].iter().sum::<u64>())
+            .sum())
+    }
+}
+
+/// The sum of its numbers, which travel by value: [`SumRanges`] without shared memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SumValues(pub Vec<u64>);
+
+impl Task for SumValues {
+    const NAME: &'static str = "procpool_worker::SumValues";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        Ok(self.0.iter().sum())
+    }
+}
+
+/// The worker's pid and how many descriptors it has open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenFds;
+
+impl Task for OpenFds {
+    const NAME: &'static str = "procpool_worker::OpenFds";
+    type Output = (u32, usize);
+    fn run(self) -> Result<(u32, usize), BoxError> {
+        Ok((
+            std::process::id(),
+            std::fs::read_dir("/proc/self/fd")?.count(),
+        ))
+    }
+}
+
 /// Finding the first byte of its shared array 0, sets it to 1 and segfaults; otherwise
 /// returns it. Shows that a retried task sees what the lost attempt wrote.
 #[derive(Debug, Serialize, Deserialize)]
@@ -760,6 +816,9 @@ procpool::register!(
     DoubleShared,
     MakeShared,
     SumShared,
+    SumRanges,
+    SumValues,
+    OpenFds,
     MarkThenCrash,
     MarkCleanExit,
     CStdioPrint,

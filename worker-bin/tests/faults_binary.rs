@@ -52,7 +52,7 @@ fn a_fork_server_of_another_protocol_is_a_start_error_naming_both() {
     let message = e.to_string();
     assert!(
         message.contains("speaks procpool protocol 1")
-            && message.contains("this pool speaks protocol 3"),
+            && message.contains("this pool speaks protocol 4"),
         "{message}"
     );
 }

@@ -19,6 +19,10 @@ pub(crate) struct SharedMemory {
 // SAFETY: the mapping is owned by this value and lives until it is dropped; access to
 // its bytes goes through raw pointers whose users uphold their own rules.
 unsafe impl Send for SharedMemory {}
+// SAFETY: every method taking `&self` only reads the mapping (`bytes`, `read_at`) or
+// touches it through atomics (`word`); writes take `&mut self`. Shared references on
+// several threads thus only read, as with `&[u8]`.
+unsafe impl Sync for SharedMemory {}
 
 impl SharedMemory {
     /// A new zero-filled region of `len` bytes (pages are allocated when first touched)

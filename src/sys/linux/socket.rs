@@ -79,7 +79,7 @@ fn recv_keeping_fds(
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     // Room for the most a frame carries, and more: what does not fit is cut off and
     // reported by the caller as an error.
-    let mut space = nix::cmsg_space!([RawFd; 2 * crate::wire::codec::MAX_FDS]);
+    let mut space = nix::cmsg_space!([RawFd; 2 * crate::wire::fds::MAX_FRAME_FDS]);
     loop {
         let mut iov = [io::IoSliceMut::new(buf)];
         let msg = match recvmsg::<()>(
