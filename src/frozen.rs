@@ -9,13 +9,13 @@ use std::sync::Arc;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::shared;
+use crate::shared::{self, SharedSlice};
 use crate::sys::SharedMemory;
 use crate::wire::fds;
 
 /// A read-only array of plain numbers in shared memory, cheap to clone: every clone is
-/// the same memory. Made from a [`SharedSlice`](crate::SharedSlice) with
-/// [`freeze`](crate::SharedSlice::freeze).
+/// the same memory. Made from a [`SharedSlice`] with
+/// [`freeze`](SharedSlice::freeze).
 ///
 /// It is for data that many tasks read: a [`map`](crate::Pool::map) whose tasks hold
 /// clones of one `FrozenSlice` sends its descriptor once per batch, not once per task,
@@ -61,7 +61,7 @@ use crate::wire::fds;
 /// ```
 ///
 /// Nothing procpool hands out writes to it: in the parent and in every worker it is
-/// `&[T]` only. The [`SharedSlice`](crate::SharedSlice) caveat stays: a worker that
+/// `&[T]` only. The [`SharedSlice`] caveat stays: a worker that
 /// kept a writable mapping of the memory from before it was frozen could still write
 /// to it.
 pub struct FrozenSlice<T: Pod> {
@@ -79,6 +79,15 @@ impl<T: Pod> FrozenSlice<T> {
             len,
             elem: PhantomData,
         }
+    }
+}
+
+impl<T: Pod> SharedSlice<T> {
+    /// Makes the array read-only and cheap to clone: a [`FrozenSlice`] over the same
+    /// memory, for many tasks (a whole map) to share.
+    pub fn freeze(self) -> FrozenSlice<T> {
+        let (memory, len) = self.into_parts();
+        FrozenSlice::new(memory.map(Arc::new), len)
     }
 }
 

@@ -110,12 +110,9 @@ impl<T: Pod> SharedSlice<T> {
         Ok(shared)
     }
 
-    /// Makes the array read-only and cheap to clone: a [`FrozenSlice`] over the same
-    /// memory, for many tasks (a whole map) to share.
-    ///
-    /// [`FrozenSlice`]: crate::FrozenSlice
-    pub fn freeze(self) -> crate::FrozenSlice<T> {
-        crate::frozen::FrozenSlice::new(self.memory.map(std::sync::Arc::new), self.len)
+    /// The memory and the length, taken apart (for `freeze`, beside `FrozenSlice`).
+    pub(crate) fn into_parts(self) -> (Option<SharedMemory>, usize) {
+        (self.memory, self.len)
     }
 
     /// The array's bytes. In this process no other value maps the same memory (made

@@ -10,12 +10,12 @@ use std::task::Waker;
 use std::time::Duration;
 
 use super::gate::Gate;
-use super::mailbox::Outbox;
-use super::telemetry::{Origin, TaskRange};
+use super::mailbox::{Delivery, Outbox, Segment};
+use super::telemetry::Origin;
 use super::trace::JobTrace;
 use super::wakeup::Wakeup;
 use crate::error::TaskError;
-use crate::slot::event::TaskId;
+use crate::slot::event::{TaskId, TaskRange};
 use crate::task::TaskTypes;
 use crate::wire::batch;
 use crate::wire::fds::Outgoing;
@@ -95,33 +95,6 @@ pub(crate) struct Batch {
     /// shared by all of them: the ticket is settled when the last piece is done, so
     /// it holds its in-flight place and can be cancelled until then.
     pieces: Arc<AtomicUsize>,
-}
-
-/// Outcomes of consecutive tasks of a map, from one batch.
-#[derive(Debug)]
-pub(crate) struct Delivery {
-    /// The map index of the first of them.
-    pub(crate) index: usize,
-    pub(crate) segment: Segment,
-    /// Set on a batch's final delivery from a worker: the worker's time running it and
-    /// the number of tasks it ran, which the map sizes its next batches by.
-    pub(crate) timing: Option<(u64, usize)>,
-}
-
-#[derive(Debug)]
-pub(crate) enum Segment {
-    /// The records (`wire::batch`) of `count` tasks, as their worker wrote them.
-    Records { count: usize, records: Vec<u8> },
-    /// `count` tasks that all ended with `error`.
-    Failed { count: usize, error: TaskError },
-}
-
-impl Segment {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Segment::Records { count, .. } | Segment::Failed { count, .. } => *count,
-        }
-    }
 }
 
 impl Job {

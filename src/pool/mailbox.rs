@@ -3,6 +3,7 @@
 //!
 //! A map iterated as an `Iterator` blocks its thread on the channel. A map polled as a
 //! stream cannot block: it leaves a waker in the mailbox, and every delivery wakes it.
+//! What travels is a [`Delivery`]: the outcomes of consecutive tasks of one batch.
 
 #[cfg(feature = "async")]
 use std::sync::Arc;
@@ -11,9 +12,36 @@ use std::task::{Poll, Waker};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::job::Delivery;
 #[cfg(feature = "async")]
 use super::wakeup::Wakeup;
+use crate::error::TaskError;
+
+/// Outcomes of consecutive tasks of a map, from one batch.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    /// The map index of the first of them.
+    pub(crate) index: usize,
+    pub(crate) segment: Segment,
+    /// Set on a batch's final delivery from a worker: the worker's time running it and
+    /// the number of tasks it ran, which the map sizes its next batches by.
+    pub(crate) timing: Option<(u64, usize)>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Segment {
+    /// The records (`wire::batch`) of `count` tasks, as their worker wrote them.
+    Records { count: usize, records: Vec<u8> },
+    /// `count` tasks that all ended with `error`.
+    Failed { count: usize, error: TaskError },
+}
+
+impl Segment {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Segment::Records { count, .. } | Segment::Failed { count, .. } => *count,
+        }
+    }
+}
 
 /// A new channel for one map's deliveries.
 pub(crate) fn channel() -> (Outbox, Mailbox) {
@@ -89,9 +117,9 @@ impl Mailbox {
 
 #[cfg(all(test, feature = "async"))]
 mod tests {
+    use super::Segment;
     use super::*;
     use crate::error::TaskError;
-    use crate::pool::job::Segment;
     use crate::pool::wakeup::counting;
 
     fn delivery(index: usize) -> Delivery {

@@ -32,14 +32,14 @@ use serde::Serialize;
 #[cfg(feature = "async")]
 use super::gate::Turn;
 use super::handle::decode_slice;
-use super::job::{Batch, Delivery, JobOptions, Segment, Ticket};
-use super::mailbox::{self, Mailbox, Outbox};
-use super::telemetry::{TaskRange, Telemetry};
+use super::job::{Batch, JobOptions, Ticket};
+use super::mailbox::{self, Delivery, Mailbox, Outbox, Segment};
+use super::telemetry::Telemetry;
 use super::trace::Parent;
 use super::window::{self, Ledger, Limits, Load};
 use super::Pool;
 use crate::error::{Direction, Side, SubmitError, SubmitErrorKind, TaskError};
-use crate::slot::event::TaskId;
+use crate::slot::event::{TaskId, TaskRange};
 use crate::task::{self, Task, TaskTypes};
 use crate::wire::batch::{self, BATCH_TIME};
 use crate::wire::codec;

@@ -13,41 +13,9 @@ use std::time::Instant;
 use super::stats::{Counter, Counters, Stats};
 use super::trace::{self, JobTrace};
 use crate::error::TaskError;
-use crate::slot::event::{Event, Events, ExitCause, TaskId};
+use crate::slot::event::{Event, Events, ExitCause, TaskRange};
 use crate::task::TaskTypes;
 use crate::wire::batch::{self, Entries};
-
-/// Consecutive tasks of one job: a submitted task, or inputs of a map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TaskRange {
-    /// The task's `Task::NAME`.
-    pub(crate) name: &'static str,
-    /// The first of them.
-    pub(crate) first: TaskId,
-    /// How many (1 for a submitted task).
-    pub(crate) count: usize,
-}
-
-impl TaskRange {
-    /// The first `count` of these tasks.
-    pub(crate) fn first(self, count: usize) -> TaskRange {
-        TaskRange {
-            count: count.min(self.count),
-            ..self
-        }
-    }
-
-    /// Each task's id, in order.
-    pub(crate) fn ids(self) -> impl Iterator<Item = TaskId> {
-        (0..self.count).map(move |i| match self.first {
-            TaskId::Mapped { map, index } => TaskId::Mapped {
-                map,
-                index: index + i,
-            },
-            submitted => submitted,
-        })
-    }
-}
 
 /// A pool's counts and its listener.
 #[derive(Debug)]
@@ -280,25 +248,8 @@ mod tests {
 
     use super::*;
     use crate::error::TaskErrorKind;
+    use crate::slot::event::TaskId;
     use crate::wire::frame::Failure;
-
-    #[test]
-    fn a_range_names_each_of_its_tasks() {
-        let mapped = TaskRange {
-            name: "t",
-            first: TaskId::Mapped { map: 2, index: 5 },
-            count: 3,
-        };
-        let ids: Vec<TaskId> = mapped.ids().collect();
-        assert_eq!(ids, [5, 6, 7].map(|index| TaskId::Mapped { map: 2, index }));
-        assert_eq!(mapped.first(1).ids().count(), 1);
-        let submitted = TaskRange {
-            name: "t",
-            first: TaskId::Submitted(9),
-            count: 1,
-        };
-        assert_eq!(submitted.ids().collect::<Vec<_>>(), [TaskId::Submitted(9)]);
-    }
 
     /// Three records: an output, a panic, an output.
     fn records() -> Vec<u8> {

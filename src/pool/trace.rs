@@ -14,8 +14,7 @@ mod on {
     use tracing::{debug, info, info_span, warn, Span};
 
     use crate::error::{TaskError, TaskErrorKind};
-    use crate::pool::telemetry::TaskRange;
-    use crate::slot::event::{ExitCause, TaskId};
+    use crate::slot::event::{ExitCause, TaskId, TaskRange};
 
     /// Whether `kind` is worth a warning: the task broke down, or could not be run at
     /// all; not its own `Err`, a cancel or a closed pool, which callers ask for.
@@ -171,8 +170,7 @@ mod on {
 #[cfg(not(feature = "tracing"))]
 mod off {
     use crate::error::TaskError;
-    use crate::pool::telemetry::TaskRange;
-    use crate::slot::event::{ExitCause, TaskId};
+    use crate::slot::event::{ExitCause, TaskId, TaskRange};
 
     /// Nothing, without the `tracing` feature (neither `Copy` nor a unit struct, so
     /// that code written against it reads the same as against the real one).

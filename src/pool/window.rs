@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::job::{Delivery, Segment};
+use super::mailbox::{Delivery, Segment};
 
 /// Batches in flight per worker: one running, one waiting at the worker, and more
 /// queued so that no worker waits for the caller to decode outcomes.

@@ -42,6 +42,38 @@ impl fmt::Display for TaskId {
     }
 }
 
+/// Consecutive tasks of one job: a submitted task, or inputs of a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskRange {
+    /// The task's `Task::NAME`.
+    pub(crate) name: &'static str,
+    /// The first of them.
+    pub(crate) first: TaskId,
+    /// How many (1 for a submitted task).
+    pub(crate) count: usize,
+}
+
+impl TaskRange {
+    /// The first `count` of these tasks.
+    pub(crate) fn first(self, count: usize) -> TaskRange {
+        TaskRange {
+            count: count.min(self.count),
+            ..self
+        }
+    }
+
+    /// Each task's id, in order.
+    pub(crate) fn ids(self) -> impl Iterator<Item = TaskId> {
+        (0..self.count).map(move |i| match self.first {
+            TaskId::Mapped { map, index } => TaskId::Mapped {
+                map,
+                index: index + i,
+            },
+            submitted => submitted,
+        })
+    }
+}
+
 /// Something that happened in a pool: see [`PoolBuilder::on_event`](crate::PoolBuilder::on_event).
 ///
 /// Every task ends in exactly one [`TaskFinished`](Event::TaskFinished), as every task
@@ -310,11 +342,29 @@ mod tests {
 
     use serde::{Deserialize, Serialize};
 
-    use super::{Event, ExitCause, ExitKind, TaskId};
+    use super::{Event, ExitCause, ExitKind, TaskId, TaskRange};
     use crate::error::{TaskError, TaskErrorKind};
     use crate::{BoxError, Pool, Task};
 
     crate::test_support!();
+
+    #[test]
+    fn a_range_names_each_of_its_tasks() {
+        let mapped = TaskRange {
+            name: "t",
+            first: TaskId::Mapped { map: 2, index: 5 },
+            count: 3,
+        };
+        let ids: Vec<TaskId> = mapped.ids().collect();
+        assert_eq!(ids, [5, 6, 7].map(|index| TaskId::Mapped { map: 2, index }));
+        assert_eq!(mapped.first(1).ids().count(), 1);
+        let submitted = TaskRange {
+            name: "t",
+            first: TaskId::Submitted(9),
+            count: 1,
+        };
+        assert_eq!(submitted.ids().collect::<Vec<_>>(), [TaskId::Submitted(9)]);
+    }
 
     /// Returns its number, or aborts the worker on 0.
     #[derive(Serialize, Deserialize)]

@@ -12,7 +12,8 @@ use super::state::{Backlog, State};
 use super::supervisor::Supervisor;
 use super::worker::{InFlight, Worker};
 use crate::error::TaskError;
-use crate::pool::job::{Job, Segment};
+use crate::pool::job::Job;
+use crate::pool::mailbox::Segment;
 use crate::wire::journal::Journal;
 
 impl Supervisor {

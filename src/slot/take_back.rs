@@ -9,7 +9,7 @@ use super::supervisor::{Supervisor, TICK};
 use super::worker::{InFlight, Worker};
 use crate::error::TaskError;
 use crate::link::RecvError;
-use crate::pool::job::Segment;
+use crate::pool::mailbox::Segment;
 use crate::wire::frame::{self, Response};
 
 impl Supervisor {
