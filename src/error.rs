@@ -267,8 +267,9 @@ impl TaskErrorKind {
 
     /// Whether the task broke down rather than returned: it panicked, or its worker
     /// died, was killed for it (timeout, memory) or broke the protocol or the link.
-    /// Not its own `Err`, a cancel, a closed pool, a codec or registry mismatch.
-    pub fn is_crash(self) -> bool {
+    /// Not its own `Err`, a cancel, a closed pool, a codec or registry mismatch. Wider
+    /// than [`TaskError::is_crash`], which is the worker dying under the task.
+    pub fn is_breakdown(self) -> bool {
         matches!(
             self,
             TaskErrorKind::Panicked
@@ -552,12 +553,12 @@ mod tests {
             stderr: Vec::new(),
         };
         assert_eq!(signaled.kind(), TaskErrorKind::Signaled);
-        assert!(signaled.kind().is_crash());
+        assert!(signaled.kind().is_breakdown());
         let failed = TaskError::Failed { chain: Vec::new() };
         assert_eq!(failed.kind(), TaskErrorKind::Failed);
-        assert!(!failed.kind().is_crash());
+        assert!(!failed.kind().is_breakdown());
         assert_eq!(TaskError::PoolClosed.kind(), TaskErrorKind::PoolClosed);
-        assert!(!TaskErrorKind::Cancelled.is_crash());
+        assert!(!TaskErrorKind::Cancelled.is_breakdown());
         assert_eq!(TaskErrorKind::TimedOut.to_string(), "timed_out");
     }
 }

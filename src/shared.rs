@@ -13,9 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::sys::SharedMemory;
 use crate::wire::fds;
 
-/// An array of plain numbers (`f64`, `u8`, `[i32; 4]`, any [`Pod`] type) in shared
-/// memory, for big data in tasks and outputs: it crosses to a worker and back without
-/// being encoded or copied.
+/// An array of plain numbers (`f64`, `u8`, `[i32; 4]`, any [`Pod`] type, which a type
+/// of your own gets with `bytemuck`'s derive) in shared memory, for big data in tasks
+/// and outputs: it crosses to a worker and back without being encoded or copied.
+///
+/// [`Pod`]: https://docs.rs/bytemuck/1/bytemuck/trait.Pod.html
 ///
 /// It lives in a sealed memory file (`memfd`): when a task holding one is sent, the
 /// frame carries the file's descriptor (`SCM_RIGHTS`) and the encoding holds only its

@@ -119,7 +119,7 @@ fn stories(events: &[Event]) -> HashMap<TaskId, Story> {
                 let story = stories.entry(*id).or_default();
                 assert!(story.finish.is_none(), "{id} finished twice");
                 let kind = outcome.as_ref().err().map(TaskError::kind);
-                let ran = kind.is_none_or(TaskErrorKind::is_crash);
+                let ran = kind.is_none_or(TaskErrorKind::is_breakdown);
                 if ran {
                     assert!(pid.is_some(), "{id} ran on no worker");
                     assert_eq!(story.starts.last(), pid.as_ref(), "{id} finished elsewhere");
@@ -270,7 +270,7 @@ fn a_map_s_faults_tell_their_story_task_by_task_and_are_counted_exactly() {
     assert_eq!(outcomes.len(), 300);
     assert_stats_match(&stats, &tally(outcomes.iter().map(|(_, o)| o)));
     assert_eq!(stats.finished.ok(), 296);
-    assert_eq!(stats.finished.crashes(), 3, "{stats:?}");
+    assert_eq!(stats.finished.breakdowns(), 3, "{stats:?}");
     // The abort and the segfault, each once.
     assert_eq!(stats.retries, 2);
     pool.join();
@@ -626,8 +626,13 @@ fn a_map_whose_input_panics_keeps_no_place_and_counts_what_it_sent() {
     });
     let stats = pool.stats();
     assert!(settled, "{stats:?}");
-    // Each input made before the panic was sent, and has its outcome.
-    assert_eq!(stats.finished.total(), 40, "{stats:?}");
+    // Each input sent before the panic has its outcome; those of the batch being
+    // filled when the input panicked were never sent (the panic ends the map).
+    let finished = stats.finished.total();
+    assert!(
+        (yielded as u64..=40).contains(&finished),
+        "{finished} finished, {yielded} yielded: {stats:?}"
+    );
     // Both places are free.
     let both = [
         pool.try_submit(Fault::Ok(1)).unwrap(),

@@ -806,3 +806,28 @@ fn a_timeout_too_long_for_a_deadline_is_no_limit() {
     assert!(mapped.iter().all(Result::is_ok));
     assert_eq!(pool.submit(Square(4)).unwrap().wait(), Ok(16));
 }
+
+/// A blocking map on a pool with an in-flight limit hands each outcome over as it
+/// comes: it does not wait for a place for its next batch while outcomes it has out
+/// are in. (It used to wait until its window was full: with 2 workers and a limit of
+/// 16, the first outcome reached the caller once 48 tasks had finished.)
+#[test]
+fn a_map_under_an_in_flight_limit_hands_over_outcomes_as_they_come() {
+    for unordered in [false, true] {
+        let pool = builder().max_in_flight(16).build().unwrap();
+        let naps = (0..200).map(|_| Fault::Sleep(30));
+        let first = if unordered {
+            pool.map_unordered(naps).next().map(|(_, outcome)| outcome)
+        } else {
+            pool.map(naps).next()
+        };
+        // The map is dropped by now (its unfinished tasks cancelled): count the ok ones.
+        let finished = pool.stats().finished.ok();
+        assert_eq!(first, Some(Ok(30)));
+        // Two workers: the first outcome comes with the first few tasks done.
+        assert!(
+            finished <= 8,
+            "{finished} tasks finished before the first outcome reached the caller (unordered: {unordered})"
+        );
+    }
+}

@@ -267,7 +267,8 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// [`BuildError::Config`] for settings out of range, a context that does not encode,
-    /// a missing worker binary or a task name registered twice;
+    /// a missing worker binary or the same task type registered twice under its name (two
+    /// types under one name are allowed: each instantiation of a generic task has one);
     /// [`BuildError::MissingInit`] in a re-executed worker whose `main` skipped
     /// [`procpool::init()`](crate::init); [`BuildError::Io`] when a thread, pipe or the
     /// current executable's path cannot be had.

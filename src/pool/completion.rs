@@ -177,7 +177,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Waiting on the first of several handles lives here, beside the watch it uses.
+// Waiting on the first of several handles lives here, beside the watch it uses.
 impl<O: DeserializeOwned> TaskHandle<O> {
     /// Blocks until one of `handles` has an outcome, takes that handle out of the
     /// vector and returns its position with its outcome; `None` if `handles` is empty.

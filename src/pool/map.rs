@@ -411,13 +411,22 @@ where
     }
 
     /// The next delivery in completion order; `None` when every input has its outcome.
-    /// Blocks the thread for an in-flight place and for the delivery.
+    /// Blocks the thread for the delivery, and for an in-flight place only when the map
+    /// has nothing out: with batches out, a pool at its in-flight limit ends the
+    /// filling, and the map waits for what it has out (whose outcomes free places), so
+    /// that an outcome in hand reaches the caller at once.
     fn next_delivery(&mut self) -> Option<Delivery> {
         let gate = self.pool.gate();
-        let filled = self.fill(&mut || Poll::Ready(gate.acquire(true)));
-        debug_assert!(filled.is_ready(), "a blocking admission is never pending");
-        // Filling stops short of sending only when the window is full, so nothing out
-        // means nothing left.
+        let mut block = self.all_received();
+        let _ = self.fill(&mut || {
+            let admitted = gate.acquire(block);
+            block = false;
+            match admitted {
+                Err(SubmitErrorKind::Full) => Poll::Pending,
+                admitted => Poll::Ready(admitted),
+            }
+        });
+        // With nothing out the filling sent a batch, or found the input over.
         if self.all_received() {
             return None;
         }

@@ -27,7 +27,7 @@ use crate::slot::event::ExitKind;
 ///     stats.queued,
 ///     stats.running,
 ///     stats.finished.ok(),
-///     stats.finished.crashes(),
+///     stats.finished.breakdowns(),
 ///     stats.worker_exits.lost(),
 /// );
 /// # }
@@ -80,11 +80,11 @@ impl Outcomes {
         self.errors.iter().sum()
     }
 
-    /// Tasks that broke down (see [`TaskErrorKind::is_crash`]): panicked, their worker
+    /// Tasks that broke down (see [`TaskErrorKind::is_breakdown`]): panicked, their worker
     /// died or was killed for them.
-    pub fn crashes(&self) -> u64 {
+    pub fn breakdowns(&self) -> u64 {
         self.nonzero_errors()
-            .filter(|(kind, _)| kind.is_crash())
+            .filter(|(kind, _)| kind.is_breakdown())
             .map(|(_, n)| n)
             .sum()
     }
@@ -326,7 +326,7 @@ mod tests {
         let stats = counters.snapshot();
         assert_eq!(stats.finished.ok(), 6);
         assert_eq!(stats.finished.errors(TaskErrorKind::Signaled), 1);
-        assert_eq!(stats.finished.crashes(), 1);
+        assert_eq!(stats.finished.breakdowns(), 1);
         assert_eq!(stats.finished.all_errors(), 2);
         assert_eq!(stats.finished.total(), 8);
         assert_eq!((stats.queued, stats.running), (1, 1));

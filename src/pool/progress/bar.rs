@@ -59,8 +59,8 @@ const STEADY_TICK: Duration = Duration::from_millis(100);
 /// pool copies to stderr ([`OutputMode::Inherit`](crate::OutputMode::Inherit), the
 /// default) is written past the bar and breaks it up: send it elsewhere
 /// ([`PoolBuilder::stderr`](crate::PoolBuilder::stderr)) while a bar is up. Print your
-/// own lines with [`ProgressBar::suspend`] on [`bar`](Progress::bar), or on the
-/// [`MultiProgress`] given to `progress_in`.
+/// own lines with [`ProgressBar::suspend`](https://docs.rs/indicatif/0.18/indicatif/struct.ProgressBar.html#method.suspend) on [`bar`](Progress::bar), or on the
+/// [`MultiProgress`](https://docs.rs/indicatif/0.18/indicatif/struct.MultiProgress.html) given to `progress_in`.
 ///
 /// Each outcome costs an addition; the clock is read about four times per refresh,
 /// and the bar brought up to date 20 times a second and at each fault (at most once a
@@ -102,7 +102,7 @@ impl<M> Progress<M> {
         progress
     }
 
-    /// The bar: to print lines above it ([`ProgressBar::suspend`]), or read where it
+    /// The bar: to print lines above it ([`ProgressBar::suspend`](https://docs.rs/indicatif/0.18/indicatif/struct.ProgressBar.html#method.suspend)), or read where it
     /// stands. Its position and message are brought up to date about 20 times a
     /// second, not at every outcome.
     pub fn bar(&self) -> &ProgressBar {
@@ -236,7 +236,7 @@ macro_rules! map_progress {
 
             /// Like [`progress`](Self::progress), with the bar added to `bars`: one of
             /// several maps' bars, or a bar with lines printed above it
-            /// ([`MultiProgress::suspend`]).
+            /// ([`MultiProgress::suspend`](https://docs.rs/indicatif/0.18/indicatif/struct.MultiProgress.html#method.suspend)).
             pub fn progress_in(self, bars: &MultiProgress) -> Progress<Self> {
                 let bar = bars.add(new_bar(exact(self.size_hint())));
                 tick_steadily(&bar);
