@@ -438,6 +438,27 @@ fn bad_settings_are_refused_at_build() {
     assert!(builder().max_in_flight(0).build().is_err());
     assert!(builder().timeout(Duration::ZERO).build().is_err());
     assert!(builder().start_timeout(Duration::ZERO).build().is_err());
+    // Too long to make a deadline of: refused, not a slot that dies at the first start.
+    for long in [Duration::MAX, Duration::from_secs(25 * 3600)] {
+        let start = builder().start_timeout(long).build().unwrap_err();
+        assert!(
+            start
+                .to_string()
+                .contains("start_timeout must be at most 24 hours"),
+            "{start}"
+        );
+        let grace = builder().kill_grace(long).build().unwrap_err();
+        assert!(
+            grace
+                .to_string()
+                .contains("kill_grace must be at most 24 hours"),
+            "{grace}"
+        );
+    }
+    assert!(builder()
+        .start_timeout(Duration::from_secs(24 * 3600))
+        .build()
+        .is_ok());
     let tiny = builder().max_memory(1).build().unwrap_err();
     assert!(tiny.to_string().contains("at least 16 MiB"), "{tiny}");
     let missing = builder()

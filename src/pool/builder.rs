@@ -16,6 +16,9 @@ use crate::slot::event::{Event, Events};
 use crate::wire::codec;
 use crate::wire::env;
 
+/// The longest `start_timeout` or `kill_grace` a pool takes.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// The smallest memory limit a worker can run under: its own code, stacks and buffers
 /// take a few MiB.
 const MIN_MEMORY: u64 = 16 << 20;
@@ -191,7 +194,7 @@ impl PoolBuilder {
         self
     }
 
-    /// How long a new worker has to connect (default 10 s).
+    /// How long a new worker has to connect (default 10 s; at most 24 hours).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.config.start_timeout = timeout;
         self
@@ -241,7 +244,8 @@ impl PoolBuilder {
         self
     }
 
-    /// Time between SIGTERM and SIGKILL when a worker is stopped (default 500 ms).
+    /// Time between SIGTERM and SIGKILL when a worker is stopped (default 500 ms; at most
+    /// 24 hours).
     pub fn kill_grace(mut self, grace: Duration) -> Self {
         self.config.kill_grace = grace;
         self
@@ -295,6 +299,20 @@ impl PoolBuilder {
         }
         if config.timeout == Some(Duration::ZERO) || config.start_timeout.is_zero() {
             return Err(BuildError::Config("timeouts must be above zero".into()));
+        }
+        // Each is added to a clock reading to make a deadline, which a duration near
+        // `Duration::MAX` overflows (a panic in the slot's thread, a task without an
+        // outcome). A task's own timeout that long means no limit; these two have none.
+        for (name, value) in [
+            ("start_timeout", config.start_timeout),
+            ("kill_grace", config.kill_grace),
+        ] {
+            if value > MAX_WAIT {
+                return Err(BuildError::Config(format!(
+                    "{name} must be at most {} hours",
+                    MAX_WAIT.as_secs() / 3600
+                )));
+            }
         }
         if config.max_memory.is_some_and(|m| m < MIN_MEMORY) {
             return Err(BuildError::Config(format!(
