@@ -502,11 +502,13 @@ impl<I: Iterator> Drop for Feed<'_, I> {
 struct Cursor {
     index: usize,
     left: usize,
-    outcomes: Outcomes,
+    reading: Reading,
 }
 
+/// What is left to read of a delivery: records from `at` on, or one error for all.
+/// (Not the public `Outcomes`, which counts outcomes by kind.)
 #[derive(Debug)]
-enum Outcomes {
+enum Reading {
     Records { records: Vec<u8>, at: usize },
     Failed(TaskError),
 }
@@ -514,14 +516,14 @@ enum Outcomes {
 impl Cursor {
     fn new(delivery: Delivery) -> Cursor {
         let left = delivery.segment.len();
-        let outcomes = match delivery.segment {
-            Segment::Records { records, .. } => Outcomes::Records { records, at: 0 },
-            Segment::Failed { error, .. } => Outcomes::Failed(error),
+        let reading = match delivery.segment {
+            Segment::Records { records, .. } => Reading::Records { records, at: 0 },
+            Segment::Failed { error, .. } => Reading::Failed(error),
         };
         Cursor {
             index: delivery.index,
             left,
-            outcomes,
+            reading,
         }
     }
 
@@ -539,9 +541,9 @@ impl Cursor {
         self.left -= 1;
         let index = self.index;
         self.index += 1;
-        let outcome = match &mut self.outcomes {
-            Outcomes::Failed(error) => Err(error.clone()),
-            Outcomes::Records { records, at } => {
+        let outcome = match &mut self.reading {
+            Reading::Failed(error) => Err(error.clone()),
+            Reading::Records { records, at } => {
                 let mut entries = batch::Entries::new(&records[*at..]);
                 let entry = entries.next().flatten();
                 *at = records.len() - entries.remaining();
@@ -665,6 +667,7 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         blocking(self.advance(|feed| Poll::Ready(feed.next_delivery())))
     }
+
     /// Exact when the inputs' own hint is: one outcome per input.
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.feed.remaining()
@@ -756,6 +759,7 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         blocking(self.advance(|feed| Poll::Ready(feed.next_delivery())))
     }
+
     /// Exact when the inputs' own hint is: one outcome per input.
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.feed.remaining()
