@@ -31,7 +31,10 @@ pub enum Direction {
 ///
 /// Every submitted task ends in exactly one `Ok(output)` or one `TaskError`. Crash
 /// variants carry the last lines the worker wrote to stderr ([`TaskError::stderr_tail`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// It is `Serialize` and `Deserialize`, so that an outcome can travel on to another
+/// process or machine (the cluster mode's outcomes do) and compare equal there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum TaskError {
     /// The task panicked; the worker survived and goes on serving.
@@ -150,6 +153,23 @@ pub enum TaskError {
     /// The pool was terminated (or dropped) before the task finished.
     #[error("pool closed before the task finished")]
     PoolClosed,
+    /// The task was delivered `attempts` times, each run ending in a breakdown (a crash,
+    /// a timeout, its agent lost…), and was given up: the cluster mode's cap on
+    /// deliveries. `last_error` is how the last attempt ended.
+    #[error("task given up after {attempts} deliveries; the last: {last_error}")]
+    Poisoned {
+        /// How many times the task was delivered.
+        attempts: u32,
+        /// How the last delivery ended.
+        last_error: Box<TaskError>,
+    },
+    /// The node agent running the task stopped renewing its lease (it died, froze, or
+    /// lost its machine or its link to the server), and the task was taken back.
+    #[error("node agent {agent} stopped renewing its lease on the task")]
+    AgentLost {
+        /// The agent's name, as it was registered with the server.
+        agent: String,
+    },
 }
 
 fn at(location: &Option<String>) -> String {
@@ -224,11 +244,15 @@ pub enum TaskErrorKind {
     Link,
     /// [`TaskError::PoolClosed`].
     PoolClosed,
+    /// [`TaskError::Poisoned`].
+    Poisoned,
+    /// [`TaskError::AgentLost`].
+    AgentLost,
 }
 
 impl TaskErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [TaskErrorKind; 14] = [
+    pub const ALL: [TaskErrorKind; 16] = [
         TaskErrorKind::Panicked,
         TaskErrorKind::Failed,
         TaskErrorKind::Signaled,
@@ -243,6 +267,8 @@ impl TaskErrorKind {
         TaskErrorKind::Protocol,
         TaskErrorKind::Link,
         TaskErrorKind::PoolClosed,
+        TaskErrorKind::Poisoned,
+        TaskErrorKind::AgentLost,
     ];
 
     /// A short lowercase name: `panicked`, `signaled`, `timed_out`…
@@ -262,11 +288,14 @@ impl TaskErrorKind {
             TaskErrorKind::Protocol => "protocol",
             TaskErrorKind::Link => "link",
             TaskErrorKind::PoolClosed => "pool_closed",
+            TaskErrorKind::Poisoned => "poisoned",
+            TaskErrorKind::AgentLost => "agent_lost",
         }
     }
 
     /// Whether the task broke down rather than returned: it panicked, or its worker
-    /// died, was killed for it (timeout, memory) or broke the protocol or the link.
+    /// died, was killed for it (timeout, memory) or broke the protocol or the link, its
+    /// node agent was lost, or it was given up after breaking down on every delivery.
     /// Not its own `Err`, a cancel, a closed pool, a codec or registry mismatch. Wider
     /// than [`TaskError::is_crash`], which is the worker dying under the task.
     pub fn is_breakdown(self) -> bool {
@@ -279,6 +308,8 @@ impl TaskErrorKind {
                 | TaskErrorKind::MemoryLimit
                 | TaskErrorKind::Protocol
                 | TaskErrorKind::Link
+                | TaskErrorKind::AgentLost
+                | TaskErrorKind::Poisoned
         )
     }
 
@@ -317,6 +348,8 @@ impl TaskError {
             TaskError::Protocol { .. } => TaskErrorKind::Protocol,
             TaskError::Link { .. } => TaskErrorKind::Link,
             TaskError::PoolClosed => TaskErrorKind::PoolClosed,
+            TaskError::Poisoned { .. } => TaskErrorKind::Poisoned,
+            TaskError::AgentLost { .. } => TaskErrorKind::AgentLost,
         }
     }
 
@@ -380,6 +413,14 @@ impl TaskError {
     pub fn is_pool_closed(&self) -> bool {
         matches!(self, TaskError::PoolClosed)
     }
+    /// The task was given up after too many deliveries.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self, TaskError::Poisoned { .. })
+    }
+    /// The node agent running the task was lost.
+    pub fn is_agent_lost(&self) -> bool {
+        matches!(self, TaskError::AgentLost { .. })
+    }
 
     /// The signal that killed the worker, if one did.
     pub fn signal(&self) -> Option<i32> {
@@ -404,6 +445,7 @@ impl TaskError {
             | TaskError::Exited { stderr, .. }
             | TaskError::TimedOut { stderr, .. }
             | TaskError::MemoryLimit { stderr, .. } => stderr,
+            TaskError::Poisoned { last_error, .. } => last_error.stderr_tail(),
             _ => &[],
         }
     }
@@ -560,5 +602,36 @@ mod tests {
         assert_eq!(TaskError::PoolClosed.kind(), TaskErrorKind::PoolClosed);
         assert!(!TaskErrorKind::Cancelled.is_breakdown());
         assert_eq!(TaskErrorKind::TimedOut.to_string(), "timed_out");
+    }
+
+    #[test]
+    fn an_error_travels_through_serde_and_compares_equal() {
+        let crash = TaskError::Signaled {
+            signal: 11,
+            name: "SIGSEGV".into(),
+            core_dumped: true,
+            stderr: vec!["about to fault".into()],
+        };
+        let poisoned = TaskError::Poisoned {
+            attempts: 3,
+            last_error: Box::new(crash.clone()),
+        };
+        let timed_out = TaskError::TimedOut {
+            after: Duration::from_millis(1500),
+            stderr: Vec::new(),
+        };
+        for error in [crash, poisoned.clone(), timed_out, TaskError::PoolClosed] {
+            let mut bytes = Vec::new();
+            crate::wire::codec::encode_into(&error, &mut bytes).unwrap();
+            let back: TaskError = crate::wire::codec::decode(&bytes).unwrap();
+            assert_eq!(back, error);
+        }
+        assert_eq!(poisoned.stderr_tail(), ["about to fault".to_owned()]);
+        assert!(poisoned.kind().is_breakdown());
+        assert_eq!(
+            poisoned.to_string(),
+            "task given up after 3 deliveries; the last: worker killed by SIGSEGV (signal 11), \
+             core dumped; last stderr line: about to fault"
+        );
     }
 }

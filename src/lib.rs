@@ -110,6 +110,7 @@ block.
 #![cfg_attr(not(feature = "macros"), doc = "[attribute]: TaskFn")]
 
 mod child;
+mod encoded;
 mod error;
 mod frozen;
 mod launch;
@@ -124,6 +125,7 @@ mod task_fn;
 mod wire;
 
 pub use child::context::context;
+pub use encoded::{decode_output, EncodedTask};
 pub use error::{
     BuildError, ContextError, Direction, Side, SubmitError, SubmitErrorKind, TaskError,
     TaskErrorKind,
@@ -138,8 +140,8 @@ pub use output::mode::{OutputLine, OutputMode, OutputSink, OutputStream};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
 pub use pool::{
-    as_completed, AsCompleted, Map, MapUnordered, Outcomes, Pool, PoolBuilder, Stats, TaskHandle,
-    TaskOptions, WorkerExits,
+    as_completed, AsCompleted, EncodedHandle, Map, MapUnordered, Outcomes, Pool, PoolBuilder,
+    Stats, TaskHandle, TaskOptions, WorkerExits,
 };
 #[cfg(feature = "async")]
 pub use pool::{MapStream, SubmitFuture, TaskFuture};

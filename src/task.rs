@@ -101,6 +101,7 @@ pub struct Registration {
     name: &'static str,
     types: TaskTypes,
     run: Runner,
+    options: fn() -> TaskOptions,
 }
 
 impl Registration {
@@ -110,7 +111,23 @@ impl Registration {
             name: T::NAME,
             types: TaskTypes::of::<T>(),
             run: run_erased::<T>,
+            options: T::options,
         }
+    }
+
+    /// The task's `Task::NAME`.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The task's concrete types.
+    pub(crate) fn types(&self) -> TaskTypes {
+        self.types
+    }
+
+    /// The task's own settings (`Task::options`).
+    pub(crate) fn options(&self) -> TaskOptions {
+        (self.options)()
     }
 }
 
@@ -279,6 +296,34 @@ pub(crate) fn fingerprint_of<T: Task>(registry_here: bool) -> Result<u64, TaskEr
     }
 }
 
+/// The registration in this program of the task `name` with the types of fingerprint
+/// `types`: what a task that arrives encoded, from another machine, must match before it
+/// runs. Otherwise the error the task ends in, found on the parent's side.
+pub(crate) fn registered(name: &str, types: u64) -> Result<&'static Registration, TaskError> {
+    let Some(entries) = registry().get(name) else {
+        return Err(TaskError::UnknownTask {
+            name: name.to_owned(),
+            worker: this_executable(),
+        });
+    };
+    match entries.iter().find(|e| e.fingerprint == types) {
+        Some(entry) => Ok(entry.registration),
+        None => Err(TaskError::WrongTypes {
+            name: name.to_owned(),
+            submitted: format!("types of fingerprint {types:016x}"),
+            registered: described(entries),
+            side: Side::Parent,
+        }),
+    }
+}
+
+/// This program's path, to name it in errors.
+fn this_executable() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "<unknown executable>".to_owned())
+}
+
 fn described(entries: &[Entry]) -> Vec<String> {
     entries
         .iter()
@@ -320,9 +365,7 @@ fn find_in(
     let Some(entries) = registry.get(name) else {
         return Err(Failure::UnknownTask {
             name: name.to_owned(),
-            worker: std::env::current_exe()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| "<unknown executable>".to_owned()),
+            worker: this_executable(),
         });
     };
     match entries.iter().find(|e| e.fingerprint == types) {

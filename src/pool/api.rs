@@ -226,9 +226,13 @@ impl Pool {
     /// What a job of `T` submitted with `options` runs with: the task's own settings
     /// where they leave them unset, the pool's where those do.
     pub(crate) fn resolve<T: Task>(&self, options: &TaskOptions) -> JobOptions {
-        options
-            .over(&T::options())
-            .resolve(self.shared.config.job_options())
+        self.resolve_over(options, &T::options())
+    }
+
+    /// What a job submitted with `options` runs with, for a task whose own settings
+    /// are `own`.
+    pub(crate) fn resolve_over(&self, options: &TaskOptions, own: &TaskOptions) -> JobOptions {
+        options.over(own).resolve(self.shared.config.job_options())
     }
 
     /// Stops taking tasks; those already queued still run. Returns at once.
@@ -306,21 +310,9 @@ impl Pool {
         task: T,
         options: JobOptions,
     ) -> Result<Arc<Ticket>, SubmitError<T>> {
-        let id = self.shared.new_id();
-        let tasks = TaskRange {
-            name: T::NAME,
-            first: TaskId::Submitted(id),
-            count: 1,
-        };
-        let ticket = self.admitted();
-        ticket.report_to(Origin {
-            telemetry: self.shared.telemetry.clone(),
-            tasks,
-        });
+        let (id, tasks, ticket) = self.admitted_one(T::NAME);
         let settle_here = |error: TaskError| {
-            self.shared.telemetry.accepted(1);
-            self.shared.telemetry.settled_here(tasks, &error);
-            ticket.complete(Err(error));
+            self.settle_one(tasks, &ticket, error);
             Ok(ticket.clone())
         };
         // Checked before anything is encoded: never sent as types a worker would read
@@ -361,14 +353,45 @@ impl Pool {
             name: T::NAME,
             trace: JobTrace::under(Parent::here()),
         };
+        match self.send_one(job) {
+            true => Ok(ticket),
+            false => Err(SubmitError::new(task, SubmitErrorKind::Closed)),
+        }
+    }
+
+    /// A new task id, and a ticket that has taken an in-flight place and reports the
+    /// outcome of that one task, named `name`.
+    pub(crate) fn admitted_one(&self, name: &'static str) -> (u64, TaskRange, Arc<Ticket>) {
+        let id = self.shared.new_id();
+        let tasks = TaskRange {
+            name,
+            first: TaskId::Submitted(id),
+            count: 1,
+        };
+        let ticket = self.admitted();
+        ticket.report_to(Origin {
+            telemetry: self.shared.telemetry.clone(),
+            tasks,
+        });
+        (id, tasks, ticket)
+    }
+
+    /// Settles at once the one task of `ticket`, which never reaches a worker.
+    pub(crate) fn settle_one(&self, tasks: TaskRange, ticket: &Ticket, error: TaskError) {
+        self.shared.telemetry.accepted(1);
+        self.shared.telemetry.settled_here(tasks, &error);
+        ticket.complete(Err(error));
+    }
+
+    /// Queues a job of one task; `false` if the pool has stopped taking jobs.
+    pub(crate) fn send_one(&self, job: Job) -> bool {
         // Counted before a slot can settle it.
         self.shared.telemetry.accepted(1);
-        if self.send(job) {
-            Ok(ticket)
-        } else {
+        let sent = self.send(job);
+        if !sent {
             self.shared.telemetry.refused(1);
-            Err(SubmitError::new(task, SubmitErrorKind::Closed))
         }
+        sent
     }
 
     /// Queues a batch of a map of tasks of `types`, to run with `options`, under

@@ -228,12 +228,16 @@ impl<O: DeserializeOwned> TaskHandle<O> {
         O: 'static,
     {
         let ticket = self.ticket.clone();
-        let call = Arc::new(Callback(Mutex::new(Some(Box::new(move || {
-            callback(self.wait());
-        })))));
-        if ticket.is_done_or_wake(&Waker::from(call.clone())) {
-            call.wake();
-        }
+        call_when_done(&ticket, move || callback(self.wait()));
+    }
+}
+
+/// Runs `call` once `ticket` has its outcome: from the thread that records it, or at
+/// once from this one if it is in already.
+pub(crate) fn call_when_done(ticket: &Ticket, call: impl FnOnce() + Send + 'static) {
+    let call = Arc::new(Callback(Mutex::new(Some(Box::new(call)))));
+    if ticket.is_done_or_wake(&Waker::from(call.clone())) {
+        call.wake();
     }
 }
 

@@ -3,7 +3,8 @@
 //! on several of them), the options a submit or a map may bring, the map iterators
 //! that batch inputs (with the window of what they have out and the mailbox their
 //! outcomes come back through), the calls of task functions on top of submit and map,
-//! and where what happens goes: counts (`stats`), events and traces (`telemetry`,
+//! tasks that come as bytes from
+//! another process (`encoded`), and where what happens goes: counts (`stats`), events and traces (`telemetry`,
 //! `trace`). With the feature `async`: handles as futures, the awaited submit and the
 //! maps as streams; with `progress`: maps drawn as progress bars.
 
@@ -12,6 +13,7 @@ pub(crate) mod builder;
 pub(crate) mod call;
 pub(crate) mod completion;
 pub(crate) mod config;
+pub(crate) mod encoded;
 #[cfg(feature = "async")]
 pub(crate) mod future;
 pub(crate) mod gate;
@@ -36,6 +38,7 @@ pub(crate) mod window;
 pub use api::Pool;
 pub use builder::PoolBuilder;
 pub use completion::{as_completed, AsCompleted};
+pub use encoded::EncodedHandle;
 #[cfg(feature = "async")]
 pub use future::TaskFuture;
 pub use handle::TaskHandle;
