@@ -3,6 +3,7 @@
 //! where [`Pool::submit_encoded`](crate::Pool::submit_encoded) runs it; and
 //! [`decode_output`], the way back.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Direction, Side, TaskError};
@@ -106,4 +107,24 @@ pub fn decode_output<T: Task>(bytes: &[u8]) -> Result<T::Output, TaskError> {
         direction: Direction::ToParent,
         message,
     })
+}
+
+/// Encodes `value` as procpool encodes what crosses its links (bincode 2's standard
+/// configuration): for a transport to carry outcomes and [`TaskError`]s in the same
+/// form as the tasks.
+///
+/// # Errors
+/// The value's `Serialize` failed, or it holds shared memory; the message says which.
+pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    codec::encode_into(value, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Decodes a whole value that [`encode_value`] encoded.
+///
+/// # Errors
+/// The bytes are not a whole `T` (cut short, garbage, or trailing bytes).
+pub fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    codec::decode(bytes)
 }

@@ -125,7 +125,7 @@ mod task_fn;
 mod wire;
 
 pub use child::context::context;
-pub use encoded::{decode_output, EncodedTask};
+pub use encoded::{decode_output, decode_value, encode_value, EncodedTask};
 pub use error::{
     BuildError, ContextError, Direction, Side, SubmitError, SubmitErrorKind, TaskError,
     TaskErrorKind,
