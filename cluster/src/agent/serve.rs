@@ -1,0 +1,576 @@
+//! [`Agent`]: a node's agent. A procpool [`Pool`] that takes tasks of every run on the
+//! server, only as many as it has room for, keeps their leases alive while they run,
+//! takes up tasks released by crashes or left by lost agents, and hands each outcome to
+//! its writer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use procpool::{EncodedTask, Pool, PoolBuilder, TaskError, TaskOptions};
+use redis::streams::{StreamId, StreamPendingId, StreamReadReply};
+use redis::{RedisResult, Value};
+
+use super::budget;
+use super::held::{Delivery, Held};
+use super::verdict;
+use super::writer::{self, Write, Writer};
+use crate::entry::TaskEntry;
+use crate::error::ClusterError;
+use crate::keys::{self, Keys, GROUP};
+use crate::link::Link;
+
+/// The default lease: how long a task stays with an agent that stopped renewing it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+/// The default cap on deliveries of a task.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 3;
+/// The default patience through a server outage.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
+/// How often the list of runs is read again.
+const RUNS_EVERY: Duration = Duration::from_millis(500);
+/// The longest an idle agent blocks on the bell.
+const IDLE_BLOCK: Duration = Duration::from_millis(500);
+
+/// Settings of an [`Agent`]; see [`Agent::builder`].
+#[derive(Debug)]
+pub struct AgentBuilder {
+    url: String,
+    node: Option<String>,
+    lease: Duration,
+    patience: Duration,
+    pool: PoolBuilder,
+}
+
+impl AgentBuilder {
+    /// The node's name in outcomes (default: the host name).
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// How long a task stays with this agent if it stops renewing its leases (it is
+    /// renewed three times per lease while the agent lives). Default 5 s; at least
+    /// 100 ms.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How long to keep reconnecting through a server outage before
+    /// [`serve`](Agent::serve) gives up. Default 60 s.
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// The local pool the tasks run in (its size, launch mode, memory limit…). Its
+    /// retries are set to 0: a crash goes back to the server, where any agent may take
+    /// the task up again.
+    pub fn pool(mut self, pool: PoolBuilder) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Connects and starts the pool.
+    ///
+    /// # Errors
+    /// The server out of reach for the whole patience, or the pool not built.
+    pub fn build(self) -> Result<Agent, ClusterError> {
+        let link = Link::open(&self.url, self.patience)?;
+        let pool = self.pool.retries(0).build()?;
+        let node = self.node.unwrap_or_else(host_name);
+        let name = consumer_name(&node);
+        Ok(Agent {
+            link,
+            pool,
+            node,
+            name,
+            lease: self.lease,
+            runs: HashMap::new(),
+            last_bell: "0-0".to_owned(),
+        })
+    }
+}
+
+/// A node agent: serves every run on the server with a local [`Pool`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), procpool_cluster::ClusterError> {
+/// procpool::init();
+/// let agent = procpool_cluster::Agent::builder("redis://127.0.0.1/").build()?;
+/// agent.serve()?; // until the process ends
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Agent {
+    link: Link,
+    pool: Pool,
+    node: String,
+    /// Its consumer name: unique, never reused.
+    name: String,
+    lease: Duration,
+    runs: HashMap<String, RunState>,
+    last_bell: String,
+}
+
+/// What the agent knows of a run it serves.
+#[derive(Debug)]
+struct RunState {
+    keys: Arc<Keys>,
+    cap: u32,
+}
+
+impl Agent {
+    /// An agent for the server at `url` (`redis://[:password@]host[:port][/db]`,
+    /// `rediss://` for TLS where the client was built with it, `redis+unix:///path`).
+    pub fn builder(url: impl Into<String>) -> AgentBuilder {
+        AgentBuilder {
+            url: url.into(),
+            node: None,
+            lease: DEFAULT_LEASE,
+            patience: DEFAULT_PATIENCE,
+            pool: Pool::builder(),
+        }
+    }
+
+    /// The agent's consumer name: its node, process id and start time, unique.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Serves until the server stays out of reach past the patience.
+    ///
+    /// # Errors
+    /// The server unreachable for the whole patience, or a command refused.
+    pub fn serve(self) -> Result<(), ClusterError> {
+        self.serve_until(&AtomicBool::new(false))
+    }
+
+    /// Serves until `stop` is set, then lets the tasks held finish and writes their
+    /// outcomes.
+    ///
+    /// # Errors
+    /// The server unreachable for the whole patience, or a command refused.
+    pub fn serve_until(mut self, stop: &AtomicBool) -> Result<(), ClusterError> {
+        let held = Arc::new(Held::default());
+        let (writes, to_write) = mpsc::channel();
+        let writer = Writer {
+            agent: self.name.clone(),
+            node: self.node.clone(),
+        };
+        let writer_link = self.link.another()?;
+        let writer_held = held.clone();
+        let writer_thread = thread::Builder::new()
+            .name("procpool-agent-writer".into())
+            .spawn(move || writer.run(writer_link, to_write, writer_held))
+            .map_err(ClusterError::Thread)?;
+        let result = self.serve_loop(stop, &held, &writes);
+        drop(writes);
+        self.pool.join();
+        let _ = writer_thread.join();
+        result
+    }
+
+    fn serve_loop(
+        &mut self,
+        stop: &AtomicBool,
+        held: &Arc<Held>,
+        writes: &Sender<Write>,
+    ) -> Result<(), ClusterError> {
+        let workers = self.pool.workers();
+        let renew_every = self.lease / 3;
+        let mut next_runs = Instant::now();
+        let mut next_renew = Instant::now() + renew_every;
+        let mut next_reclaim = Instant::now();
+        self.last_bell = self.link.run("reading the bell", last_bell)?;
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= next_runs {
+                self.read_runs()?;
+                next_runs = now + RUNS_EVERY;
+            }
+            if now >= next_renew {
+                self.renew(held)?;
+                next_renew = now + renew_every;
+            }
+            let mut free = budget::free(workers, held.len(), held.mean());
+            let mut taken = 0;
+            if free > 0 && now >= next_reclaim {
+                taken += self.reclaim(free, held, writes)?;
+                next_reclaim = now + renew_every.min(Duration::from_millis(250));
+                free = free.saturating_sub(taken);
+            }
+            if free > 0 {
+                taken += self.fetch(free, held, writes)?;
+            }
+            if taken > 0 {
+                continue;
+            }
+            let wait = next_renew.saturating_duration_since(Instant::now());
+            if budget::free(workers, held.len(), held.mean()) > 0 {
+                if self.wait_for_bell(wait.min(IDLE_BLOCK))? {
+                    // A release rings too: look for it now.
+                    next_reclaim = Instant::now();
+                }
+            } else {
+                let room = held.len();
+                held.wait_below(room, wait.min(IDLE_BLOCK));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the runs on the server, and the settings of new ones.
+    fn read_runs(&mut self) -> Result<(), ClusterError> {
+        let runs: Vec<String> = self.link.run("reading the runs", |c| {
+            redis::cmd("SMEMBERS").arg(keys::RUNS).query(c)
+        })?;
+        self.runs.retain(|run, _| runs.contains(run));
+        for run in runs {
+            if self.runs.contains_key(&run) || !keys::is_valid_run_id(&run) {
+                continue;
+            }
+            let keys = Keys::of(&run);
+            let cap: Option<String> = self.link.run("reading a run's settings", |c| {
+                redis::cmd("HGET").arg(&keys.meta).arg("cap").query(c)
+            })?;
+            let cap = cap
+                .and_then(|cap| cap.parse().ok())
+                .filter(|&cap| cap > 0)
+                .unwrap_or(DEFAULT_MAX_DELIVERIES);
+            self.runs.insert(
+                run,
+                RunState {
+                    keys: Arc::new(keys),
+                    cap,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The runs served, with their caps.
+    fn served(&self) -> Vec<(Arc<Keys>, u32)> {
+        self.runs
+            .values()
+            .map(|r| (r.keys.clone(), r.cap))
+            .collect()
+    }
+
+    /// Renews the leases of the deliveries held: those still this agent's on the
+    /// server have their idle time reset (`XCLAIM … JUSTID`, which does not count a
+    /// delivery). One taken over by another agent meanwhile is not claimed back.
+    fn renew(&mut self, held: &Held) -> Result<(), ClusterError> {
+        for (keys, entries) in held.by_run().into_values() {
+            let name = self.name.clone();
+            let mine: Vec<StreamPendingId> = self.link.run("listing the tasks held", |c| {
+                pending(c, &keys, Some(&name), None, 10_000)
+            })?;
+            let still: Vec<&String> = entries
+                .iter()
+                .filter(|entry| mine.iter().any(|p| &p.id == *entry))
+                .collect();
+            if still.is_empty() {
+                continue;
+            }
+            self.link.run("renewing leases", |c| {
+                redis::cmd("XCLAIM")
+                    .arg(&keys.tasks)
+                    .arg(GROUP)
+                    .arg(&name)
+                    .arg(0)
+                    .arg(&still)
+                    .arg("JUSTID")
+                    .query::<Value>(c)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Takes up to `free` tasks whose lease ran out (their agent lost) or that were
+    /// released after a crash; returns how many.
+    fn reclaim(
+        &mut self,
+        free: usize,
+        held: &Arc<Held>,
+        writes: &Sender<Write>,
+    ) -> Result<usize, ClusterError> {
+        let lease_ms = self.lease.as_millis() as u64;
+        let mut taken = 0;
+        let runs = self.served();
+        for (keys, cap) in runs {
+            if taken >= free {
+                break;
+            }
+            let name = self.name.clone();
+            let stale = match self.link.run("listing lapsed leases", |c| {
+                pending(c, &keys, None, Some(lease_ms), free - taken)
+            }) {
+                Ok(stale) => stale,
+                Err(error) if is_missing(&error) => continue,
+                Err(error) => return Err(error),
+            };
+            if stale.is_empty() {
+                continue;
+            }
+            let ids: Vec<&String> = stale.iter().map(|p| &p.id).collect();
+            // Claims only those still idle past the lease: a renewal or another agent
+            // that came first wins. Each claim counts a delivery.
+            let claimed: Vec<StreamId> = self.link.run("taking over lapsed tasks", |c| {
+                let reply: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
+                    .arg(&keys.tasks)
+                    .arg(GROUP)
+                    .arg(&name)
+                    .arg(lease_ms)
+                    .arg(&ids)
+                    .query(c)?;
+                Ok(reply.ids)
+            })?;
+            for entry in claimed {
+                let Some(before) = stale.iter().find(|p| p.id == entry.id) else {
+                    continue;
+                };
+                let deliveries = u32::try_from(before.times_delivered + 1).unwrap_or(u32::MAX);
+                // The reason the last delivery ended: the breakdown its agent recorded
+                // if it recorded one for that delivery, else that agent was lost.
+                let recorded =
+                    self.link.run("reading a task's last breakdown", |c| {
+                        match seq_of(&entry) {
+                            Some(seq) => writer::last_breakdown(c, &keys, seq),
+                            None => Ok(None),
+                        }
+                    })?;
+                let last_error = match recorded {
+                    Some((delivery, error)) if delivery + 1 == deliveries => error,
+                    _ => TaskError::AgentLost {
+                        agent: before.consumer.clone(),
+                    },
+                };
+                let poisoned = verdict::before_run(deliveries, cap, last_error);
+                self.start(&keys, cap, entry, deliveries, poisoned, held, writes);
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Reads up to `free` new tasks from the runs; returns how many.
+    fn fetch(
+        &mut self,
+        free: usize,
+        held: &Arc<Held>,
+        writes: &Sender<Write>,
+    ) -> Result<usize, ClusterError> {
+        let mut taken = 0;
+        let runs = self.served();
+        let mut gone = Vec::new();
+        for (keys, cap) in runs {
+            if taken >= free {
+                break;
+            }
+            let name = self.name.clone();
+            let count = free - taken;
+            let reply = self.link.run("reading new tasks", |c| {
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&name)
+                    .arg("COUNT")
+                    .arg(count)
+                    .arg("STREAMS")
+                    .arg(&keys.tasks)
+                    .arg(">")
+                    .query::<Option<StreamReadReply>>(c)
+            });
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(error) if is_missing(&error) => {
+                    gone.push(keys.run.clone());
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            for stream in reply.map(|r| r.keys).unwrap_or_default() {
+                for entry in stream.ids {
+                    self.start(&keys, cap, entry, 1, None, held, writes);
+                    taken += 1;
+                }
+            }
+        }
+        for run in gone {
+            self.runs.remove(&run);
+        }
+        Ok(taken)
+    }
+
+    /// Starts one delivery: runs it on the pool (its outcome goes to the writer), or
+    /// hands the writer its poisoning or its malformed entry.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one delivery's parts, each from a different step of the loop"
+    )]
+    fn start(
+        &self,
+        keys: &Arc<Keys>,
+        cap: u32,
+        entry: StreamId,
+        deliveries: u32,
+        poisoned: Option<TaskError>,
+        held: &Arc<Held>,
+        writes: &Sender<Write>,
+    ) {
+        let parsed = TaskEntry::parse(&entry.map);
+        let seq = match &parsed {
+            Ok(task) => Some(task.seq),
+            Err(malformed) => malformed.seq,
+        };
+        let delivery = Delivery {
+            keys: keys.clone(),
+            entry: entry.id.clone(),
+            seq: seq.unwrap_or(u64::MAX),
+            deliveries,
+            fetched: Instant::now(),
+        };
+        held.insert(delivery.clone());
+        let task = match parsed {
+            Ok(task) => task,
+            Err(malformed) => {
+                let _ = writes.send(Write::Malformed {
+                    keys: keys.clone(),
+                    entry: entry.id,
+                    seq: malformed.seq,
+                    reason: malformed.reason,
+                });
+                return;
+            }
+        };
+        if let Some(error) = poisoned {
+            let _ = writes.send(Write::Poisoned { delivery, error });
+            return;
+        }
+        let mut options = TaskOptions::new();
+        if let Some(timeout) = task.timeout {
+            options = options.timeout(timeout);
+        }
+        let writes = writes.clone();
+        let to_run: EncodedTask = task.task;
+        match self.pool.submit_encoded(to_run, &options) {
+            Ok(handle) => handle.on_complete(move |outcome| {
+                let _ = writes.send(Write::Outcome {
+                    delivery,
+                    outcome,
+                    cap,
+                });
+            }),
+            Err(_) => {
+                let _ = writes.send(Write::Outcome {
+                    delivery,
+                    outcome: Err(TaskError::PoolClosed),
+                    cap,
+                });
+            }
+        }
+    }
+
+    /// Blocks on the bell up to `wait`; whether it rang.
+    fn wait_for_bell(&mut self, wait: Duration) -> Result<bool, ClusterError> {
+        let after = self.last_bell.clone();
+        let millis = wait.as_millis().max(1) as u64;
+        let reply = self.link.run_blocking("waiting for work", wait, |c| {
+            redis::cmd("XREAD")
+                .arg("BLOCK")
+                .arg(millis)
+                .arg("STREAMS")
+                .arg(keys::BELL)
+                .arg(&after)
+                .query::<Option<StreamReadReply>>(c)
+        })?;
+        let rang = reply
+            .and_then(|r| r.keys.into_iter().next())
+            .and_then(|k| k.ids.into_iter().last());
+        match rang {
+            Some(ring) => {
+                self.last_bell = ring.id;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// The task number an entry gives, if it gives one.
+fn seq_of(entry: &StreamId) -> Option<u64> {
+    crate::entry::number(&entry.map, "seq").ok()
+}
+
+/// The id of the newest ring of the bell, or `0-0`.
+fn last_bell(connection: &mut redis::Connection) -> RedisResult<String> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(keys::BELL)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query(connection)?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .next()
+        .map(|id| id.id)
+        .unwrap_or_else(|| "0-0".to_owned()))
+}
+
+/// The pending deliveries of a run: `consumer`'s, or all; with `idle`, only those idle
+/// at least that many milliseconds.
+fn pending(
+    connection: &mut redis::Connection,
+    keys: &Keys,
+    consumer: Option<&str>,
+    idle: Option<u64>,
+    count: usize,
+) -> RedisResult<Vec<StreamPendingId>> {
+    let mut cmd = redis::cmd("XPENDING");
+    cmd.arg(&keys.tasks).arg(GROUP);
+    if let Some(idle) = idle {
+        cmd.arg("IDLE").arg(idle);
+    }
+    cmd.arg("-").arg("+").arg(count);
+    if let Some(consumer) = consumer {
+        cmd.arg(consumer);
+    }
+    let reply: redis::streams::StreamPendingCountReply = cmd.query(connection)?;
+    Ok(reply.ids)
+}
+
+/// Whether the error says the run's stream or group is gone (the run collected).
+fn is_missing(error: &ClusterError) -> bool {
+    match error {
+        ClusterError::Redis { source, .. } => source.code() == Some("NOGROUP"),
+        _ => false,
+    }
+}
+
+/// The name of this machine, for outcomes.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// A consumer name nobody used before: node, process id, start time in nanoseconds and
+/// a counter within the process.
+fn consumer_name(node: &str) -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let count = COUNT.fetch_add(1, Ordering::Relaxed);
+    format!("{node}/{}/{nanos:x}/{count}", std::process::id())
+}

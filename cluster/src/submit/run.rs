@@ -1,0 +1,422 @@
+//! [`Run`]: the submitter's side of a run, a batch of tasks of one type on the server:
+//! tasks go in, each task's first outcome comes out once, whoever ran it and however
+//! often. A run has an id: a submitter that stopped opens it again and collects every
+//! outcome.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use procpool::{EncodedTask, Task};
+use redis::streams::StreamReadReply;
+
+use super::outcome::{DeadLetter, Outcome};
+use crate::agent::serve::{DEFAULT_MAX_DELIVERIES, DEFAULT_PATIENCE};
+use crate::entry::{push_fields, OutcomeEntry, TaskEntry};
+use crate::error::ClusterError;
+use crate::keys::{self, ring, Keys, GROUP};
+use crate::link::Link;
+
+/// Tasks sent to the server in one round trip.
+const SEND_BATCH: usize = 256;
+/// Outcomes read in one round trip.
+const READ_BATCH: usize = 512;
+/// How long one read of outcomes blocks on the server.
+const READ_BLOCK: Duration = Duration::from_millis(1000);
+/// How long a collected run's keys stay, by default.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(3600);
+
+/// Settings of a [`Run`]; see [`Run::builder`].
+#[derive(Debug)]
+pub struct RunBuilder<T> {
+    url: String,
+    id: String,
+    max_deliveries: u32,
+    patience: Duration,
+    expire_after: Duration,
+    task: PhantomData<fn() -> T>,
+}
+
+impl<T: Task> RunBuilder<T> {
+    /// How many deliveries a task gets before it ends in `Poisoned` (each crash of its
+    /// worker, each loss of its agent, counts one). Default 3; at least 1. Applies to a
+    /// run being created; an existing run keeps its own.
+    pub fn max_deliveries(mut self, cap: u32) -> Self {
+        self.max_deliveries = cap.max(1);
+        self
+    }
+
+    /// How long to keep reconnecting through a server outage. Default 60 s.
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// How long the run's keys stay on the server once every outcome is collected
+    /// (another submitter may still re-attach and read them meanwhile). Default 1 h.
+    pub fn expire_after(mut self, after: Duration) -> Self {
+        self.expire_after = after.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Creates the run, or re-attaches to it if it exists: tasks already submitted
+    /// keep their numbers, and new ones are numbered after them.
+    ///
+    /// # Errors
+    /// An invalid run id, a run made for another task type, or the server unreachable.
+    pub fn open(self) -> Result<Run<T>, ClusterError> {
+        self.connect(true)
+    }
+
+    /// Re-attaches to an existing run only.
+    ///
+    /// # Errors
+    /// [`ClusterError::NoSuchRun`] if it is not on the server; as for
+    /// [`open`](RunBuilder::open) otherwise.
+    pub fn attach(self) -> Result<Run<T>, ClusterError> {
+        self.connect(false)
+    }
+
+    fn connect(self, create: bool) -> Result<Run<T>, ClusterError> {
+        if !keys::is_valid_run_id(&self.id) {
+            return Err(ClusterError::InvalidRunId(self.id));
+        }
+        let mut link = Link::open(&self.url, self.patience)?;
+        let keys = Keys::of(&self.id);
+        let meta: HashMap<String, String> = link.run("reading the run", |c| {
+            redis::cmd("HGETALL").arg(&keys.meta).query(c)
+        })?;
+        let submitted = match meta.get("task") {
+            Some(task) if task != T::NAME => {
+                return Err(ClusterError::OtherTask {
+                    run: self.id,
+                    found: task.clone(),
+                    wanted: T::NAME.to_owned(),
+                })
+            }
+            Some(_) => meta
+                .get("submitted")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            None if !create => return Err(ClusterError::NoSuchRun(self.id)),
+            None => {
+                let cap = self.max_deliveries;
+                link.run("creating the run", |c| {
+                    redis::pipe()
+                        .atomic()
+                        .cmd("XGROUP")
+                        .arg("CREATE")
+                        .arg(&keys.tasks)
+                        .arg(GROUP)
+                        .arg("0")
+                        .arg("MKSTREAM")
+                        .ignore()
+                        .cmd("HSET")
+                        .arg(&keys.meta)
+                        .arg("task")
+                        .arg(T::NAME)
+                        .arg("cap")
+                        .arg(cap)
+                        .arg("submitted")
+                        .arg(0)
+                        .ignore()
+                        .cmd("SADD")
+                        .arg(keys::RUNS)
+                        .arg(&keys.run)
+                        .ignore()
+                        .query::<()>(c)
+                        .or_else(|e| match e.code() {
+                            // Made meanwhile by another submitter of the same run.
+                            Some("BUSYGROUP") => Ok(()),
+                            _ => Err(e),
+                        })
+                })?;
+                0
+            }
+        };
+        Ok(Run {
+            link,
+            keys,
+            submitted,
+            unsent: Vec::new(),
+            seen: HashSet::new(),
+            cursor: "0-0".to_owned(),
+            expire_after: self.expire_after,
+            garbage: Vec::new(),
+            duplicates: 0,
+            task: PhantomData,
+        })
+    }
+}
+
+/// A run of tasks of type `T` on the server; see the [crate docs](crate).
+pub struct Run<T> {
+    link: Link,
+    keys: Keys,
+    /// Tasks numbered so far (sent or not).
+    submitted: u64,
+    /// Tasks numbered and not yet sent.
+    unsent: Vec<TaskEntry>,
+    /// Tasks whose outcome was yielded.
+    seen: HashSet<u64>,
+    /// The last outcome entry read.
+    cursor: String,
+    expire_after: Duration,
+    garbage: Vec<(String, String)>,
+    duplicates: u64,
+    task: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Run<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("id", &self.keys.run)
+            .field("submitted", &self.submitted)
+            .field("collected", &self.seen.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Task> Run<T> {
+    /// A run with the id `id` on the server at `url`.
+    pub fn builder(url: impl Into<String>, id: impl Into<String>) -> RunBuilder<T> {
+        RunBuilder {
+            url: url.into(),
+            id: id.into(),
+            max_deliveries: DEFAULT_MAX_DELIVERIES,
+            patience: DEFAULT_PATIENCE,
+            expire_after: DEFAULT_EXPIRY,
+            task: PhantomData,
+        }
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        &self.keys.run
+    }
+
+    /// How many tasks the run has (those of earlier submitters of it included).
+    pub fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    /// Adds a task to the run and returns its number (from 0, in submission order; an
+    /// outcome names its task by it). Tasks are sent in batches: [`flush`](Run::flush)
+    /// sends at once, and collecting outcomes does first.
+    ///
+    /// # Errors
+    /// The task could not be encoded (it holds shared memory, or its `Serialize`
+    /// failed), or the server stayed unreachable while a batch was sent.
+    pub fn submit(&mut self, task: &T) -> Result<u64, ClusterError> {
+        let task = EncodedTask::encode(task).map_err(ClusterError::Encode)?;
+        let seq = self.submitted + self.unsent.len() as u64;
+        self.unsent.push(TaskEntry {
+            seq,
+            task,
+            timeout: None,
+        });
+        if self.unsent.len() >= SEND_BATCH {
+            self.flush()?;
+        }
+        Ok(seq)
+    }
+
+    /// Sends the tasks not sent yet, and rings the bell for idle agents.
+    ///
+    /// # Errors
+    /// The server stayed unreachable past the patience.
+    pub fn flush(&mut self) -> Result<(), ClusterError> {
+        if self.unsent.is_empty() {
+            return Ok(());
+        }
+        let first = self.submitted;
+        let end = first + self.unsent.len() as u64;
+        let keys = &self.keys;
+        let entries: Vec<_> = self.unsent.iter().map(TaskEntry::fields).collect();
+        let mut tries = 0;
+        self.link.run("sending tasks", |c| {
+            tries += 1;
+            if tries > 1 {
+                // The batch and the count go in one MULTI: if the count says the
+                // batch is in, the reply was lost, not the batch.
+                let count: Option<u64> = redis::cmd("HGET")
+                    .arg(&keys.meta)
+                    .arg("submitted")
+                    .query(c)?;
+                if count.is_some_and(|count| count >= end) {
+                    return Ok(());
+                }
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for fields in &entries {
+                pipe.cmd("XADD").arg(&keys.tasks).arg("*");
+                push_fields(&mut pipe, fields);
+                pipe.ignore();
+            }
+            pipe.cmd("HSET")
+                .arg(&keys.meta)
+                .arg("submitted")
+                .arg(end)
+                .ignore();
+            pipe.add_command(ring(&keys.run)).ignore();
+            pipe.query::<()>(c)
+        })?;
+        self.submitted = end;
+        self.unsent.clear();
+        Ok(())
+    }
+
+    /// The outcome of every task of the run not yet collected by this `Run`, as they
+    /// come: each task's first outcome, once. Blocks while outcomes are missing; ends
+    /// once every task submitted so far has one. Sends unsent tasks first.
+    pub fn outcomes(&mut self) -> Outcomes<'_, T> {
+        Outcomes {
+            run: self,
+            ready: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Whether every task submitted has had its outcome collected.
+    pub fn is_collected(&self) -> bool {
+        self.unsent.is_empty() && self.seen.len() as u64 == self.submitted
+    }
+
+    /// Entries of the outcome stream that were not outcomes of this run's tasks (with
+    /// their entry ids and what was wrong), set aside while collecting.
+    pub fn garbage(&self) -> &[(String, String)] {
+        &self.garbage
+    }
+
+    /// Outcomes read for tasks that already had one (a task run twice: its agent's
+    /// lease ran out while it still ran), dropped.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// The run's dead letters: tasks given up and entries that were not tasks.
+    ///
+    /// # Errors
+    /// The server stayed unreachable past the patience.
+    pub fn dead_letters(&mut self) -> Result<Vec<DeadLetter>, ClusterError> {
+        let keys = &self.keys;
+        let reply: redis::streams::StreamRangeReply =
+            self.link.run("reading the dead letters", |c| {
+                redis::cmd("XRANGE")
+                    .arg(&keys.dead)
+                    .arg("-")
+                    .arg("+")
+                    .query(c)
+            })?;
+        Ok(reply.ids.iter().map(DeadLetter::from_entry).collect())
+    }
+
+    /// Marks the run collected: its keys expire after the run's expiry, and agents
+    /// stop serving it. Done by [`outcomes`](Run::outcomes) once every outcome is in.
+    ///
+    /// # Errors
+    /// The server stayed unreachable past the patience.
+    pub fn finish(&mut self) -> Result<(), ClusterError> {
+        let keys = &self.keys;
+        let seconds = self.expire_after.as_secs();
+        self.link.run("expiring the run", |c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("SREM").arg(keys::RUNS).arg(&keys.run).ignore();
+            for key in keys.all() {
+                pipe.cmd("EXPIRE").arg(key).arg(seconds).ignore();
+            }
+            pipe.query::<()>(c)
+        })
+    }
+
+    /// Reads the next outcomes; those of tasks not yet seen go to `ready`.
+    fn read(&mut self, ready: &mut Vec<Outcome<T::Output>>) -> Result<(), ClusterError> {
+        let keys = &self.keys;
+        let cursor = self.cursor.clone();
+        let reply = self
+            .link
+            .run_blocking("reading outcomes", READ_BLOCK, |c| {
+                redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(READ_BATCH)
+                    .arg("BLOCK")
+                    .arg(READ_BLOCK.as_millis() as u64)
+                    .arg("STREAMS")
+                    .arg(&keys.outcomes)
+                    .arg(&cursor)
+                    .query::<Option<StreamReadReply>>(c)
+            })?;
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in stream.ids {
+                self.cursor = entry.id.clone();
+                match OutcomeEntry::parse(&entry.map) {
+                    Err(malformed) => self.garbage.push((entry.id, malformed.reason)),
+                    Ok(outcome) if outcome.seq >= self.submitted => self.garbage.push((
+                        entry.id,
+                        format!("task {} was never submitted", outcome.seq),
+                    )),
+                    Ok(outcome) if !self.seen.insert(outcome.seq) => self.duplicates += 1,
+                    Ok(outcome) => ready.push(Outcome {
+                        seq: outcome.seq,
+                        result: outcome
+                            .outcome
+                            .and_then(|bytes| procpool::decode_output::<T>(&bytes)),
+                        node: outcome.node,
+                        agent: outcome.agent,
+                        attempts: outcome.attempts,
+                    }),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The outcomes of a [`Run`]; see [`Run::outcomes`].
+pub struct Outcomes<'r, T: Task> {
+    run: &'r mut Run<T>,
+    ready: Vec<Outcome<T::Output>>,
+    failed: bool,
+}
+
+impl<T: Task> fmt::Debug for Outcomes<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outcomes").field("run", &self.run).finish()
+    }
+}
+
+impl<T: Task> Iterator for Outcomes<'_, T> {
+    type Item = Result<Outcome<T::Output>, ClusterError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if let Err(error) = self.run.flush() {
+            self.failed = true;
+            return Some(Err(error));
+        }
+        loop {
+            if let Some(outcome) = self.ready.pop() {
+                return Some(Ok(outcome));
+            }
+            if self.run.is_collected() {
+                if let Err(error) = self.run.finish() {
+                    self.failed = true;
+                    return Some(Err(error));
+                }
+                return None;
+            }
+            let mut ready = Vec::new();
+            if let Err(error) = self.run.read(&mut ready) {
+                self.failed = true;
+                return Some(Err(error));
+            }
+            ready.reverse();
+            self.ready = ready;
+        }
+    }
+}
