@@ -1,0 +1,433 @@
+//! The cluster mode end to end: a real `redis-server` per test, agents as real
+//! processes (this binary run as an agent), real faults.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use procpool::TaskError;
+use procpool_cluster::{Outcome, Run};
+use procpool_worker::{CrashOnce, Fault, Square};
+use support::agent::AgentProcess;
+use support::server::RedisServer;
+
+procpool::test_support!();
+
+#[test]
+fn agent_entry() {
+    support::agent::agent_entry();
+}
+
+const LEASE: Duration = Duration::from_millis(1000);
+
+/// Collects every outcome of `run`, checking each task has exactly one.
+fn collect<T: procpool::Task>(run: &mut Run<T>) -> HashMap<u64, Outcome<T::Output>> {
+    let mut outcomes = HashMap::new();
+    for outcome in run.outcomes() {
+        let outcome = outcome.expect("the server answers");
+        let seq = outcome.seq;
+        assert!(outcomes.insert(seq, outcome).is_none(), "task {seq} twice");
+    }
+    outcomes
+}
+
+/// Polls `cond` until it holds or `limit` passes; whether it held.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The pending deliveries of a run's tasks, by consumer.
+fn pending_by_consumer(url: &str, run: &str) -> HashMap<String, usize> {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(format!("pp:{{{run}}}:tasks"))
+        .arg("agents")
+        .arg("-")
+        .arg("+")
+        .arg(10_000)
+        .query(&mut con)
+        .unwrap();
+    let mut by = HashMap::new();
+    for p in reply.ids {
+        *by.entry(p.consumer).or_default() += 1;
+    }
+    by
+}
+
+#[test]
+fn every_task_gets_exactly_one_outcome_across_two_agents() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 2, LEASE);
+    let _b = AgentProcess::start(&url, "node-b", 2, LEASE);
+    let mut run = Run::<Square>::builder(&url, "squares").open().unwrap();
+    for n in 0..300 {
+        assert_eq!(run.submit(&Square(n)).unwrap(), n);
+    }
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes.len(), 300);
+    for (seq, outcome) in &outcomes {
+        assert_eq!(outcome.result, Ok(seq * seq));
+        assert_eq!(outcome.attempts, 1);
+        assert!(["node-a", "node-b"].contains(&outcome.node.as_str()));
+    }
+    assert_eq!(run.duplicates(), 0);
+    assert!(run.garbage().is_empty());
+}
+
+#[test]
+fn a_crash_is_released_at_once_and_poisoned_at_the_cap_while_the_rest_goes_on() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 2, Duration::from_secs(30));
+    let mut run = Run::<Fault>::builder(&url, "faults")
+        .max_deliveries(3)
+        .open()
+        .unwrap();
+    let started = Instant::now();
+    let segfault = run.submit(&Fault::Segfault).unwrap();
+    let fine: Vec<u64> = (0..20)
+        .map(|n| run.submit(&Fault::Ok(n)).unwrap())
+        .collect();
+    let outcomes = collect(&mut run);
+    // Released at once, not after the 30 s lease.
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    let crashed = &outcomes[&segfault];
+    assert_eq!(crashed.node, "node-a");
+    assert_eq!(crashed.attempts, 3);
+    match &crashed.result {
+        Err(TaskError::Poisoned {
+            attempts: 3,
+            last_error,
+        }) => assert_eq!(last_error.signal(), Some(11), "{last_error}"),
+        other => panic!("{other:?}"),
+    }
+    for (n, seq) in fine.iter().enumerate() {
+        assert_eq!(outcomes[seq].result, Ok(n as u64));
+    }
+    let dead = run.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].seq, Some(segfault));
+    assert!(dead[0].error.as_ref().is_some_and(TaskError::is_poisoned));
+}
+
+#[test]
+fn a_crash_that_another_delivery_cures_ends_in_the_output_with_its_count() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, Duration::from_secs(30));
+    let marker = server.dir().join("crashed-once");
+    let mut run = Run::<CrashOnce>::builder(&url, "cure").open().unwrap();
+    run.submit(&CrashOnce(marker)).unwrap();
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes[&0].result, Ok(1));
+    assert_eq!(outcomes[&0].attempts, 2);
+    assert!(run.dead_letters().unwrap().is_empty());
+}
+
+#[test]
+fn an_agent_fetches_only_for_the_room_it_has() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "room").open().unwrap();
+    for _ in 0..6 {
+        run.submit(&Fault::Sleep(300)).unwrap();
+    }
+    run.flush().unwrap();
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let held: usize = pending_by_consumer(&url, "room").values().sum();
+        most = most.max(held);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(most, 1, "one worker, 300 ms tasks: one task held at a time");
+    assert_eq!(collect(&mut run).len(), 6);
+}
+
+#[test]
+fn a_long_task_stays_with_its_living_agent_past_many_leases() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let lease = Duration::from_millis(300);
+    let _a = AgentProcess::start(&url, "node-a", 1, lease);
+    let _b = AgentProcess::start(&url, "node-b", 1, lease);
+    let mut run = Run::<Fault>::builder(&url, "long").open().unwrap();
+    // Ten leases long.
+    run.submit(&Fault::Sleep(3000)).unwrap();
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes[&0].result, Ok(3000));
+    assert_eq!(outcomes[&0].attempts, 1, "never handed to the second agent");
+    assert_eq!(run.duplicates(), 0);
+}
+
+#[test]
+fn a_killed_agent_s_task_is_taken_up_by_another_once_its_lease_runs_out() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "lost").open().unwrap();
+    run.submit(&Fault::Sleep(1500)).unwrap();
+    run.flush().unwrap();
+    assert!(eventually(Duration::from_secs(20), || {
+        pending_by_consumer(&url, "lost")
+            .keys()
+            .any(|c| c.starts_with("node-a/"))
+    }));
+    a.kill9();
+    let killed = Instant::now();
+    let _b = AgentProcess::start(&url, "node-b", 1, LEASE);
+    let outcomes = collect(&mut run);
+    let outcome = &outcomes[&0];
+    assert_eq!(outcome.result, Ok(1500));
+    assert_eq!(outcome.node, "node-b");
+    assert_eq!(outcome.attempts, 2);
+    assert!(killed.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_stopped_agent_s_task_is_taken_over_and_its_late_outcome_dropped() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "frozen").open().unwrap();
+    run.submit(&Fault::Sleep(1200)).unwrap();
+    run.flush().unwrap();
+    assert!(eventually(Duration::from_secs(20), || {
+        pending_by_consumer(&url, "frozen")
+            .keys()
+            .any(|c| c.starts_with("node-a/"))
+    }));
+    // Frozen past its lease: stops renewing, as a machine that hangs.
+    a.signal(Signal::SIGSTOP);
+    let _b = AgentProcess::start(&url, "node-b", 1, LEASE);
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes[&0].node, "node-b");
+    assert_eq!(outcomes[&0].attempts, 2);
+    a.signal(Signal::SIGCONT);
+    // The first agent wakes and writes its own outcome late: a duplicate, dropped by
+    // a submitter that reads the run again.
+    let mut again = Run::<Fault>::builder(&url, "frozen").attach().unwrap();
+    let _ = eventually(Duration::from_secs(10), || {
+        let mut con = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("XLEN")
+            .arg("pp:{frozen}:outcomes")
+            .query::<u64>(&mut con)
+            .unwrap()
+            >= 2
+    });
+    let reread = collect(&mut again);
+    assert_eq!(reread.len(), 1);
+}
+
+#[test]
+fn a_submitter_that_stops_re_attaches_and_collects_every_outcome_once() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 2, LEASE);
+    {
+        let mut run = Run::<Square>::builder(&url, "resume").open().unwrap();
+        for n in 0..40 {
+            run.submit(&Square(n)).unwrap();
+        }
+        let first: Vec<_> = run.outcomes().take(5).collect();
+        assert_eq!(first.len(), 5);
+        // Dropped here: the submitter stops.
+    }
+    let mut run = Run::<Square>::builder(&url, "resume").attach().unwrap();
+    assert_eq!(run.submitted(), 40);
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes.len(), 40);
+    for (seq, outcome) in &outcomes {
+        assert_eq!(outcome.result, Ok(seq * seq));
+    }
+    // Collected: the keys expire and agents stop serving the run.
+    let mut con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("pp:{resume}:outcomes")
+        .query(&mut con)
+        .unwrap();
+    assert!(ttl > 0, "ttl {ttl}");
+    let member: bool = redis::cmd("SISMEMBER")
+        .arg("pp:runs")
+        .arg("resume")
+        .query(&mut con)
+        .unwrap();
+    assert!(!member);
+    // Another type under the same run id is refused.
+    let error = Run::<Fault>::builder(&url, "resume").open().unwrap_err();
+    assert!(
+        error.to_string().contains("procpool_worker::Square"),
+        "{error}"
+    );
+    let error = Run::<Fault>::builder(&url, "nothing-here")
+        .attach()
+        .unwrap_err();
+    assert!(error.is_no_such_run(), "{error}");
+}
+
+#[test]
+fn garbage_in_the_streams_is_a_typed_error_for_that_entry_and_no_agent_is_lost() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Square>::builder(&url, "garbage").open().unwrap();
+    run.submit(&Square(3)).unwrap();
+    run.flush().unwrap();
+    let mut con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let tasks = "pp:{garbage}:tasks";
+    // No task number at all; a task number with nothing else; a bad version; bytes
+    // that are no task of that name.
+    let _: String = redis::cmd("XADD")
+        .arg(tasks)
+        .arg("*")
+        .arg("junk")
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(tasks)
+        .arg("*")
+        .arg("seq")
+        .arg(7)
+        .query(&mut con)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(tasks)
+        .arg("*")
+        .arg("seq")
+        .arg(8)
+        .arg("v")
+        .arg("99")
+        .query(&mut con)
+        .unwrap();
+    let square = procpool::EncodedTask::encode(&Square(1)).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(tasks)
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .arg("seq")
+        .arg(9)
+        .arg("name")
+        .arg(square.name())
+        .arg("types")
+        .arg(format!("{:016x}", square.types()))
+        .arg("input")
+        .arg(vec![0xffu8; 12])
+        .query(&mut con)
+        .unwrap();
+    // Garbage among the outcomes too.
+    let _: String = redis::cmd("XADD")
+        .arg("pp:{garbage}:outcomes")
+        .arg("*")
+        .arg("seq")
+        .arg("zzz")
+        .query(&mut con)
+        .unwrap();
+    // A real task after the garbage still runs: the agent lives on.
+    run.submit(&Square(4)).unwrap();
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes[&0].result, Ok(9));
+    assert_eq!(outcomes[&1].result, Ok(16));
+    assert_eq!(outcomes.len(), 2);
+    // The entries that are no tasks went to the dead letters, each with its reason.
+    let dead = run.dead_letters().unwrap();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+    assert!(reasons[0].contains("no field `seq`"), "{reasons:?}");
+    assert_eq!(dead[1].seq, Some(7));
+    assert!(reasons[1].contains("no field `v`"), "{reasons:?}");
+    assert_eq!(dead[2].seq, Some(8));
+    assert!(reasons[2].contains("version"), "{reasons:?}");
+    // Bytes that are no task of the name ran, and ended in a codec error from the
+    // worker: that entry's outcome (of a task this submitter never submitted).
+    let written: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("pp:{garbage}:outcomes")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let nine = written
+        .ids
+        .iter()
+        .find(|e| e.get::<String>("seq").as_deref() == Some("9"))
+        .expect("an outcome for the entry numbered 9");
+    let error: Vec<u8> = nine.get("err").expect("an error");
+    let error: TaskError = procpool::decode_value(&error).unwrap();
+    assert!(
+        matches!(
+            error,
+            TaskError::Codec {
+                side: procpool::Side::Worker,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        run.garbage().iter().any(|(_, why)| why.contains("`seq`")),
+        "{:?}",
+        run.garbage()
+    );
+}
+
+#[test]
+fn a_server_killed_and_restarted_from_its_append_only_file_loses_no_outcome() {
+    let mut server = RedisServer::builder().appendonly(true).start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 2, LEASE);
+    let _b = AgentProcess::start(&url, "node-b", 2, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "outage").open().unwrap();
+    for n in 0..80 {
+        run.submit(&Fault::Ok(n)).unwrap();
+        run.submit(&Fault::Sleep(40)).unwrap();
+    }
+    run.flush().unwrap();
+    let outcomes = std::thread::scope(|scope| {
+        let collector = scope.spawn(|| collect(&mut run));
+        std::thread::sleep(Duration::from_millis(400));
+        let mut con = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let written: u64 = redis::cmd("XLEN")
+            .arg("pp:{outage}:outcomes")
+            .query(&mut con)
+            .unwrap();
+        // The server dies with the run under way.
+        assert!(written < 160, "{written} outcomes before the kill");
+        server.kill9().unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        server.restart().unwrap();
+        collector.join().unwrap()
+    });
+    assert_eq!(outcomes.len(), 160);
+    for (seq, outcome) in &outcomes {
+        let expected = if seq % 2 == 0 { seq / 2 } else { 40 };
+        assert_eq!(outcome.result, Ok(expected), "task {seq}");
+    }
+}
