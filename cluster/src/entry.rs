@@ -19,8 +19,8 @@ pub(crate) struct TaskEntry {
     pub(crate) seq: u64,
     /// The task.
     pub(crate) task: EncodedTask,
-    /// Its own timeout, if the submitter gave one.
-    pub(crate) timeout: Option<Duration>,
+    /// Its own timeout, if the submitter set one: `Some(None)` for none at all.
+    pub(crate) timeout: Option<Option<Duration>>,
 }
 
 /// The outcome of one delivery of a task, as an agent wrote it.
@@ -60,9 +60,14 @@ impl TaskEntry {
             ("types", format!("{:016x}", self.task.types()).into_bytes()),
             ("input", self.task.input().to_vec()),
         ];
-        if let Some(timeout) = self.timeout {
-            let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-            fields.push(("timeout_ms", millis.to_string().into_bytes()));
+        match self.timeout {
+            Some(Some(timeout)) => {
+                // At least a millisecond: zero would be no limit one could run in.
+                let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                fields.push(("timeout_ms", millis.max(1).to_string().into_bytes()));
+            }
+            Some(None) => fields.push(("timeout_ms", b"none".to_vec())),
+            None => {}
         }
         fields
     }
@@ -83,10 +88,12 @@ impl TaskEntry {
             .ok_or_else(|| malformed(format!("field `types` is not 16 hex digits: {types:?}")))?;
         let input = bytes(map, "input").map_err(malformed)?.to_vec();
         let timeout = match map.contains_key("timeout_ms") {
-            true => Some(Duration::from_millis(
-                number(map, "timeout_ms").map_err(malformed)?,
-            )),
             false => None,
+            true if bytes(map, "timeout_ms").map_err(malformed)? == b"none" => Some(None),
+            true => match number(map, "timeout_ms").map_err(malformed)? {
+                0 => return Err(malformed("field `timeout_ms` is zero".to_owned())),
+                millis => Some(Some(Duration::from_millis(millis))),
+            },
         };
         Ok(TaskEntry {
             seq,
@@ -204,7 +211,7 @@ mod tests {
         TaskEntry {
             seq: 41,
             task: EncodedTask::new("app::Parse", 0xdead_beef_0000_0001, vec![0, 1, 255]),
-            timeout: Some(Duration::from_millis(2500)),
+            timeout: Some(Some(Duration::from_millis(2500))),
         }
     }
 
@@ -212,11 +219,10 @@ mod tests {
     fn a_task_entry_reads_back_as_written() {
         let entry = task();
         assert_eq!(TaskEntry::parse(&map(&entry.fields())), Ok(entry));
-        let untimed = TaskEntry {
-            timeout: None,
-            ..task()
-        };
-        assert_eq!(TaskEntry::parse(&map(&untimed.fields())), Ok(untimed));
+        for timeout in [None, Some(None)] {
+            let other = TaskEntry { timeout, ..task() };
+            assert_eq!(TaskEntry::parse(&map(&other.fields())), Ok(other));
+        }
     }
 
     #[test]

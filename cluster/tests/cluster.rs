@@ -431,3 +431,23 @@ fn a_server_killed_and_restarted_from_its_append_only_file_loses_no_outcome() {
         assert_eq!(outcome.result, Ok(expected), "task {seq}");
     }
 }
+
+#[test]
+fn a_timeout_set_at_submit_travels_with_the_task_and_is_final() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "timeouts").open().unwrap();
+    let limit = Duration::from_millis(400);
+    let options = procpool::TaskOptions::new().timeout(limit);
+    let hang = run.submit_with(&Fault::Hang, &options).unwrap();
+    let quick = run.submit_with(&Fault::Ok(1), &options).unwrap();
+    let outcomes = collect(&mut run);
+    match &outcomes[&hang].result {
+        Err(TaskError::TimedOut { after, .. }) => assert_eq!(*after, limit),
+        other => panic!("{other:?}"),
+    }
+    // A timeout is the task's own ending: not released, not run again.
+    assert_eq!(outcomes[&hang].attempts, 1);
+    assert_eq!(outcomes[&quick].result, Ok(1));
+}

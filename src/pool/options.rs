@@ -100,6 +100,16 @@ impl TaskOptions {
         self
     }
 
+    /// The timeout these options set, if they set one: `Some(Some(limit))`, or
+    /// `Some(None)` for [`no_timeout`](TaskOptions::no_timeout); `None` leaves it to the
+    /// task's own and the pool's. For a transport that carries the options along.
+    pub fn timeout_setting(&self) -> Option<Option<Duration>> {
+        match self.timeout {
+            Choice::Unset => None,
+            Choice::Own(own) => Some(own),
+        }
+    }
+
     /// These options over `under`, a task's own (see
     /// [`Task::options`](crate::Task::options)): each setting these leave unset is
     /// `under`'s.

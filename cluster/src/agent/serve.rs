@@ -452,10 +452,11 @@ impl Agent {
             let _ = writes.send(Write::Poisoned { delivery, error });
             return;
         }
-        let mut options = TaskOptions::new();
-        if let Some(timeout) = task.timeout {
-            options = options.timeout(timeout);
-        }
+        let options = match task.timeout {
+            None => TaskOptions::new(),
+            Some(None) => TaskOptions::new().no_timeout(),
+            Some(Some(limit)) => TaskOptions::new().timeout(limit),
+        };
         let writes = writes.clone();
         let to_run: EncodedTask = task.task;
         match self.pool.submit_encoded(to_run, &options) {

@@ -8,7 +8,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use procpool::{EncodedTask, Task};
+use procpool::{EncodedTask, Task, TaskOptions};
 use redis::streams::StreamReadReply;
 
 use super::outcome::{DeadLetter, Outcome};
@@ -209,12 +209,23 @@ impl<T: Task> Run<T> {
     /// The task could not be encoded (it holds shared memory, or its `Serialize`
     /// failed), or the server stayed unreachable while a batch was sent.
     pub fn submit(&mut self, task: &T) -> Result<u64, ClusterError> {
+        self.submit_with(task, &TaskOptions::new())
+    }
+
+    /// Like [`submit`](Run::submit), with the task's timeout from `options` (its
+    /// `timeout` or `no_timeout`) in place of the task's own and the agent pool's.
+    /// Retries do not apply here: a crash is a delivery, up to the run's
+    /// [`max_deliveries`](RunBuilder::max_deliveries).
+    ///
+    /// # Errors
+    /// As for [`submit`](Run::submit).
+    pub fn submit_with(&mut self, task: &T, options: &TaskOptions) -> Result<u64, ClusterError> {
         let task = EncodedTask::encode(task).map_err(ClusterError::Encode)?;
         let seq = self.submitted + self.unsent.len() as u64;
         self.unsent.push(TaskEntry {
             seq,
             task,
-            timeout: None,
+            timeout: options.timeout_setting(),
         });
         if self.unsent.len() >= SEND_BATCH {
             self.flush()?;
