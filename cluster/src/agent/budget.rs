@@ -11,14 +11,15 @@ pub(crate) const AHEAD: Duration = Duration::from_millis(2);
 pub(crate) const MAX_AHEAD_PER_WORKER: usize = 64;
 
 /// How many more tasks to fetch with `workers` workers, `held` tasks held (running,
-/// queued or being written back) and tasks lately taking `mean` each (`None` before
-/// the first outcome, when nothing is fetched ahead).
-pub(crate) fn free(workers: usize, held: usize, mean: Option<Duration>) -> usize {
-    let ahead = match mean {
+/// queued or being written back) and tasks lately finishing at `rate` per second
+/// (`None` before it is known, when nothing is fetched ahead): `AHEAD` of work at
+/// that rate, which is `AHEAD` over the task's time per worker.
+pub(crate) fn free(workers: usize, held: usize, rate: Option<f64>) -> usize {
+    let ahead = match rate {
         None => 0,
-        Some(mean) => {
-            let per_worker = AHEAD.as_secs_f64() / mean.as_secs_f64().max(1e-9);
-            workers.saturating_mul((per_worker as usize).min(MAX_AHEAD_PER_WORKER))
+        Some(rate) => {
+            let ahead = (rate.max(0.0) * AHEAD.as_secs_f64()) as usize;
+            ahead.min(workers.saturating_mul(MAX_AHEAD_PER_WORKER))
         }
     };
     (workers + ahead).saturating_sub(held)
@@ -38,15 +39,17 @@ mod tests {
 
     #[test]
     fn slow_tasks_are_never_fetched_ahead() {
-        assert_eq!(free(2, 2, Some(Duration::from_secs(3 * 3600))), 0);
-        assert_eq!(free(2, 0, Some(Duration::from_millis(50))), 2);
+        // Three-hour tasks on two workers, or 50 ms ones: under one task in 2 ms.
+        assert_eq!(free(2, 2, Some(2.0 / (3.0 * 3600.0))), 0);
+        assert_eq!(free(2, 0, Some(40.0)), 2);
     }
 
     #[test]
     fn quick_tasks_keep_a_short_pipeline() {
-        // 100 µs tasks: 2 ms ahead is 20 per worker.
-        assert_eq!(free(2, 0, Some(Duration::from_micros(100))), 2 + 40);
+        // 100 µs tasks on two workers finish 20,000 a second: 2 ms of them is 40.
+        assert_eq!(free(2, 0, Some(20_000.0)), 2 + 40);
+        assert_eq!(free(2, 30, Some(20_000.0)), 12);
         // However quick, at most 64 per worker.
-        assert_eq!(free(2, 0, Some(Duration::from_nanos(1))), 2 + 128);
+        assert_eq!(free(2, 0, Some(1e12)), 2 + 128);
     }
 }

@@ -16,8 +16,6 @@ pub(crate) struct Delivery {
     pub(crate) entry: String,
     pub(crate) seq: u64,
     pub(crate) deliveries: u32,
-    /// When it was fetched.
-    pub(crate) fetched: Instant,
 }
 
 /// The deliveries held, by run and entry id.
@@ -25,8 +23,38 @@ pub(crate) struct Delivery {
 pub(crate) struct Held {
     map: Mutex<HashMap<(String, String), Delivery>>,
     freed: Condvar,
-    /// A moving mean of the time from fetch to write-back, in seconds.
-    mean: Mutex<Option<f64>>,
+    /// How fast deliveries are written back.
+    rate: Mutex<Rate>,
+}
+
+/// Write-backs per second, measured over windows of at least `WINDOW`, smoothed.
+#[derive(Debug, Default)]
+struct Rate {
+    /// Since when the current window counts.
+    since: Option<Instant>,
+    count: u32,
+    per_second: Option<f64>,
+}
+
+/// The shortest window a rate is measured over.
+const WINDOW: Duration = Duration::from_millis(50);
+
+impl Rate {
+    fn count_one(&mut self, now: Instant) {
+        let Some(since) = self.since else {
+            // The first write-back opens the first window.
+            self.since = Some(now);
+            return;
+        };
+        self.count += 1;
+        let window = now.duration_since(since);
+        if window >= WINDOW {
+            let rate = f64::from(self.count) / window.as_secs_f64();
+            self.per_second = Some(self.per_second.map_or(rate, |r| r * 0.5 + rate * 0.5));
+            self.since = Some(now);
+            self.count = 0;
+        }
+    }
 }
 
 impl Held {
@@ -37,19 +65,23 @@ impl Held {
 
     /// Drops a delivery once it is written back, and wakes the loop waiting for room.
     pub(crate) fn remove(&self, run: &str, entry: &str) {
-        let removed = self.lock().remove(&(run.to_owned(), entry.to_owned()));
-        if let Some(delivery) = removed {
-            let took = delivery.fetched.elapsed().as_secs_f64();
-            let mut mean = self.mean.lock().unwrap_or_else(|e| e.into_inner());
-            *mean = Some(mean.map_or(took, |mean| mean * 0.9 + took * 0.1));
+        if self
+            .lock()
+            .remove(&(run.to_owned(), entry.to_owned()))
+            .is_some()
+        {
+            let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+            rate.count_one(Instant::now());
         }
         self.freed.notify_all();
     }
 
-    /// How long deliveries lately took from fetch to write-back.
-    pub(crate) fn mean(&self) -> Option<Duration> {
-        let mean = *self.mean.lock().unwrap_or_else(|e| e.into_inner());
-        mean.map(Duration::from_secs_f64)
+    /// How many deliveries a second were lately written back, once known.
+    pub(crate) fn rate(&self) -> Option<f64> {
+        self.rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .per_second
     }
 
     pub(crate) fn len(&self) -> usize {

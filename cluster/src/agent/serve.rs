@@ -41,6 +41,7 @@ pub struct AgentBuilder {
     node: Option<String>,
     lease: Duration,
     patience: Duration,
+    root_cert: Option<Vec<u8>>,
     pool: PoolBuilder,
 }
 
@@ -66,6 +67,14 @@ impl AgentBuilder {
         self
     }
 
+    /// For a `rediss://` server: trust this root certificate (PEM) rather than the
+    /// system's roots.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_cert = Some(pem.into());
+        self
+    }
+
     /// The local pool the tasks run in (its size, launch mode, memory limit…). Its
     /// retries are set to 0: a crash goes back to the server, where any agent may take
     /// the task up again.
@@ -79,7 +88,7 @@ impl AgentBuilder {
     /// # Errors
     /// The server out of reach for the whole patience, or the pool not built.
     pub fn build(self) -> Result<Agent, ClusterError> {
-        let link = Link::open(&self.url, self.patience)?;
+        let link = Link::open(&self.url, self.patience, self.root_cert.as_deref())?;
         let pool = self.pool.retries(0).build()?;
         let node = self.node.unwrap_or_else(host_name);
         let name = consumer_name(&node);
@@ -133,6 +142,7 @@ impl Agent {
             node: None,
             lease: DEFAULT_LEASE,
             patience: DEFAULT_PATIENCE,
+            root_cert: None,
             pool: Pool::builder(),
         }
     }
@@ -197,7 +207,7 @@ impl Agent {
                 self.renew(held)?;
                 next_renew = now + renew_every;
             }
-            let mut free = budget::free(workers, held.len(), held.mean());
+            let mut free = budget::free(workers, held.len(), held.rate());
             let mut taken = 0;
             if free > 0 && now >= next_reclaim {
                 taken += self.reclaim(free, held, writes)?;
@@ -211,7 +221,7 @@ impl Agent {
                 continue;
             }
             let wait = next_renew.saturating_duration_since(Instant::now());
-            if budget::free(workers, held.len(), held.mean()) > 0 {
+            if budget::free(workers, held.len(), held.rate()) > 0 {
                 if self.wait_for_bell(wait.min(IDLE_BLOCK))? {
                     // A release rings too: look for it now.
                     next_reclaim = Instant::now();
@@ -433,7 +443,6 @@ impl Agent {
             entry: entry.id.clone(),
             seq: seq.unwrap_or(u64::MAX),
             deliveries,
-            fetched: Instant::now(),
         };
         held.insert(delivery.clone());
         let task = match parsed {

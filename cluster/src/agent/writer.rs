@@ -1,7 +1,7 @@
 //! The agent's writer: a thread of its own, with its own connection, that writes each
-//! delivery's outcome back in one `MULTI` (the outcome and the acknowledgement, or the
-//! release with its reason, or the poisoning with its dead letter), then frees the
-//! delivery's place so the fetching loop may take another task.
+//! delivery's outcome back (the outcome and the acknowledgement, or the release with
+//! its reason, or the poisoning with its dead letter) in one `MULTI` with whatever else
+//! is waiting, then frees the deliveries' places so the fetching loop may take more.
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -12,7 +12,6 @@ use redis::{Connection, RedisResult};
 use super::held::{Delivery, Held};
 use super::verdict::{self, Verdict};
 use crate::entry::{self, push_fields, Fields, OutcomeEntry};
-use crate::error::ClusterError;
 use crate::keys::{ring, Keys, GROUP};
 use crate::link::Link;
 
@@ -50,61 +49,82 @@ pub(crate) struct Writer {
     pub(crate) node: String,
 }
 
+/// Most writes sent in one round trip.
+const BATCH: usize = 256;
+
 impl Writer {
-    /// Writes until every sender is gone. A write that fails for good (the server out
-    /// of reach past the link's patience) leaves the delivery pending on the server,
-    /// where its lease runs out and another agent takes it: nothing is lost.
+    /// Writes until every sender is gone: whatever is waiting goes in one `MULTI`, so
+    /// quick tasks cost one round trip per batch, not per task. A write that fails for
+    /// good (the server out of reach past the link's patience) leaves its deliveries
+    /// pending on the server, where their leases run out and another agent takes them:
+    /// nothing is lost.
     pub(crate) fn run(self, mut link: Link, writes: Receiver<Write>, held: Arc<Held>) {
-        for write in writes {
-            let (run, entry) = match &write {
-                Write::Outcome { delivery, .. } | Write::Poisoned { delivery, .. } => {
-                    (delivery.keys.run.clone(), delivery.entry.clone())
+        while let Ok(first) = writes.recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match writes.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
                 }
-                Write::Malformed { keys, entry, .. } => (keys.run.clone(), entry.clone()),
-            };
-            if let Err(error) = self.write(&mut link, write) {
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            let mut done = Vec::with_capacity(batch.len());
+            for write in batch {
+                done.push(match &write {
+                    Write::Outcome { delivery, .. } | Write::Poisoned { delivery, .. } => {
+                        (delivery.keys.run.clone(), delivery.entry.clone())
+                    }
+                    Write::Malformed { keys, entry, .. } => (keys.run.clone(), entry.clone()),
+                });
+                self.add(&mut pipe, write);
+            }
+            if let Err(error) = link.run("writing outcomes", |c| pipe.query::<()>(c)) {
                 eprintln!("procpool-cluster agent {}: {error}", self.agent);
             }
-            held.remove(&run, &entry);
+            for (run, entry) in done {
+                held.remove(&run, &entry);
+            }
         }
     }
 
-    fn write(&self, link: &mut Link, write: Write) -> Result<(), ClusterError> {
+    /// Adds the commands of `write` to `pipe`.
+    fn add(&self, pipe: &mut redis::Pipeline, write: Write) {
         match write {
             Write::Outcome {
                 delivery,
                 outcome,
                 cap,
             } => match verdict::on_outcome(outcome, delivery.deliveries, cap) {
-                Verdict::Final(outcome) => self.finish(link, &delivery, outcome, None),
-                Verdict::Release(error) => self.release(link, &delivery, &error),
+                Verdict::Final(outcome) => self.finish(pipe, &delivery, outcome, None),
+                Verdict::Release(error) => self.release(pipe, &delivery, &error),
                 Verdict::Poison(error) => {
                     let reason = error.to_string();
-                    self.finish(link, &delivery, Err(error), Some(reason))
+                    self.finish(pipe, &delivery, Err(error), Some(reason))
                 }
             },
             Write::Poisoned { delivery, error } => {
                 let reason = error.to_string();
-                self.finish(link, &delivery, Err(error), Some(reason))
+                self.finish(pipe, &delivery, Err(error), Some(reason))
             }
             Write::Malformed {
                 keys,
                 entry,
                 seq,
                 reason,
-            } => self.malformed(link, &keys, &entry, seq, &reason),
+            } => self.malformed(pipe, &keys, &entry, seq, &reason),
         }
     }
 
-    /// Writes the delivery's outcome and acknowledges it, in one `MULTI`; with a dead
-    /// letter too when `dead` gives its reason.
+    /// The delivery's outcome and its acknowledgement; with a dead letter too when
+    /// `dead` gives its reason.
     fn finish(
         &self,
-        link: &mut Link,
+        pipe: &mut redis::Pipeline,
         delivery: &Delivery,
         outcome: Result<Vec<u8>, TaskError>,
         dead: Option<String>,
-    ) -> Result<(), ClusterError> {
+    ) {
         let outcome = OutcomeEntry {
             seq: delivery.seq,
             agent: self.agent.clone(),
@@ -113,114 +133,75 @@ impl Writer {
             outcome,
         };
         let keys = &delivery.keys;
-        let mut dead_fields = None;
+        add_entry(pipe, &keys.outcomes, &outcome.fields());
         if let Some(reason) = dead {
-            dead_fields = Some(self.dead_letter(
-                &delivery.entry,
-                Some(delivery.seq),
-                &reason,
-                outcome.outcome.as_ref().err(),
-            ));
+            let error = outcome.outcome.as_ref().err();
+            let dead = self.dead_letter(&delivery.entry, Some(delivery.seq), &reason, error);
+            add_entry(pipe, &keys.dead, &dead);
         }
-        let fields = outcome.fields();
-        link.run("writing an outcome", |c| {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            pipe.cmd("XADD").arg(&keys.outcomes).arg("*");
-            push_fields(&mut pipe, &fields);
-            pipe.ignore();
-            if let Some(dead) = &dead_fields {
-                pipe.cmd("XADD").arg(&keys.dead).arg("*");
-                push_fields(&mut pipe, dead);
-                pipe.ignore();
-            }
-            pipe.cmd("XACK")
-                .arg(&keys.tasks)
-                .arg(GROUP)
-                .arg(&delivery.entry)
-                .ignore();
-            pipe.query::<()>(c)
-        })
+        pipe.cmd("XACK")
+            .arg(&keys.tasks)
+            .arg(GROUP)
+            .arg(&delivery.entry)
+            .ignore();
     }
 
-    /// Releases the delivery for any agent at once, keeping `error` as the reason, in
-    /// one `MULTI`, and rings the bell for idle agents.
-    fn release(
-        &self,
-        link: &mut Link,
-        delivery: &Delivery,
-        error: &TaskError,
-    ) -> Result<(), ClusterError> {
+    /// The release of the delivery for any agent at once, with `error` kept as the
+    /// reason, and a ring of the bell for idle agents.
+    fn release(&self, pipe: &mut redis::Pipeline, delivery: &Delivery, error: &TaskError) {
         let keys = &delivery.keys;
         let record = procpool::encode_value(&(delivery.deliveries, error)).unwrap_or_default();
-        link.run("releasing a task", |c| {
-            redis::pipe()
-                .atomic()
-                .cmd("HSET")
-                .arg(&keys.errors)
-                .arg(delivery.seq)
-                .arg(&record)
-                .ignore()
-                .cmd("XCLAIM")
-                .arg(&keys.tasks)
-                .arg(GROUP)
-                .arg(&self.agent)
-                .arg(0)
-                .arg(&delivery.entry)
-                .arg("IDLE")
-                .arg(RELEASED_IDLE_MS)
-                .arg("JUSTID")
-                .ignore()
-                .add_command(ring(&keys.run))
-                .ignore()
-                .query::<()>(c)
-        })
+        pipe.cmd("HSET")
+            .arg(&keys.errors)
+            .arg(delivery.seq)
+            .arg(record)
+            .ignore()
+            .cmd("XCLAIM")
+            .arg(&keys.tasks)
+            .arg(GROUP)
+            .arg(&self.agent)
+            .arg(0)
+            .arg(&delivery.entry)
+            .arg("IDLE")
+            .arg(RELEASED_IDLE_MS)
+            .arg("JUSTID")
+            .ignore()
+            .add_command(ring(&keys.run))
+            .ignore();
     }
 
-    /// Puts an entry that is not a task on the dead letters and acknowledges it; if it
-    /// named a task number, that task's outcome is the error.
+    /// An entry that is not a task: to the dead letters, acknowledged; if it named a
+    /// task number, that task's outcome is the error.
     fn malformed(
         &self,
-        link: &mut Link,
+        pipe: &mut redis::Pipeline,
         keys: &Keys,
         entry: &str,
         seq: Option<u64>,
         reason: &str,
-    ) -> Result<(), ClusterError> {
+    ) {
         let error = TaskError::Codec {
             side: Side::Parent,
             direction: Direction::ToWorker,
             message: format!("malformed task entry {entry}: {reason}"),
         };
-        let outcome = seq.map(|seq| {
-            OutcomeEntry {
+        if let Some(seq) = seq {
+            let outcome = OutcomeEntry {
                 seq,
                 agent: self.agent.clone(),
                 node: self.node.clone(),
                 attempts: 1,
                 outcome: Err(error.clone()),
-            }
-            .fields()
-        });
+            };
+            add_entry(pipe, &keys.outcomes, &outcome.fields());
+        }
         let dead = self.dead_letter(entry, seq, reason, Some(&error));
-        link.run("setting aside a malformed entry", |c| {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            if let Some(outcome) = &outcome {
-                pipe.cmd("XADD").arg(&keys.outcomes).arg("*");
-                push_fields(&mut pipe, outcome);
-                pipe.ignore();
-            }
-            pipe.cmd("XADD").arg(&keys.dead).arg("*");
-            push_fields(&mut pipe, &dead);
-            pipe.ignore();
-            pipe.cmd("XACK")
-                .arg(&keys.tasks)
-                .arg(GROUP)
-                .arg(entry)
-                .ignore();
-            pipe.query::<()>(c)
-        })
+        add_entry(pipe, &keys.dead, &dead);
+        pipe.cmd("XACK")
+            .arg(&keys.tasks)
+            .arg(GROUP)
+            .arg(entry)
+            .ignore();
     }
 
     fn dead_letter(
@@ -245,6 +226,13 @@ impl Writer {
         }
         fields
     }
+}
+
+/// Adds an entry of `fields` to the stream `key`.
+fn add_entry(pipe: &mut redis::Pipeline, key: &str, fields: &Fields) {
+    pipe.cmd("XADD").arg(key).arg("*");
+    push_fields(pipe, fields);
+    pipe.ignore();
 }
 
 /// The last breakdown recorded for task `seq` of a run, with the delivery it ended.
