@@ -40,13 +40,20 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// A link to the server at `url` (`redis://`, `rediss://`, `redis+unix://`; a
-    /// password in the URL), connected at once.
+    /// A link to the server at `url` (`redis://`, `rediss://` with the feature `tls`,
+    /// `redis+unix://`; a password in the URL), connected at once. With `root_cert`
+    /// (PEM), a `rediss://` server's certificate must chain to it rather than to the
+    /// system's roots.
     ///
     /// # Errors
-    /// A URL the client cannot read, or a server out of reach for all of `patience`.
-    pub(crate) fn open(url: &str, patience: Duration) -> Result<Link, ClusterError> {
-        let client = Client::open(url).map_err(|source| ClusterError::Redis {
+    /// A URL the client cannot read (`rediss://` without the feature `tls`), or a server
+    /// out of reach for all of `patience`.
+    pub(crate) fn open(
+        url: &str,
+        patience: Duration,
+        root_cert: Option<&[u8]>,
+    ) -> Result<Link, ClusterError> {
+        let client = client(url, root_cert).map_err(|source| ClusterError::Redis {
             during: "reading the server's URL",
             source,
         })?;
@@ -141,15 +148,51 @@ impl Link {
     }
 }
 
+/// The client for `url`, trusting `root_cert` for TLS if given.
+#[cfg(feature = "tls")]
+fn client(url: &str, root_cert: Option<&[u8]>) -> RedisResult<Client> {
+    match root_cert {
+        None => Client::open(url),
+        Some(root_cert) => Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert.to_vec()),
+            },
+        ),
+    }
+}
+
+/// The client for `url`; without the feature `tls` there is no root certificate to
+/// trust, and a `rediss://` URL is refused by the client.
+#[cfg(not(feature = "tls"))]
+fn client(url: &str, _root_cert: Option<&[u8]>) -> RedisResult<Client> {
+    Client::open(url)
+}
+
 /// Whether `error` says the server is out of reach for now (worth reconnecting and
 /// trying again), rather than that it refused the command.
 pub(crate) fn is_outage(error: &RedisError) -> bool {
+    if is_refused_peer(error) {
+        return false;
+    }
     error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()
         || matches!(error.code(), Some("LOADING" | "TRYAGAIN" | "MASTERDOWN"))
         || error.kind() == ErrorKind::Io
+}
+
+/// Whether the connection failed on what the peer sent rather than on reaching it: a
+/// certificate not trusted, a TLS handshake refused. Waiting does not mend that.
+fn is_refused_peer(error: &RedisError) -> bool {
+    // The client keeps the I/O error behind an `Arc`, which is what `source` gives.
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let io = std::error::Error::source(error)
+        .and_then(|cause| cause.downcast_ref::<Shared>())
+        .and_then(|shared| shared.downcast_ref::<std::io::Error>());
+    io.is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
 }
 
 /// The wait before try `tries + 1` after an outage: doubling from `FIRST_BACKOFF` up to

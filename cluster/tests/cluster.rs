@@ -451,3 +451,78 @@ fn a_timeout_set_at_submit_travels_with_the_task_and_is_final() {
     assert_eq!(outcomes[&hang].attempts, 1);
     assert_eq!(outcomes[&quick].result, Ok(1));
 }
+
+#[test]
+fn a_password_protected_server_serves_with_the_password_and_refuses_without() {
+    let server = RedisServer::builder()
+        .password("s3cret pass")
+        .port(true)
+        .start()
+        .unwrap();
+    let url = server.url();
+    assert!(url.starts_with("redis://"), "{url}");
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Square>::builder(&url, "locked").open().unwrap();
+    run.submit(&Square(5)).unwrap();
+    assert_eq!(collect(&mut run)[&0].result, Ok(25));
+    // Without the password: refused at once, a typed error, not a hang or a retry.
+    let bare = url.replacen(":s3cret%20pass@", "", 1);
+    assert!(!bare.contains("s3cret"), "{bare}");
+    assert_ne!(bare, url);
+    let started = Instant::now();
+    let error = Run::<Square>::builder(&bare, "locked").open().unwrap_err();
+    assert!(!error.is_unreachable(), "{error}");
+    assert!(
+        std::error::Error::source(&error)
+            .is_some_and(|source| source.to_string().contains("NOAUTH")),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let error = procpool_cluster::Agent::builder(bare.as_str())
+        .build()
+        .unwrap_err();
+    assert!(!error.is_unreachable(), "{error}");
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn a_tls_server_serves_runs_when_its_root_is_trusted_and_refuses_otherwise() {
+    let server = RedisServer::builder().tls(true).start().unwrap();
+    let url = server.url();
+    assert!(url.starts_with("rediss://127.0.0.1:"), "{url}");
+    let ca = server.ca_cert().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let agent = procpool_cluster::Agent::builder(url.as_str())
+            .node("tls-node")
+            .tls_root_cert(ca.clone())
+            .pool(procpool::Pool::builder().workers(1))
+            .build()
+            .unwrap();
+        let serving = scope.spawn(|| agent.serve_until(&stop));
+        let mut run = Run::<Square>::builder(&url, "tls")
+            .tls_root_cert(ca.clone())
+            .open()
+            .unwrap();
+        run.submit(&Square(6)).unwrap();
+        let outcomes = collect(&mut run);
+        assert_eq!(outcomes[&0].result, Ok(36));
+        assert_eq!(outcomes[&0].node, "tls-node");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        serving.join().unwrap().unwrap();
+    });
+    // Not trusting the test CA (only the system's roots): refused at once, not
+    // retried for the patience as an outage would be.
+    let started = Instant::now();
+    let error = Run::<Square>::builder(&url, "tls")
+        .patience(Duration::from_secs(20))
+        .open()
+        .unwrap_err();
+    assert!(!error.is_unreachable(), "{error:?}");
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(
+        source.as_deref().is_some_and(|s| s.contains("certificate")),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -35,6 +35,7 @@ pub struct RunBuilder<T> {
     max_deliveries: u32,
     patience: Duration,
     expire_after: Duration,
+    root_cert: Option<Vec<u8>>,
     task: PhantomData<fn() -> T>,
 }
 
@@ -60,6 +61,14 @@ impl<T: Task> RunBuilder<T> {
         self
     }
 
+    /// For a `rediss://` server: trust this root certificate (PEM) rather than the
+    /// system's roots.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_cert = Some(pem.into());
+        self
+    }
+
     /// Creates the run, or re-attaches to it if it exists: tasks already submitted
     /// keep their numbers, and new ones are numbered after them.
     ///
@@ -82,7 +91,7 @@ impl<T: Task> RunBuilder<T> {
         if !keys::is_valid_run_id(&self.id) {
             return Err(ClusterError::InvalidRunId(self.id));
         }
-        let mut link = Link::open(&self.url, self.patience)?;
+        let mut link = Link::open(&self.url, self.patience, self.root_cert.as_deref())?;
         let keys = Keys::of(&self.id);
         let meta: HashMap<String, String> = link.run("reading the run", |c| {
             redis::cmd("HGETALL").arg(&keys.meta).query(c)
@@ -187,6 +196,7 @@ impl<T: Task> Run<T> {
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             patience: DEFAULT_PATIENCE,
             expire_after: DEFAULT_EXPIRY,
+            root_cert: None,
             task: PhantomData,
         }
     }

@@ -44,6 +44,9 @@ pub(crate) struct RedisServerBuilder {
     password: Option<String>,
     /// Also listen on a random TCP port of 127.0.0.1, and hand out a `redis://` URL.
     port: bool,
+    /// Listen with TLS on that port instead (a CA and a server certificate for
+    /// 127.0.0.1 made with `openssl` in the directory), and hand out `rediss://`.
+    tls: bool,
 }
 
 impl RedisServerBuilder {
@@ -64,6 +67,16 @@ impl RedisServerBuilder {
     /// `redis://127.0.0.1:PORT` instead of the unix socket.
     pub(crate) fn port(mut self, on: bool) -> Self {
         self.port = on;
+        self
+    }
+
+    /// Listens with TLS only on a free TCP port of 127.0.0.1 (the unix socket stays
+    /// plain), with certificates made for the test by `openssl`;
+    /// [`RedisServer::url`] gives `rediss://127.0.0.1:PORT` and
+    /// [`RedisServer::ca_cert`] the root to trust.
+    pub(crate) fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self.port = self.port || on;
         self
     }
 
@@ -92,6 +105,9 @@ impl RedisServerBuilder {
         }
         if server.options.port {
             server.port = Some(free_port()?);
+        }
+        if server.options.tls {
+            make_certificates(&server.dir)?;
         }
         server.spawn()?;
         Ok(server)
@@ -135,8 +151,13 @@ impl RedisServer {
     pub(crate) fn url(&self) -> String {
         let password = self.options.password.as_deref().map(percent_encode);
         match (self.port, password) {
-            (Some(port), Some(password)) => format!("redis://:{password}@127.0.0.1:{port}"),
-            (Some(port), None) => format!("redis://127.0.0.1:{port}"),
+            (Some(port), password) => {
+                let scheme = if self.options.tls { "rediss" } else { "redis" };
+                match password {
+                    Some(password) => format!("{scheme}://:{password}@127.0.0.1:{port}"),
+                    None => format!("{scheme}://127.0.0.1:{port}"),
+                }
+            }
             (None, password) => {
                 // The path is made by us but may come from TMPDIR: encode all but '/'.
                 let path: String = self
@@ -152,6 +173,14 @@ impl RedisServer {
                 }
             }
         }
+    }
+
+    /// The test CA's certificate (PEM) that a TLS server's certificate chains to.
+    ///
+    /// # Errors
+    /// When the server was not started with TLS.
+    pub(crate) fn ca_cert(&self) -> anyhow::Result<Vec<u8>> {
+        fs::read(self.dir.join("ca.crt")).context("reading the test CA (was TLS asked for?)")
     }
 
     /// The pid of the running server, `None` once stopped or killed.
@@ -239,9 +268,24 @@ impl RedisServer {
             .open(self.log())
             .with_context(|| format!("opening {}", self.log().display()))?;
         let mut command = Command::new("redis-server");
+        let (plain, tls) = match (self.port, self.options.tls) {
+            (Some(port), true) => (0, Some(port)),
+            (port, _) => (port.unwrap_or(0), None),
+        };
+        command.arg("--port").arg(plain.to_string());
+        if let Some(port) = tls {
+            command
+                .arg("--tls-port")
+                .arg(port.to_string())
+                .arg("--tls-cert-file")
+                .arg(self.dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(self.dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(self.dir.join("ca.crt"))
+                .args(["--tls-auth-clients", "no"]);
+        }
         command
-            .arg("--port")
-            .arg(self.port.unwrap_or(0).to_string())
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--protected-mode")
@@ -411,4 +455,90 @@ fn percent_encode(text: &str) -> String {
         }
     }
     encoded
+}
+
+/// Makes a test CA and a certificate for 127.0.0.1 signed by it, in `dir`, with the
+/// `openssl` command (P-256 keys: quick to make).
+fn make_certificates(dir: &Path) -> anyhow::Result<()> {
+    let ext = dir.join("server.ext");
+    fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+         extendedKeyUsage=serverAuth\n",
+    )?;
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=procpool test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|error| match error.kind() {
+                ErrorKind::NotFound => anyhow!(
+                    "openssl is not on PATH: the TLS test makes its certificates with it; \
+                     install it (`apt-get install openssl`)"
+                ),
+                _ => anyhow!(error).context("running openssl"),
+            })?;
+        if !output.status.success() {
+            bail!(
+                "openssl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    Ok(())
 }
