@@ -526,3 +526,104 @@ fn a_tls_server_serves_runs_when_its_root_is_trusted_and_refuses_otherwise() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// The body of `submitter_entry`: submits `PP_SUBMIT_COUNT` sleeps of 20 ms to the run
+/// `PP_SUBMIT_RUN` and collects their outcomes, until the test kills it.
+fn submit_and_collect(url: &str) {
+    let run_id = std::env::var("PP_SUBMIT_RUN").unwrap();
+    let count: u64 = std::env::var("PP_SUBMIT_COUNT").unwrap().parse().unwrap();
+    let mut run = Run::<Fault>::builder(url, run_id).open().unwrap();
+    for _ in 0..count {
+        run.submit(&Fault::Sleep(20)).unwrap();
+    }
+    for outcome in run.outcomes() {
+        outcome.unwrap();
+    }
+}
+
+#[test]
+fn submitter_entry() {
+    if let Ok(url) = std::env::var("PP_SUBMIT_URL") {
+        submit_and_collect(&url);
+    }
+}
+
+#[test]
+fn a_killed_submitter_s_run_is_re_attached_and_every_outcome_collected_once() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 2, LEASE);
+    let mut submitter = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "submitter_entry", "--nocapture"])
+        .env("PP_SUBMIT_URL", &url)
+        .env("PP_SUBMIT_RUN", "orphan")
+        .env("PP_SUBMIT_COUNT", "100")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut outcomes_written = || {
+        redis::cmd("XLEN")
+            .arg("pp:{orphan}:outcomes")
+            .query::<u64>(&mut con)
+            .unwrap()
+    };
+    assert!(eventually(Duration::from_secs(30), || outcomes_written() >= 10));
+    submitter.kill().unwrap();
+    submitter.wait().unwrap();
+    assert!(
+        outcomes_written() < 100,
+        "killed while its run was under way"
+    );
+    let mut run = Run::<Fault>::builder(&url, "orphan").attach().unwrap();
+    assert_eq!(run.submitted(), 100);
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes.len(), 100);
+    assert!(outcomes.values().all(|o| o.result == Ok(20)));
+    assert_eq!(run.duplicates(), 0);
+}
+
+#[test]
+fn a_task_whose_agents_keep_dying_is_poisoned_with_the_lost_agent_named() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "doomed")
+        .max_deliveries(1)
+        .open()
+        .unwrap();
+    run.submit(&Fault::Sleep(60_000)).unwrap();
+    run.flush().unwrap();
+    let mut owner = String::new();
+    assert!(eventually(Duration::from_secs(20), || {
+        let pending = pending_by_consumer(&url, "doomed");
+        owner = pending.keys().next().cloned().unwrap_or_default();
+        owner.starts_with("node-a/")
+    }));
+    a.kill9();
+    let _b = AgentProcess::start(&url, "node-b", 1, LEASE);
+    let outcomes = collect(&mut run);
+    let outcome = &outcomes[&0];
+    assert_eq!(
+        outcome.node, "node-b",
+        "written by the agent that gave it up"
+    );
+    assert_eq!(outcome.attempts, 1);
+    assert_eq!(
+        outcome.result,
+        Err(TaskError::Poisoned {
+            attempts: 1,
+            last_error: Box::new(TaskError::AgentLost { agent: owner }),
+        })
+    );
+    let dead = run.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.contains("stopped renewing"),
+        "{}",
+        dead[0].reason
+    );
+}

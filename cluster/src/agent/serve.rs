@@ -458,6 +458,11 @@ impl Agent {
             }
         };
         if let Some(error) = poisoned {
+            // This delivery runs nothing: the outcome counts the ones that ran.
+            let delivery = Delivery {
+                deliveries: deliveries - 1,
+                ..delivery
+            };
             let _ = writes.send(Write::Poisoned { delivery, error });
             return;
         }
