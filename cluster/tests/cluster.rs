@@ -627,3 +627,44 @@ fn a_task_whose_agents_keep_dying_is_poisoned_with_the_lost_agent_named() {
         dead[0].reason
     );
 }
+
+#[test]
+fn the_consumers_of_agents_gone_for_good_are_forgotten() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let lease = Duration::from_millis(150);
+    let mut con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut consumers = || -> Vec<String> {
+        let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg("pp:{forget}:tasks")
+            .arg("agents")
+            .query(&mut con)
+            .unwrap();
+        reply.consumers.into_iter().map(|c| c.name).collect()
+    };
+    let mut a = AgentProcess::start(&url, "node-a", 1, lease);
+    let mut run = Run::<Square>::builder(&url, "forget").open().unwrap();
+    run.submit(&Square(2)).unwrap();
+    run.flush().unwrap();
+    assert!(eventually(Duration::from_secs(20), || consumers()
+        .iter()
+        .any(|c| c.starts_with("node-a/"))));
+    a.kill9();
+    let _b = AgentProcess::start(&url, "node-b", 1, lease);
+    // A consumer is made by the first read that gets an entry.
+    run.submit(&Square(3)).unwrap();
+    run.flush().unwrap();
+    // Twenty leases of silence (3 s), then the next look: node-a's consumer is gone,
+    // node-b's stays.
+    assert!(eventually(Duration::from_secs(30), || {
+        let names = consumers();
+        !names.iter().any(|c| c.starts_with("node-a/"))
+            && names.iter().any(|c| c.starts_with("node-b/"))
+    }));
+    let outcomes = collect(&mut run);
+    assert_eq!((&outcomes[&0].result, &outcomes[&1].result), (&Ok(4), &Ok(9)));
+}

@@ -4,6 +4,7 @@
 //! (`writer`).
 
 pub(crate) mod budget;
+pub(crate) mod forget;
 pub(crate) mod held;
 pub(crate) mod serve;
 pub(crate) mod verdict;

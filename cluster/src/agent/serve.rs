@@ -15,6 +15,7 @@ use redis::streams::{StreamId, StreamPendingId, StreamReadReply};
 use redis::{RedisResult, Value};
 
 use super::budget;
+use super::forget;
 use super::held::{Delivery, Held};
 use super::verdict;
 use super::writer::{self, Write, Writer};
@@ -196,6 +197,7 @@ impl Agent {
         let mut next_runs = Instant::now();
         let mut next_renew = Instant::now() + renew_every;
         let mut next_reclaim = Instant::now();
+        let mut next_forget = Instant::now() + forget::silence(self.lease) / 2;
         self.last_bell = self.link.run("reading the bell", last_bell)?;
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -206,6 +208,10 @@ impl Agent {
             if now >= next_renew {
                 self.renew(held)?;
                 next_renew = now + renew_every;
+            }
+            if now >= next_forget {
+                self.forget_gone_agents()?;
+                next_forget = now + forget::silence(self.lease) / 2;
             }
             let mut free = budget::free(workers, held.len(), held.rate());
             let mut taken = 0;
@@ -297,6 +303,41 @@ impl Agent {
                     .arg("JUSTID")
                     .query::<Value>(c)
             })?;
+        }
+        Ok(())
+    }
+
+    /// Drops from each run's group the consumers of agents long gone (see `forget`).
+    fn forget_gone_agents(&mut self) -> Result<(), ClusterError> {
+        for (keys, _) in self.served() {
+            let consumers = self.link.run("listing a run's agents", |c| {
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(&keys.tasks)
+                    .arg(GROUP)
+                    .query::<redis::streams::StreamInfoConsumersReply>(c)
+            });
+            let consumers = match consumers {
+                Ok(reply) => reply.consumers,
+                Err(error) if is_missing(&error) => continue,
+                Err(error) => return Err(error),
+            };
+            for consumer in consumers {
+                let idle = Duration::from_millis(consumer.idle as u64);
+                if consumer.name == self.name
+                    || !forget::is_forgotten(consumer.pending, idle, self.lease)
+                {
+                    continue;
+                }
+                self.link.run("forgetting a gone agent", |c| {
+                    redis::cmd("XGROUP")
+                        .arg("DELCONSUMER")
+                        .arg(&keys.tasks)
+                        .arg(GROUP)
+                        .arg(&consumer.name)
+                        .query::<i64>(c)
+                })?;
+            }
         }
         Ok(())
     }

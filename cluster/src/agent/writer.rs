@@ -139,11 +139,7 @@ impl Writer {
             let dead = self.dead_letter(&delivery.entry, Some(delivery.seq), &reason, error);
             add_entry(pipe, &keys.dead, &dead);
         }
-        pipe.cmd("XACK")
-            .arg(&keys.tasks)
-            .arg(GROUP)
-            .arg(&delivery.entry)
-            .ignore();
+        done_with(pipe, keys, &delivery.entry);
     }
 
     /// The release of the delivery for any agent at once, with `error` kept as the
@@ -197,11 +193,7 @@ impl Writer {
         }
         let dead = self.dead_letter(entry, seq, reason, Some(&error));
         add_entry(pipe, &keys.dead, &dead);
-        pipe.cmd("XACK")
-            .arg(&keys.tasks)
-            .arg(GROUP)
-            .arg(entry)
-            .ignore();
+        done_with(pipe, keys, entry);
     }
 
     fn dead_letter(
@@ -226,6 +218,19 @@ impl Writer {
         }
         fields
     }
+}
+
+/// Acknowledges the task entry `entry` and deletes it: its outcome (or dead letter) is
+/// written beside, and a run of many tasks should not keep every input until it
+/// expires. An agent that still holds it (its lease lapsed and another took it over)
+/// finds it gone at its next renewal and keeps running; its outcome is a duplicate.
+fn done_with(pipe: &mut redis::Pipeline, keys: &Keys, entry: &str) {
+    pipe.cmd("XACK")
+        .arg(&keys.tasks)
+        .arg(GROUP)
+        .arg(entry)
+        .ignore();
+    pipe.cmd("XDEL").arg(&keys.tasks).arg(entry).ignore();
 }
 
 /// Adds an entry of `fields` to the stream `key`.
