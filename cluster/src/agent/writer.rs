@@ -3,6 +3,7 @@
 //! its reason, or the poisoning with its dead letter) in one `MULTI` with whatever else
 //! is waiting, then frees the deliveries' places so the fetching loop may take more.
 
+use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
@@ -70,6 +71,7 @@ impl Writer {
             let mut pipe = redis::pipe();
             pipe.atomic();
             let mut done = Vec::with_capacity(batch.len());
+            let mut acks = Acks::default();
             for write in batch {
                 done.push(match &write {
                     Write::Outcome { delivery, .. } | Write::Poisoned { delivery, .. } => {
@@ -77,8 +79,9 @@ impl Writer {
                     }
                     Write::Malformed { keys, entry, .. } => (keys.run.clone(), entry.clone()),
                 });
-                self.add(&mut pipe, write);
+                self.add(&mut pipe, &mut acks, write);
             }
+            acks.add_to(&mut pipe);
             if let Err(error) = link.run("writing outcomes", |c| pipe.query::<()>(c)) {
                 eprintln!("procpool-cluster agent {}: {error}", self.agent);
             }
@@ -89,30 +92,30 @@ impl Writer {
     }
 
     /// Adds the commands of `write` to `pipe`.
-    fn add(&self, pipe: &mut redis::Pipeline, write: Write) {
+    fn add(&self, pipe: &mut redis::Pipeline, acks: &mut Acks, write: Write) {
         match write {
             Write::Outcome {
                 delivery,
                 outcome,
                 cap,
             } => match verdict::on_outcome(outcome, delivery.deliveries, cap) {
-                Verdict::Final(outcome) => self.finish(pipe, &delivery, outcome, None),
+                Verdict::Final(outcome) => self.finish(pipe, acks, &delivery, outcome, None),
                 Verdict::Release(error) => self.release(pipe, &delivery, &error),
                 Verdict::Poison(error) => {
                     let reason = error.to_string();
-                    self.finish(pipe, &delivery, Err(error), Some(reason))
+                    self.finish(pipe, acks, &delivery, Err(error), Some(reason))
                 }
             },
             Write::Poisoned { delivery, error } => {
                 let reason = error.to_string();
-                self.finish(pipe, &delivery, Err(error), Some(reason))
+                self.finish(pipe, acks, &delivery, Err(error), Some(reason))
             }
             Write::Malformed {
                 keys,
                 entry,
                 seq,
                 reason,
-            } => self.malformed(pipe, &keys, &entry, seq, &reason),
+            } => self.malformed(pipe, acks, &keys, &entry, seq, &reason),
         }
     }
 
@@ -121,6 +124,7 @@ impl Writer {
     fn finish(
         &self,
         pipe: &mut redis::Pipeline,
+        acks: &mut Acks,
         delivery: &Delivery,
         outcome: Result<Vec<u8>, TaskError>,
         dead: Option<String>,
@@ -139,7 +143,7 @@ impl Writer {
             let dead = self.dead_letter(&delivery.entry, Some(delivery.seq), &reason, error);
             add_entry(pipe, &keys.dead, &dead);
         }
-        done_with(pipe, keys, &delivery.entry);
+        acks.add(keys, &delivery.entry);
     }
 
     /// The release of the delivery for any agent at once, with `error` kept as the
@@ -171,6 +175,7 @@ impl Writer {
     fn malformed(
         &self,
         pipe: &mut redis::Pipeline,
+        acks: &mut Acks,
         keys: &Keys,
         entry: &str,
         seq: Option<u64>,
@@ -193,7 +198,7 @@ impl Writer {
         }
         let dead = self.dead_letter(entry, seq, reason, Some(&error));
         add_entry(pipe, &keys.dead, &dead);
-        done_with(pipe, keys, entry);
+        acks.add(keys, entry);
     }
 
     fn dead_letter(
@@ -220,17 +225,32 @@ impl Writer {
     }
 }
 
-/// Acknowledges the task entry `entry` and deletes it: its outcome (or dead letter) is
+/// The task entries a batch is done with, by task stream: acknowledged and deleted in
+/// one command each per stream. Deleted, because their outcome (or dead letter) is
 /// written beside, and a run of many tasks should not keep every input until it
-/// expires. An agent that still holds it (its lease lapsed and another took it over)
-/// finds it gone at its next renewal and keeps running; its outcome is a duplicate.
-fn done_with(pipe: &mut redis::Pipeline, keys: &Keys, entry: &str) {
-    pipe.cmd("XACK")
-        .arg(&keys.tasks)
-        .arg(GROUP)
-        .arg(entry)
-        .ignore();
-    pipe.cmd("XDEL").arg(&keys.tasks).arg(entry).ignore();
+/// expires. An agent that still holds one (its lease lapsed and another took it over)
+/// keeps running it; its outcome is a duplicate.
+#[derive(Debug, Default)]
+struct Acks(HashMap<String, Vec<String>>);
+
+impl Acks {
+    fn add(&mut self, keys: &Keys, entry: &str) {
+        self.0
+            .entry(keys.tasks.clone())
+            .or_default()
+            .push(entry.to_owned());
+    }
+
+    fn add_to(self, pipe: &mut redis::Pipeline) {
+        for (tasks, entries) in self.0 {
+            pipe.cmd("XACK")
+                .arg(&tasks)
+                .arg(GROUP)
+                .arg(&entries)
+                .ignore();
+            pipe.cmd("XDEL").arg(&tasks).arg(&entries).ignore();
+        }
+    }
 }
 
 /// Adds an entry of `fields` to the stream `key`.
