@@ -10,7 +10,7 @@
 //! Run it with `cargo run --release --example cluster`. It needs `redis-server` on the
 //! `PATH` (`apt-get install redis-server`): it starts its own on a unix socket in a
 //! fresh temporary directory, and stops it at the end. To use a server of yours, set
-//! `PROCPOOL_REDIS_URL` (`redis://[:password@]host[:port][/db]`); keep to one that no
+//! `REDIS_URL` (`redis://[:password@]host[:port][/db]`); keep to one that no
 //! other agents serve, since an agent takes the tasks of every run on its server.
 
 use std::collections::BTreeMap;
@@ -33,7 +33,7 @@ use procpool_cluster::{Agent, Outcome, Run};
 use serde::{Deserialize, Serialize};
 
 /// The server to use instead of starting one.
-const URL_VAR: &str = "PROCPOOL_REDIS_URL";
+const URL_VAR: &str = "REDIS_URL";
 /// Set in the agents this example starts: the node's name.
 const AGENT_VAR: &str = "PROCPOOL_EXAMPLE_AGENT";
 
