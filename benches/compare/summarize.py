@@ -82,6 +82,11 @@ def main():
     # through the server against Celery's on the same kind of server.
     goal("cluster_tiny_vs_celery",
          ratio("cluster.procpool.tiny_tasks_per_s", "cluster.celery.tiny_tasks_per_s"), 30)
+    # Not a goal: how soon an idle agent serves a new run's first tasks (the cluster
+    # rates are timed after them).
+    first = get("cluster.procpool.new_run_first_outcome_ms")
+    if first is not None:
+        print(f"cluster, a new run's first outcome: {first:.4g} ms")
     # 1 ms tasks through the agent against the local pool of as many workers; the sleep
     # variant (no CPU taken from the workers) is shown too.
     r = ratio("cluster.procpool.ms_sleep_tasks_per_s", "cluster.local.ms_sleep_tasks_per_s")
