@@ -111,6 +111,9 @@ def tiny(n):
 
 
 def main():
+    # run.sh's timeout sends SIGTERM: leave through `finally`, which stops the worker
+    # and the server (each leads a session of its own, so nothing else would).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     workload = sys.argv[1] if len(sys.argv) > 1 else ""
     size = int(sys.argv[2]) if len(sys.argv) > 2 else None
     if workload == "tiny":
