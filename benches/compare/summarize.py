@@ -78,6 +78,27 @@ def main():
     goal("crash_recovery", ratio("crash.procpool.faulty_tasks_per_s", "crash.procpool.clean_tasks_per_s"), 0.9)
     # 9. Memory: peak RSS over idle while map runs over 10 M inputs (MiB, lower is better).
     goal("map_memory_mib", get("memory.procpool.peak_over_idle_mib"), 64, higher_is_better=False)
+    # 10. Cluster mode (issue 11), one agent of two workers on this machine. Tiny tasks
+    # through the server against Celery's on the same kind of server.
+    goal("cluster_tiny_vs_celery",
+         ratio("cluster.procpool.tiny_tasks_per_s", "cluster.celery.tiny_tasks_per_s"), 30)
+    # Not a goal: how soon an idle agent serves a new run's first tasks (the cluster
+    # rates are timed after them).
+    first = get("cluster.procpool.new_run_first_outcome_ms")
+    if first is not None:
+        print(f"cluster, a new run's first outcome: {first:.4g} ms")
+    # 1 ms tasks through the agent against the local pool of as many workers; the sleep
+    # variant (no CPU taken from the workers) is shown too.
+    r = ratio("cluster.procpool.ms_sleep_tasks_per_s", "cluster.local.ms_sleep_tasks_per_s")
+    if r is not None:
+        print(f"cluster, 1 ms sleep tasks: {r:.3f}x the local pool")
+    goal("cluster_ms_vs_local",
+         ratio("cluster.procpool.ms_tasks_per_s", "cluster.local.ms_tasks_per_s"), 0.9)
+    # From the SIGKILL of the agent holding a task to its outcome from another agent,
+    # at most the lease plus one second (lower is better).
+    lease = get("cluster.procpool.recovery_lease_s") or 1.0
+    goal("cluster_recovery_s", get("cluster.procpool.recovery_s"), lease + 1,
+         higher_is_better=False)
 
     print("\n".join(goals))
 

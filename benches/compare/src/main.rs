@@ -3,7 +3,12 @@
 //! interleaved rounds, next to `peers.py` (Python's multiprocessing), and summarises.
 //!
 //! Peers: `procpool` (re-exec workers), `procpool-fork` (fork server), `procspawn`,
-//! `rayon`, `raw` (a pipe round trip and memcpy, the hardware's own figures).
+//! `rayon`, `raw` (a pipe round trip and memcpy, the hardware's own figures), and
+//! `cluster` (procpool-cluster over a redis-server of its own; rows
+//! `cluster.<peer>.<metric>`, see cluster.rs).
+
+mod cluster;
+mod redis_server;
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -111,6 +116,9 @@ const PRIMES_CHUNKS: u64 = 64;
 fn main() -> Result<()> {
     procpool::init();
     procspawn::init();
+    if cluster::serve_agent()? {
+        return Ok(());
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let peer = args.first().map(String::as_str).unwrap_or("");
     let workload = args.get(1).map(String::as_str).unwrap_or("");
@@ -137,6 +145,9 @@ fn main() -> Result<()> {
             procpool_workload(workload, builder, size, &report)?
         }
         ("procspawn", _) => procspawn_workload(workload, size, &report)?,
+        ("cluster", _) => cluster::workload(workload, size, &|peer, metric, value| {
+            println!("cluster.{peer}.{metric} {value}")
+        })?,
         ("rayon", "cpu") => {
             let chunks = primes_chunks();
             let serial = time(|| chunks.iter().map(|&(a, b)| count(a, b)).sum::<u64>());
@@ -148,7 +159,9 @@ fn main() -> Result<()> {
             report("serial_s", serial);
             report("s", parallel);
         }
-        _ => bail!("usage: compare <procpool|procpool-fork|procspawn|rayon|raw> <workload> [size]"),
+        _ => bail!(
+            "usage: compare <procpool|procpool-fork|procspawn|rayon|raw|cluster> <workload> [size]"
+        ),
     }
     Ok(())
 }
