@@ -666,5 +666,8 @@ fn the_consumers_of_agents_gone_for_good_are_forgotten() {
             && names.iter().any(|c| c.starts_with("node-b/"))
     }));
     let outcomes = collect(&mut run);
-    assert_eq!((&outcomes[&0].result, &outcomes[&1].result), (&Ok(4), &Ok(9)));
+    assert_eq!(
+        (&outcomes[&0].result, &outcomes[&1].result),
+        (&Ok(4), &Ok(9))
+    );
 }

@@ -395,12 +395,7 @@ impl Agent {
                             None => Ok(None),
                         }
                     })?;
-                let last_error = match recorded {
-                    Some((delivery, error)) if delivery + 1 == deliveries => error,
-                    _ => TaskError::AgentLost {
-                        agent: before.consumer.clone(),
-                    },
-                };
+                let last_error = verdict::last_error(recorded, deliveries, &before.consumer);
                 let poisoned = verdict::before_run(deliveries, cap, last_error);
                 self.start(&keys, cap, entry, deliveries, poisoned, held, writes);
                 taken += 1;

@@ -55,6 +55,23 @@ pub(crate) fn before_run(deliveries: u32, cap: u32, last_error: TaskError) -> Op
     (deliveries > cap).then(|| poisoned(deliveries - 1, last_error))
 }
 
+/// Why delivery number `deliveries - 1` of a task ended, for the agent taking it up as
+/// delivery `deliveries`: the breakdown its agent `owner` recorded (`recorded`: the
+/// delivery it ended and the error) if recorded for that very delivery, else that the
+/// agent was lost. `recorded` comes from the server: any number may be there.
+pub(crate) fn last_error(
+    recorded: Option<(u32, TaskError)>,
+    deliveries: u32,
+    owner: &str,
+) -> TaskError {
+    match recorded {
+        Some((delivery, error)) if delivery.checked_add(1) == Some(deliveries) => error,
+        _ => TaskError::AgentLost {
+            agent: owner.to_owned(),
+        },
+    }
+}
+
 fn poisoned(attempts: u32, last_error: TaskError) -> TaskError {
     TaskError::Poisoned {
         attempts,
@@ -120,6 +137,20 @@ mod tests {
             on_outcome(Err(segfault()), 1, 1),
             Verdict::Poison(_)
         ));
+    }
+
+    #[test]
+    fn a_lapse_is_blamed_on_the_recorded_breakdown_only_of_the_delivery_before() {
+        let lost = TaskError::AgentLost { agent: "a".into() };
+        assert_eq!(last_error(Some((2, segfault())), 3, "a"), segfault());
+        assert_eq!(last_error(Some((1, segfault())), 3, "a"), lost);
+        assert_eq!(last_error(None, 3, "a"), lost);
+        // Garbage on the server: no overflow, no panic.
+        assert_eq!(last_error(Some((u32::MAX, segfault())), 0, "a"), lost);
+        assert_eq!(
+            last_error(Some((u32::MAX, segfault())), u32::MAX, "a"),
+            lost
+        );
     }
 
     #[test]

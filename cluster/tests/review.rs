@@ -1,0 +1,128 @@
+//! Faults found by an adversarial review of the cluster mode, each shown with a real
+//! `redis-server` and agents as real processes (this binary run as an agent), and kept
+//! as a regression test.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use procpool::{Task, TaskError};
+use procpool_cluster::{ClusterError, Outcome, Run};
+use procpool_worker::Fault;
+use support::agent::AgentProcess;
+use support::server::RedisServer;
+
+procpool::test_support!();
+
+#[test]
+fn agent_entry() {
+    support::agent::agent_entry();
+}
+
+const LEASE: Duration = Duration::from_millis(1000);
+
+/// A connection for poking at the server directly.
+fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .expect("the url reads")
+        .get_connection()
+        .expect("the server answers")
+}
+
+/// What collecting a whole run gave: each outcome, or the first error.
+type Collected<O> = Result<HashMap<u64, Outcome<O>>, ClusterError>;
+
+/// Collects `run` on a thread of its own and waits up to `limit`: `None` if the
+/// collection had not ended by then (the thread is left behind, to end with its
+/// link's patience).
+fn collect_within<T>(mut run: Run<T>, limit: Duration) -> Option<(Run<T>, Collected<T::Output>)>
+where
+    T: Task + 'static,
+    T::Output: Send,
+{
+    let (done, wait) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut outcomes = HashMap::new();
+        let mut result = Ok(());
+        for outcome in run.outcomes() {
+            match outcome {
+                Ok(outcome) => {
+                    let seq = outcome.seq;
+                    assert!(outcomes.insert(seq, outcome).is_none(), "task {seq} twice");
+                }
+                Err(error) => {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        let _ = done.send((run, result.map(|()| outcomes)));
+    });
+    wait.recv_timeout(limit).ok()
+}
+
+/// Polls `cond` until it holds or `limit` passes; whether it held.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The consumers that hold a delivery of the run's tasks, with how many each.
+fn pending_by_consumer(url: &str, run: &str) -> HashMap<String, usize> {
+    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(format!("pp:{{{run}}}:tasks"))
+        .arg("agents")
+        .arg("-")
+        .arg("+")
+        .arg(10_000)
+        .query(&mut connect(url))
+        .unwrap_or_default();
+    let mut by = HashMap::new();
+    for p in reply.ids {
+        *by.entry(p.consumer).or_default() += 1;
+    }
+    by
+}
+
+/// Whether some consumer of `node` holds a delivery of the run.
+fn held_by(url: &str, run: &str, node: &str) -> bool {
+    pending_by_consumer(url, run)
+        .keys()
+        .any(|c| c.starts_with(&format!("{node}/")))
+}
+
+#[test]
+fn a_recorded_breakdown_of_an_absurd_delivery_number_is_no_panic() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "absurd").open().unwrap();
+    run.submit(&Fault::Sleep(1500)).unwrap();
+    run.flush().unwrap();
+    assert!(eventually(Duration::from_secs(10), || held_by(
+        &url, "absurd", "node-a"
+    )));
+    a.kill9();
+    // Garbage where the task's last breakdown is kept.
+    let record = procpool::encode_value(&(u32::MAX, TaskError::Cancelled)).unwrap();
+    let _: u64 = redis::cmd("HSET")
+        .arg("pp:{absurd}:errors")
+        .arg(0)
+        .arg(record)
+        .query(&mut connect(&url))
+        .unwrap();
+    let _b = AgentProcess::start(&url, "node-b", 1, LEASE);
+    let (_, outcomes) = collect_within(run, Duration::from_secs(12))
+        .expect("the agent that takes the task over does not die of the record");
+    let outcomes = outcomes.unwrap();
+    assert_eq!(outcomes[&0].result, Ok(1500));
+    assert_eq!(outcomes[&0].node, "node-b");
+}
