@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use procpool::{Task, TaskError};
 use procpool_cluster::{ClusterError, Outcome, Run};
-use procpool_worker::Fault;
+use procpool_worker::{Fault, Square};
 use support::agent::AgentProcess;
 use support::server::RedisServer;
 
@@ -125,4 +125,64 @@ fn a_recorded_breakdown_of_an_absurd_delivery_number_is_no_panic() {
     let outcomes = outcomes.unwrap();
     assert_eq!(outcomes[&0].result, Ok(1500));
     assert_eq!(outcomes[&0].node, "node-b");
+}
+
+#[test]
+fn an_agent_holding_a_task_lives_through_a_server_restart_that_lost_every_key() {
+    let mut server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "wiped").open().unwrap();
+    run.submit(&Fault::Sleep(3000)).unwrap();
+    run.flush().unwrap();
+    assert!(eventually(Duration::from_secs(10), || held_by(
+        &url, "wiped", "node-a"
+    )));
+    // No persistence: the server comes back empty while the agent holds the task.
+    server.kill9().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.restart().unwrap();
+    // Several renewals of the task's lease fall on the empty server meanwhile.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut after = Run::<Square>::builder(&url, "after-wipe").open().unwrap();
+    after.submit(&Square(7)).unwrap();
+    let (_, outcomes) = collect_within(after, Duration::from_secs(12))
+        .expect("the agent that held a task of the lost run still serves");
+    assert_eq!(outcomes.unwrap()[&0].result, Ok(49));
+}
+
+#[test]
+fn a_run_whose_keys_are_garbage_does_not_stop_the_agent_serving_the_others() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut con = connect(&url);
+    // Two runs listed for agents whose keys hold no run: a task stream that is a
+    // string, settings that are a string.
+    let _: () = redis::pipe()
+        .cmd("SADD")
+        .arg("pp:runs")
+        .arg("bad-tasks")
+        .arg("bad-meta")
+        .ignore()
+        .cmd("SET")
+        .arg("pp:{bad-tasks}:tasks")
+        .arg("x")
+        .ignore()
+        .cmd("SET")
+        .arg("pp:{bad-meta}:meta")
+        .arg("x")
+        .ignore()
+        .query(&mut con)
+        .unwrap();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut run = Run::<Square>::builder(&url, "good").open().unwrap();
+    for n in 0..3 {
+        run.submit(&Square(n)).unwrap();
+    }
+    let (_, outcomes) =
+        collect_within(run, Duration::from_secs(10)).expect("the agent serves the good run");
+    let outcomes = outcomes.unwrap();
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(outcomes[&2].result, Ok(4));
 }

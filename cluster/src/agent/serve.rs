@@ -3,7 +3,7 @@
 //! takes up tasks released by crashes or left by lost agents, and hands each outcome to
 //! its writer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
@@ -100,6 +100,7 @@ impl AgentBuilder {
             name,
             lease: self.lease,
             runs: HashMap::new(),
+            reported: HashSet::new(),
             last_bell: "0-0".to_owned(),
         })
     }
@@ -124,6 +125,8 @@ pub struct Agent {
     name: String,
     lease: Duration,
     runs: HashMap<String, RunState>,
+    /// The runs listed whose keys the server refused a command on, reported once.
+    reported: HashSet<String>,
     last_bell: String,
 }
 
@@ -132,6 +135,27 @@ pub struct Agent {
 struct RunState {
     keys: Arc<Keys>,
     cap: u32,
+}
+
+/// What a refused command on one run's keys says of that run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunFault {
+    /// Its stream or group is gone (collected and expired, or lost by the server).
+    Gone,
+    /// Its keys hold something else than a run's: skipped, the other runs served.
+    Refused,
+}
+
+/// What `error`, from a command on one run's keys, says of that run; `None` when it
+/// says nothing of the run (the server out of reach), which stops the agent.
+fn run_fault(error: &ClusterError) -> Option<RunFault> {
+    match error {
+        ClusterError::Redis { source, .. } if source.code() == Some("NOGROUP") => {
+            Some(RunFault::Gone)
+        }
+        ClusterError::Redis { .. } => Some(RunFault::Refused),
+        _ => None,
+    }
 }
 
 impl Agent {
@@ -153,10 +177,13 @@ impl Agent {
         &self.name
     }
 
-    /// Serves until the server stays out of reach past the patience.
+    /// Serves until the server stays out of reach past the patience. A run whose keys
+    /// the server refuses commands on (they hold something else) is skipped and
+    /// reported on stderr; the others are served.
     ///
     /// # Errors
-    /// The server unreachable for the whole patience, or a command refused.
+    /// The server unreachable for the whole patience, or a command on the keys every
+    /// run shares refused.
     pub fn serve(self) -> Result<(), ClusterError> {
         self.serve_until(&AtomicBool::new(false))
     }
@@ -165,7 +192,7 @@ impl Agent {
     /// outcomes.
     ///
     /// # Errors
-    /// The server unreachable for the whole patience, or a command refused.
+    /// As for [`serve`](Agent::serve).
     pub fn serve_until(mut self, stop: &AtomicBool) -> Result<(), ClusterError> {
         let held = Arc::new(Held::default());
         let (writes, to_write) = mpsc::channel();
@@ -246,25 +273,37 @@ impl Agent {
             redis::cmd("SMEMBERS").arg(keys::RUNS).query(c)
         })?;
         self.runs.retain(|run, _| runs.contains(run));
+        self.reported.retain(|run| runs.contains(run));
         for run in runs {
             if self.runs.contains_key(&run) || !keys::is_valid_run_id(&run) {
                 continue;
             }
             let keys = Keys::of(&run);
-            let cap: Option<String> = self.link.run("reading a run's settings", |c| {
-                redis::cmd("HGET").arg(&keys.meta).arg("cap").query(c)
-            })?;
+            let cap = self.link.run("reading a run's settings", |c| {
+                redis::cmd("HGET")
+                    .arg(&keys.meta)
+                    .arg("cap")
+                    .query::<Option<String>>(c)
+            });
+            let (cap, refused) = match cap {
+                Ok(cap) => (cap, None),
+                Err(error) if run_fault(&error).is_some() => (None, Some(error)),
+                Err(error) => return Err(error),
+            };
             let cap = cap
                 .and_then(|cap| cap.parse().ok())
                 .filter(|&cap| cap > 0)
                 .unwrap_or(DEFAULT_MAX_DELIVERIES);
             self.runs.insert(
-                run,
+                run.clone(),
                 RunState {
                     keys: Arc::new(keys),
                     cap,
                 },
             );
+            if let Some(error) = refused {
+                self.report(&run, &error);
+            }
         }
         Ok(())
     }
@@ -277,15 +316,42 @@ impl Agent {
             .collect()
     }
 
+    /// Reports, once per run, a command on the run's keys that the server refused for
+    /// another reason than the run being gone.
+    fn report(&mut self, run: &str, error: &ClusterError) {
+        if self.reported.insert(run.to_owned()) {
+            let cause = std::error::Error::source(error)
+                .map(|source| format!(": {source}"))
+                .unwrap_or_default();
+            eprintln!(
+                "procpool-cluster agent {}: run {run:?} skipped, {error}{cause}",
+                self.name
+            );
+        }
+    }
+
     /// Renews the leases of the deliveries held: those still this agent's on the
     /// server have their idle time reset (`XCLAIM … JUSTID`, which does not count a
     /// delivery). One taken over by another agent meanwhile is not claimed back.
     fn renew(&mut self, held: &Held) -> Result<(), ClusterError> {
         for (keys, entries) in held.by_run().into_values() {
             let name = self.name.clone();
-            let mine: Vec<StreamPendingId> = self.link.run("listing the tasks held", |c| {
+            let mine = self.link.run("listing the tasks held", |c| {
                 pending(c, &keys, Some(&name), None, 10_000)
-            })?;
+            });
+            // A run gone or garbled holds no lease to renew: its tasks run on, and
+            // their outcomes are written as if it were there.
+            let mine: Vec<StreamPendingId> = match mine {
+                Ok(mine) => mine,
+                Err(error) => match run_fault(&error) {
+                    Some(RunFault::Gone) => continue,
+                    Some(RunFault::Refused) => {
+                        self.report(&keys.run, &error);
+                        continue;
+                    }
+                    None => return Err(error),
+                },
+            };
             let still: Vec<&String> = entries
                 .iter()
                 .filter(|entry| mine.iter().any(|p| &p.id == *entry))
@@ -293,7 +359,7 @@ impl Agent {
             if still.is_empty() {
                 continue;
             }
-            self.link.run("renewing leases", |c| {
+            let renewed = self.link.run("renewing leases", |c| {
                 redis::cmd("XCLAIM")
                     .arg(&keys.tasks)
                     .arg(GROUP)
@@ -302,7 +368,12 @@ impl Agent {
                     .arg(&still)
                     .arg("JUSTID")
                     .query::<Value>(c)
-            })?;
+            });
+            match renewed {
+                Ok(_) => {}
+                Err(error) if run_fault(&error).is_some() => self.report(&keys.run, &error),
+                Err(error) => return Err(error),
+            }
         }
         Ok(())
     }
@@ -319,7 +390,7 @@ impl Agent {
             });
             let consumers = match consumers {
                 Ok(reply) => reply.consumers,
-                Err(error) if is_missing(&error) => continue,
+                Err(error) if run_fault(&error).is_some() => continue,
                 Err(error) => return Err(error),
             };
             for consumer in consumers {
@@ -329,14 +400,19 @@ impl Agent {
                 {
                     continue;
                 }
-                self.link.run("forgetting a gone agent", |c| {
+                let forgotten = self.link.run("forgetting a gone agent", |c| {
                     redis::cmd("XGROUP")
                         .arg("DELCONSUMER")
                         .arg(&keys.tasks)
                         .arg(GROUP)
                         .arg(&consumer.name)
                         .query::<i64>(c)
-                })?;
+                });
+                match forgotten {
+                    Ok(_) => {}
+                    Err(error) if run_fault(&error).is_some() => break,
+                    Err(error) => return Err(error),
+                }
             }
         }
         Ok(())
@@ -362,7 +438,10 @@ impl Agent {
                 pending(c, &keys, None, Some(lease_ms), free - taken)
             }) {
                 Ok(stale) => stale,
-                Err(error) if is_missing(&error) => continue,
+                Err(error) if run_fault(&error).is_some() => {
+                    self.report(&keys.run, &error);
+                    continue;
+                }
                 Err(error) => return Err(error),
             };
             if stale.is_empty() {
@@ -371,7 +450,7 @@ impl Agent {
             let ids: Vec<&String> = stale.iter().map(|p| &p.id).collect();
             // Claims only those still idle past the lease: a renewal or another agent
             // that came first wins. Each claim counts a delivery.
-            let claimed: Vec<StreamId> = self.link.run("taking over lapsed tasks", |c| {
+            let claimed = self.link.run("taking over lapsed tasks", |c| {
                 let reply: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
                     .arg(&keys.tasks)
                     .arg(GROUP)
@@ -380,21 +459,34 @@ impl Agent {
                     .arg(&ids)
                     .query(c)?;
                 Ok(reply.ids)
-            })?;
+            });
+            let claimed: Vec<StreamId> = match claimed {
+                Ok(claimed) => claimed,
+                Err(error) if run_fault(&error).is_some() => {
+                    self.report(&keys.run, &error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             for entry in claimed {
                 let Some(before) = stale.iter().find(|p| p.id == entry.id) else {
                     continue;
                 };
                 let deliveries = u32::try_from(before.times_delivered + 1).unwrap_or(u32::MAX);
                 // The reason the last delivery ended: the breakdown its agent recorded
-                // if it recorded one for that delivery, else that agent was lost.
-                let recorded =
-                    self.link.run("reading a task's last breakdown", |c| {
-                        match seq_of(&entry) {
-                            Some(seq) => writer::last_breakdown(c, &keys, seq),
-                            None => Ok(None),
-                        }
-                    })?;
+                // if it recorded one for that delivery, else that agent was lost. The
+                // delivery is claimed already: a record that cannot be read is none.
+                let recorded = self.link.run("reading a task's last breakdown", |c| {
+                    match seq_of(&entry) {
+                        Some(seq) => writer::last_breakdown(c, &keys, seq),
+                        None => Ok(None),
+                    }
+                });
+                let recorded = match recorded {
+                    Ok(recorded) => recorded,
+                    Err(error) if run_fault(&error).is_some() => None,
+                    Err(error) => return Err(error),
+                };
                 let last_error = verdict::last_error(recorded, deliveries, &before.consumer);
                 let poisoned = verdict::before_run(deliveries, cap, last_error);
                 self.start(&keys, cap, entry, deliveries, poisoned, held, writes);
@@ -434,11 +526,17 @@ impl Agent {
             });
             let reply = match reply {
                 Ok(reply) => reply,
-                Err(error) if is_missing(&error) => {
-                    gone.push(keys.run.clone());
-                    continue;
-                }
-                Err(error) => return Err(error),
+                Err(error) => match run_fault(&error) {
+                    Some(RunFault::Gone) => {
+                        gone.push(keys.run.clone());
+                        continue;
+                    }
+                    Some(RunFault::Refused) => {
+                        self.report(&keys.run, &error);
+                        continue;
+                    }
+                    None => return Err(error),
+                },
             };
             for stream in reply.map(|r| r.keys).unwrap_or_default() {
                 for entry in stream.ids {
@@ -597,14 +695,6 @@ fn pending(
     Ok(reply.ids)
 }
 
-/// Whether the error says the run's stream or group is gone (the run collected).
-fn is_missing(error: &ClusterError) -> bool {
-    match error {
-        ClusterError::Redis { source, .. } => source.code() == Some("NOGROUP"),
-        _ => false,
-    }
-}
-
 /// The name of this machine, for outcomes.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -624,4 +714,44 @@ fn consumer_name(node: &str) -> String {
         .unwrap_or_default();
     let count = COUNT.fetch_add(1, Ordering::Relaxed);
     format!("{node}/{}/{nanos:x}/{count}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error the server gives as `reply` (a RESP error line).
+    fn refused(reply: &str) -> ClusterError {
+        let source = redis::parse_redis_value(reply.as_bytes())
+            .and_then(Value::extract_error)
+            .expect_err("an error reply");
+        ClusterError::Redis {
+            during: "testing",
+            source,
+        }
+    }
+
+    #[test]
+    fn a_refusal_on_one_run_s_keys_is_that_run_s_fault_and_an_outage_is_not() {
+        assert_eq!(
+            run_fault(&refused(
+                "-NOGROUP No such key 'k' or consumer group 'agents'\r\n"
+            )),
+            Some(RunFault::Gone)
+        );
+        assert_eq!(
+            run_fault(&refused(
+                "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+            )),
+            Some(RunFault::Refused)
+        );
+        let outage = ClusterError::Unreachable {
+            during: "testing",
+            waited: Duration::from_secs(1),
+            source: redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            )),
+        };
+        assert_eq!(run_fault(&outage), None);
+    }
 }
