@@ -32,7 +32,8 @@ pub enum ClusterError {
         #[source]
         source: redis::RedisError,
     },
-    /// The run does not exist on the server (never created, or collected and expired).
+    /// The run does not exist on the server (never created, collected and expired, or
+    /// lost by a server restarted without persistence).
     #[error("no run {0:?} on the server")]
     NoSuchRun(String),
     /// The run exists but was made for another task type.

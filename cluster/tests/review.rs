@@ -31,6 +31,17 @@ fn connect(url: &str) -> redis::Connection {
         .expect("the server answers")
 }
 
+/// Collects every outcome of `run`, checking each task has exactly one.
+fn collect<T: Task>(run: &mut Run<T>) -> HashMap<u64, Outcome<T::Output>> {
+    let mut outcomes = HashMap::new();
+    for outcome in run.outcomes() {
+        let outcome = outcome.expect("the server answers");
+        let seq = outcome.seq;
+        assert!(outcomes.insert(seq, outcome).is_none(), "task {seq} twice");
+    }
+    outcomes
+}
+
 /// What collecting a whole run gave: each outcome, or the first error.
 type Collected<O> = Result<HashMap<u64, Outcome<O>>, ClusterError>;
 
@@ -185,4 +196,50 @@ fn a_run_whose_keys_are_garbage_does_not_stop_the_agent_serving_the_others() {
     let outcomes = outcomes.unwrap();
     assert_eq!(outcomes.len(), 3);
     assert_eq!(outcomes[&2].result, Ok(4));
+}
+
+#[test]
+fn a_submitter_whose_run_is_lost_gets_an_error_not_an_endless_wait() {
+    let mut server = RedisServer::start().unwrap();
+    let url = server.url();
+    // No agent: the task waits on the server when the server loses it.
+    let mut run = Run::<Square>::builder(&url, "lost-run")
+        .patience(Duration::from_secs(5))
+        .open()
+        .unwrap();
+    run.submit(&Square(2)).unwrap();
+    run.flush().unwrap();
+    server.kill9().unwrap();
+    server.restart().unwrap();
+    let (_, collected) = collect_within(run, Duration::from_secs(8))
+        .expect("outcomes() ends when the run is gone from the server");
+    let error = collected.unwrap_err();
+    assert!(error.is_no_such_run(), "{error}");
+
+    // The same when another submitter collected the run and its keys expired before
+    // this one read.
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut first = Run::<Square>::builder(&url, "expired")
+        .expire_after(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    first.submit(&Square(3)).unwrap();
+    first.flush().unwrap();
+    let late = Run::<Square>::builder(&url, "expired")
+        .patience(Duration::from_secs(5))
+        .attach()
+        .unwrap();
+    assert_eq!(collect(&mut first)[&0].result, Ok(9));
+    let mut con = connect(&url);
+    assert!(eventually(Duration::from_secs(5), || {
+        redis::cmd("EXISTS")
+            .arg("pp:{expired}:outcomes")
+            .query::<u64>(&mut con)
+            .unwrap()
+            == 0
+    }));
+    let (_, collected) = collect_within(late, Duration::from_secs(8))
+        .expect("outcomes() ends when the run's keys expired");
+    let error = collected.unwrap_err();
+    assert!(error.is_no_such_run(), "{error}");
 }

@@ -291,7 +291,10 @@ impl<T: Task> Run<T> {
 
     /// The outcome of every task of the run not yet collected by this `Run`, as they
     /// come: each task's first outcome, once. Blocks while outcomes are missing; ends
-    /// once every task submitted so far has one. Sends unsent tasks first.
+    /// once every task submitted so far has one, or with
+    /// [`ClusterError::NoSuchRun`] if the run leaves the server before (its keys
+    /// expired once another submitter collected it, or a server without persistence
+    /// restarted). Sends unsent tasks first.
     pub fn outcomes(&mut self) -> Outcomes<'_, T> {
         Outcomes {
             run: self,
@@ -354,6 +357,10 @@ impl<T: Task> Run<T> {
     }
 
     /// Reads the next outcomes; those of tasks not yet seen go to `ready`.
+    ///
+    /// # Errors
+    /// [`ClusterError::NoSuchRun`] when none came and the run is no longer on the
+    /// server (its keys expired, or the server lost them): none ever will.
     fn read(&mut self, ready: &mut Vec<Outcome<T::Output>>) -> Result<(), ClusterError> {
         let keys = &self.keys;
         let cursor = self.cursor.clone();
@@ -370,7 +377,16 @@ impl<T: Task> Run<T> {
                     .arg(&cursor)
                     .query::<Option<StreamReadReply>>(c)
             })?;
-        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+        let streams = reply.map(|r| r.keys).unwrap_or_default();
+        if streams.iter().all(|stream| stream.ids.is_empty()) {
+            let exists: bool = self.link.run("checking the run", |c| {
+                redis::cmd("EXISTS").arg(&keys.meta).query(c)
+            })?;
+            if !exists {
+                return Err(ClusterError::NoSuchRun(keys.run.clone()));
+            }
+        }
+        for stream in streams {
             for entry in stream.ids {
                 self.cursor = entry.id.clone();
                 match OutcomeEntry::parse(&entry.map) {
