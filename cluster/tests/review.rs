@@ -243,3 +243,39 @@ fn a_submitter_whose_run_is_lost_gets_an_error_not_an_endless_wait() {
     let error = collected.unwrap_err();
     assert!(error.is_no_such_run(), "{error}");
 }
+
+#[test]
+fn an_agent_told_to_stop_keeps_the_leases_of_the_tasks_it_finishes() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let lease = LEASE;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let agent = procpool_cluster::Agent::builder(url.as_str())
+            .node("home")
+            .lease(lease)
+            .pool(procpool::Pool::builder().workers(1))
+            .build()
+            .unwrap();
+        let serving = scope.spawn(|| agent.serve_until(&stop));
+        let mut run = Run::<Fault>::builder(&url, "stopping").open().unwrap();
+        run.submit(&Fault::Sleep(3500)).unwrap();
+        run.flush().unwrap();
+        assert!(eventually(Duration::from_secs(10), || held_by(
+            &url, "stopping", "home"
+        )));
+        // Stopping: the agent finishes what it holds, and it still lives.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _b = AgentProcess::start(&url, "node-b", 1, lease);
+        let mut taken_over = false;
+        let _ = eventually(Duration::from_secs(4), || {
+            taken_over |= held_by(&url, "stopping", "node-b");
+            taken_over
+        });
+        assert!(!taken_over, "a task of a living agent went to another");
+        let outcomes = collect(&mut run);
+        assert_eq!(outcomes[&0].node, "home");
+        assert_eq!(outcomes[&0].attempts, 1);
+        serving.join().unwrap().unwrap();
+    });
+}

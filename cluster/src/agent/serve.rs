@@ -188,8 +188,8 @@ impl Agent {
         self.serve_until(&AtomicBool::new(false))
     }
 
-    /// Serves until `stop` is set, then lets the tasks held finish and writes their
-    /// outcomes.
+    /// Serves until `stop` is set, then lets the tasks held finish, their leases
+    /// renewed meanwhile, and writes their outcomes.
     ///
     /// # Errors
     /// As for [`serve`](Agent::serve).
@@ -206,7 +206,9 @@ impl Agent {
             .name("procpool-agent-writer".into())
             .spawn(move || writer.run(writer_link, to_write, writer_held))
             .map_err(ClusterError::Thread)?;
-        let result = self.serve_loop(stop, &held, &writes);
+        let result = self
+            .serve_loop(stop, &held, &writes)
+            .and_then(|()| self.drain(&held));
         drop(writes);
         self.pool.join();
         let _ = writer_thread.join();
@@ -263,6 +265,21 @@ impl Agent {
                 let room = held.len();
                 held.wait_below(room, wait.min(IDLE_BLOCK));
             }
+        }
+        Ok(())
+    }
+
+    /// Once stopped: renews the leases of the deliveries held until each is written
+    /// back, so that no other agent takes up a task this one still runs.
+    fn drain(&mut self, held: &Held) -> Result<(), ClusterError> {
+        let renew_every = self.lease / 3;
+        let mut next_renew = Instant::now();
+        while held.len() > 0 {
+            if Instant::now() >= next_renew {
+                self.renew(held)?;
+                next_renew = Instant::now() + renew_every;
+            }
+            held.wait_below(1, next_renew.saturating_duration_since(Instant::now()));
         }
         Ok(())
     }
