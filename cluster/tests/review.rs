@@ -5,12 +5,15 @@
 mod support;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use procpool::{Task, TaskError};
+use nix::sys::signal::Signal;
+use procpool::{BoxError, Task, TaskError};
 use procpool_cluster::{ClusterError, Outcome, Run};
 use procpool_worker::{Fault, Square};
+use serde::{Deserialize, Serialize};
 use support::agent::AgentProcess;
 use support::server::RedisServer;
 
@@ -20,6 +23,35 @@ procpool::test_support!();
 fn agent_entry() {
     support::agent::agent_entry();
 }
+
+/// Crashes (abort) after `crash_after_ms` on its first run anywhere (the marker file
+/// does not exist yet), and returns 1 after `ok_after_ms` on any later run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CrashLateFirst {
+    marker: PathBuf,
+    crash_after_ms: u64,
+    ok_after_ms: u64,
+}
+
+impl Task for CrashLateFirst {
+    const NAME: &'static str = "review::CrashLateFirst";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        let first = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&self.marker)
+            .is_ok();
+        if first {
+            std::thread::sleep(Duration::from_millis(self.crash_after_ms));
+            std::process::abort();
+        }
+        std::thread::sleep(Duration::from_millis(self.ok_after_ms));
+        Ok(1)
+    }
+}
+
+procpool::register!(CrashLateFirst);
 
 const LEASE: Duration = Duration::from_millis(1000);
 
@@ -278,4 +310,43 @@ fn an_agent_told_to_stop_keeps_the_leases_of_the_tasks_it_finishes() {
         assert_eq!(outcomes[&0].attempts, 1);
         serving.join().unwrap().unwrap();
     });
+}
+
+#[test]
+fn a_late_crash_on_a_lost_agent_does_not_take_its_task_from_the_agent_now_running_it() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let marker = server.dir().join("first-run");
+    let mut run = Run::<CrashLateFirst>::builder(&url, "stolen")
+        .max_deliveries(2)
+        .open()
+        .unwrap();
+    run.submit(&CrashLateFirst {
+        marker,
+        crash_after_ms: 2500,
+        ok_after_ms: 4000,
+    })
+    .unwrap();
+    run.flush().unwrap();
+    assert!(eventually(Duration::from_secs(10), || held_by(
+        &url, "stolen", "node-a"
+    )));
+    let taken = Instant::now();
+    // Frozen: its lease lapses and node-b takes the task over (delivery 2), while
+    // node-a's worker goes on and crashes at 2.5 s.
+    a.signal(Signal::SIGSTOP);
+    let _b = AgentProcess::start(&url, "node-b", 1, LEASE);
+    assert!(eventually(Duration::from_secs(10), || held_by(
+        &url, "stolen", "node-b"
+    )));
+    std::thread::sleep(
+        (taken + Duration::from_millis(3000)).saturating_duration_since(Instant::now()),
+    );
+    // node-a wakes to its worker's crash: its release must not touch node-b's delivery.
+    a.signal(Signal::SIGCONT);
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes[&0].result, Ok(1), "{:?}", outcomes[&0]);
+    assert_eq!(outcomes[&0].node, "node-b");
+    assert_eq!(outcomes[&0].attempts, 2);
 }

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use procpool::{EncodedTask, Pool, PoolBuilder, TaskError, TaskOptions};
 use redis::streams::{StreamId, StreamPendingId, StreamReadReply};
-use redis::{RedisResult, Value};
+use redis::RedisResult;
 
 use super::budget;
 use super::forget;
 use super::held::{Delivery, Held};
+use super::lease;
 use super::verdict;
 use super::writer::{self, Write, Writer};
 use crate::entry::TaskEntry;
@@ -348,48 +349,23 @@ impl Agent {
     }
 
     /// Renews the leases of the deliveries held: those still this agent's on the
-    /// server have their idle time reset (`XCLAIM … JUSTID`, which does not count a
-    /// delivery). One taken over by another agent meanwhile is not claimed back.
+    /// server have their idle time reset (see `lease`). One taken over by another
+    /// agent meanwhile is not claimed back.
     fn renew(&mut self, held: &Held) -> Result<(), ClusterError> {
         for (keys, entries) in held.by_run().into_values() {
             let name = self.name.clone();
-            let mine = self.link.run("listing the tasks held", |c| {
-                pending(c, &keys, Some(&name), None, 10_000)
+            let renewed = self.link.run("renewing leases", |c| {
+                lease::keep(&keys, &name, 0, &entries).query::<u64>(c)
             });
             // A run gone or garbled holds no lease to renew: its tasks run on, and
             // their outcomes are written as if it were there.
-            let mine: Vec<StreamPendingId> = match mine {
-                Ok(mine) => mine,
-                Err(error) => match run_fault(&error) {
-                    Some(RunFault::Gone) => continue,
-                    Some(RunFault::Refused) => {
-                        self.report(&keys.run, &error);
-                        continue;
-                    }
-                    None => return Err(error),
-                },
-            };
-            let still: Vec<&String> = entries
-                .iter()
-                .filter(|entry| mine.iter().any(|p| &p.id == *entry))
-                .collect();
-            if still.is_empty() {
-                continue;
-            }
-            let renewed = self.link.run("renewing leases", |c| {
-                redis::cmd("XCLAIM")
-                    .arg(&keys.tasks)
-                    .arg(GROUP)
-                    .arg(&name)
-                    .arg(0)
-                    .arg(&still)
-                    .arg("JUSTID")
-                    .query::<Value>(c)
-            });
             match renewed {
                 Ok(_) => {}
-                Err(error) if run_fault(&error).is_some() => self.report(&keys.run, &error),
-                Err(error) => return Err(error),
+                Err(error) => match run_fault(&error) {
+                    Some(RunFault::Gone) => {}
+                    Some(RunFault::Refused) => self.report(&keys.run, &error),
+                    None => return Err(error),
+                },
             }
         }
         Ok(())
@@ -452,7 +428,7 @@ impl Agent {
             }
             let name = self.name.clone();
             let stale = match self.link.run("listing lapsed leases", |c| {
-                pending(c, &keys, None, Some(lease_ms), free - taken)
+                lapsed(c, &keys, lease_ms, free - taken)
             }) {
                 Ok(stale) => stale,
                 Err(error) if run_fault(&error).is_some() => {
@@ -690,25 +666,22 @@ fn last_bell(connection: &mut redis::Connection) -> RedisResult<String> {
         .unwrap_or_else(|| "0-0".to_owned()))
 }
 
-/// The pending deliveries of a run: `consumer`'s, or all; with `idle`, only those idle
-/// at least that many milliseconds.
-fn pending(
+/// The pending deliveries of a run idle at least `idle` milliseconds, up to `count`.
+fn lapsed(
     connection: &mut redis::Connection,
     keys: &Keys,
-    consumer: Option<&str>,
-    idle: Option<u64>,
+    idle: u64,
     count: usize,
 ) -> RedisResult<Vec<StreamPendingId>> {
-    let mut cmd = redis::cmd("XPENDING");
-    cmd.arg(&keys.tasks).arg(GROUP);
-    if let Some(idle) = idle {
-        cmd.arg("IDLE").arg(idle);
-    }
-    cmd.arg("-").arg("+").arg(count);
-    if let Some(consumer) = consumer {
-        cmd.arg(consumer);
-    }
-    let reply: redis::streams::StreamPendingCountReply = cmd.query(connection)?;
+    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(&keys.tasks)
+        .arg(GROUP)
+        .arg("IDLE")
+        .arg(idle)
+        .arg("-")
+        .arg("+")
+        .arg(count)
+        .query(connection)?;
     Ok(reply.ids)
 }
 
@@ -736,6 +709,7 @@ fn consumer_name(node: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redis::Value;
 
     /// The error the server gives as `reply` (a RESP error line).
     fn refused(reply: &str) -> ClusterError {

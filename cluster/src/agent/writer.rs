@@ -11,6 +11,7 @@ use procpool::{Direction, Side, TaskError};
 use redis::{Connection, RedisResult};
 
 use super::held::{Delivery, Held};
+use super::lease;
 use super::verdict::{self, Verdict};
 use crate::entry::{self, push_fields, Fields, OutcomeEntry};
 use crate::keys::{ring, Keys, GROUP};
@@ -147,7 +148,8 @@ impl Writer {
     }
 
     /// The release of the delivery for any agent at once, with `error` kept as the
-    /// reason, and a ring of the bell for idle agents.
+    /// reason, and a ring of the bell for idle agents. A delivery another agent took
+    /// over meanwhile (this one's lease lapsed) stays with it.
     fn release(&self, pipe: &mut redis::Pipeline, delivery: &Delivery, error: &TaskError) {
         let keys = &delivery.keys;
         let record = procpool::encode_value(&(delivery.deliveries, error)).unwrap_or_default();
@@ -156,15 +158,12 @@ impl Writer {
             .arg(delivery.seq)
             .arg(record)
             .ignore()
-            .cmd("XCLAIM")
-            .arg(&keys.tasks)
-            .arg(GROUP)
-            .arg(&self.agent)
-            .arg(0)
-            .arg(&delivery.entry)
-            .arg("IDLE")
-            .arg(RELEASED_IDLE_MS)
-            .arg("JUSTID")
+            .add_command(lease::keep(
+                keys,
+                &self.agent,
+                RELEASED_IDLE_MS,
+                [&delivery.entry],
+            ))
             .ignore()
             .add_command(ring(&keys.run))
             .ignore();
