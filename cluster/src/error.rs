@@ -56,6 +56,10 @@ pub enum ClusterError {
     /// A thread of the agent could not be started.
     #[error("could not start a thread")]
     Thread(#[source] std::io::Error),
+    /// The agent's local pool can no longer run tasks (it could not start workers):
+    /// the agent stopped serving rather than take tasks it cannot run.
+    #[error("the agent's pool can no longer run tasks")]
+    NoWorkers(#[source] procpool::TaskError),
     /// The agent's local pool could not be built.
     #[error("could not build the agent's pool")]
     Pool(#[from] procpool::BuildError),

@@ -24,6 +24,35 @@ fn agent_entry() {
     support::agent::agent_entry();
 }
 
+/// The environment variable that makes `broken_agent_entry` serve: the server's URL.
+const BROKEN_URL: &str = "PP_REVIEW_BROKEN_AGENT_URL";
+
+/// An agent whose pool can never start a worker (its workers' directory does not
+/// exist), when `BROKEN_URL` is set.
+#[test]
+fn broken_agent_entry() {
+    let Ok(url) = std::env::var(BROKEN_URL) else {
+        return;
+    };
+    procpool_worker::link();
+    let agent = procpool_cluster::Agent::builder(url)
+        .node("broken")
+        .lease(Duration::from_millis(1000))
+        .patience(Duration::from_secs(10))
+        .pool(
+            procpool::Pool::builder()
+                .workers(1)
+                .current_dir("/nonexistent/procpool-review")
+                .max_start_failures(1),
+        )
+        .build()
+        .expect("the agent connects");
+    if let Err(error) = agent.serve() {
+        eprintln!("broken agent stopped: {error}");
+        std::process::exit(3);
+    }
+}
+
 /// Crashes (abort) after `crash_after_ms` on its first run anywhere (the marker file
 /// does not exist yet), and returns 1 after `ok_after_ms` on any later run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -349,4 +378,54 @@ fn a_late_crash_on_a_lost_agent_does_not_take_its_task_from_the_agent_now_runnin
     assert_eq!(outcomes[&0].result, Ok(1), "{:?}", outcomes[&0]);
     assert_eq!(outcomes[&0].node, "node-b");
     assert_eq!(outcomes[&0].attempts, 2);
+}
+
+#[test]
+fn an_agent_whose_pool_cannot_start_workers_stops_rather_than_poison_every_task() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut broken = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "broken_agent_entry",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(BROKEN_URL, &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it connect before the tasks come, so that it takes the first ones.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut run = Run::<Fault>::builder(&url, "burnt")
+        .max_deliveries(3)
+        .open()
+        .unwrap();
+    for n in 0..6 {
+        run.submit(&Fault::Ok(n)).unwrap();
+    }
+    run.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _b = AgentProcess::start(&url, "node-b", 1, LEASE);
+    let collected = collect_within(run, Duration::from_secs(12));
+    let mut status = None;
+    let _ = eventually(Duration::from_secs(5), || {
+        status = broken.try_wait().unwrap();
+        status.is_some()
+    });
+    let _ = broken.kill();
+    let _ = broken.wait();
+    let (_, outcomes) = collected.expect("every task gets an outcome");
+    let outcomes = outcomes.unwrap();
+    assert_eq!(outcomes.len(), 6);
+    for n in 0..6 {
+        assert_eq!(outcomes[&n].result, Ok(n), "{:?}", outcomes[&n]);
+        assert_eq!(outcomes[&n].node, "node-b");
+        // At most the one delivery the broken agent took and released.
+        assert!(outcomes[&n].attempts <= 2, "{:?}", outcomes[&n]);
+    }
+    // It stopped serving, with an error.
+    assert_eq!(status.and_then(|s| s.code()), Some(3));
 }

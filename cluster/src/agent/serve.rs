@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -101,6 +101,7 @@ impl AgentBuilder {
             name,
             lease: self.lease,
             runs: HashMap::new(),
+            pool_lost: Arc::new(OnceLock::new()),
             reported: HashSet::new(),
             last_bell: "0-0".to_owned(),
         })
@@ -126,6 +127,8 @@ pub struct Agent {
     name: String,
     lease: Duration,
     runs: HashMap<String, RunState>,
+    /// Why the local pool can run nothing more, once it cannot: the agent stops then.
+    pool_lost: Arc<OnceLock<TaskError>>,
     /// The runs listed whose keys the server refused a command on, reported once.
     reported: HashSet<String>,
     last_bell: String,
@@ -178,13 +181,15 @@ impl Agent {
         &self.name
     }
 
-    /// Serves until the server stays out of reach past the patience. A run whose keys
-    /// the server refuses commands on (they hold something else) is skipped and
-    /// reported on stderr; the others are served.
+    /// Serves until the server stays out of reach past the patience, or the local pool
+    /// can no longer start workers. A run whose keys the server refuses commands on
+    /// (they hold something else) is skipped and reported on stderr; the others are
+    /// served.
     ///
     /// # Errors
-    /// The server unreachable for the whole patience, or a command on the keys every
-    /// run shares refused.
+    /// The server unreachable for the whole patience, a command on the keys every run
+    /// shares refused, or [`ClusterError::NoWorkers`]: the tasks held are released
+    /// for other agents (each release counts a delivery), and no more are taken.
     pub fn serve(self) -> Result<(), ClusterError> {
         self.serve_until(&AtomicBool::new(false))
     }
@@ -230,6 +235,9 @@ impl Agent {
         let mut next_forget = Instant::now() + forget::silence(self.lease) / 2;
         self.last_bell = self.link.run("reading the bell", last_bell)?;
         while !stop.load(Ordering::Relaxed) {
+            if let Some(error) = self.pool_lost.get() {
+                return Err(ClusterError::NoWorkers(error.clone()));
+            }
             let now = Instant::now();
             if now >= next_runs {
                 self.read_runs()?;
@@ -600,21 +608,25 @@ impl Agent {
         };
         let writes = writes.clone();
         let to_run: EncodedTask = task.task;
-        match self.pool.submit_encoded(to_run, &options) {
-            Ok(handle) => handle.on_complete(move |outcome| {
-                let _ = writes.send(Write::Outcome {
-                    delivery,
-                    outcome,
-                    cap,
-                });
-            }),
-            Err(_) => {
-                let _ = writes.send(Write::Outcome {
-                    delivery,
-                    outcome: Err(TaskError::PoolClosed),
-                    cap,
-                });
+        let pool_lost = self.pool_lost.clone();
+        // A pool that cannot run the task is the agent's fault, not the task's: the
+        // delivery is released (see `verdict`) and the agent stops before it takes
+        // and releases every task of every run, up to their caps.
+        let outcome = move |outcome: Result<Vec<u8>, TaskError>| {
+            if let Err(error) = &outcome {
+                if verdict::is_pool_lost(error) {
+                    let _ = pool_lost.set(error.clone());
+                }
             }
+            let _ = writes.send(Write::Outcome {
+                delivery,
+                outcome,
+                cap,
+            });
+        };
+        match self.pool.submit_encoded(to_run, &options) {
+            Ok(handle) => handle.on_complete(outcome),
+            Err(refused) => outcome(Err(TaskError::from(refused))),
         }
     }
 

@@ -33,6 +33,16 @@ pub(crate) fn is_released(error: &TaskError) -> bool {
     )
 }
 
+/// Whether a delivery that ended in `error` says the agent's pool can run nothing
+/// more: it could not start a worker (its slots gave up), or it is closed. The agent
+/// stops serving then.
+pub(crate) fn is_pool_lost(error: &TaskError) -> bool {
+    matches!(
+        error.kind(),
+        TaskErrorKind::WorkerStart | TaskErrorKind::PoolClosed
+    )
+}
+
 /// The verdict on delivery number `deliveries` (from 1) of a task that ended in
 /// `outcome`, with at most `cap` deliveries.
 pub(crate) fn on_outcome(
@@ -129,6 +139,18 @@ mod tests {
             );
         }
         assert_eq!(on_outcome(Ok(vec![1]), 5, 3), Verdict::Final(Ok(vec![1])));
+    }
+
+    #[test]
+    fn only_a_pool_that_cannot_run_tasks_stops_the_agent() {
+        let start = TaskError::WorkerStart {
+            message: "no such directory".into(),
+        };
+        assert!(is_pool_lost(&start));
+        assert!(is_pool_lost(&TaskError::PoolClosed));
+        // Released, but the next worker may well run the next task.
+        assert!(!is_pool_lost(&segfault()));
+        assert!(!is_pool_lost(&TaskError::Cancelled));
     }
 
     #[test]
