@@ -429,3 +429,32 @@ fn an_agent_whose_pool_cannot_start_workers_stops_rather_than_poison_every_task(
     // It stopped serving, with an error.
     assert_eq!(status.and_then(|s| s.code()), Some(3));
 }
+
+#[test]
+fn two_submitters_opening_one_new_run_at_once_agree_on_its_type() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    for trial in 0..20 {
+        let id = format!("race-{trial}");
+        let barrier = std::sync::Barrier::new(2);
+        let (square, fault) = std::thread::scope(|scope| {
+            let square = scope.spawn(|| {
+                barrier.wait();
+                Run::<Square>::builder(&url, &id).open().map(|_| ())
+            });
+            let fault = scope.spawn(|| {
+                barrier.wait();
+                Run::<Fault>::builder(&url, &id).open().map(|_| ())
+            });
+            (square.join().unwrap(), fault.join().unwrap())
+        });
+        // One made the run; the other was refused for its type, and nothing else.
+        let refused = |result: &Result<(), ClusterError>| {
+            matches!(result, Err(ClusterError::OtherTask { .. }))
+        };
+        assert!(
+            (square.is_ok() && refused(&fault)) || (fault.is_ok() && refused(&square)),
+            "trial {trial}: {square:?} and {fault:?}"
+        );
+    }
+}

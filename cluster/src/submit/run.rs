@@ -93,55 +93,28 @@ impl<T: Task> RunBuilder<T> {
         }
         let mut link = Link::open(&self.url, self.patience, self.root_cert.as_deref())?;
         let keys = Keys::of(&self.id);
-        let meta: HashMap<String, String> = link.run("reading the run", |c| {
+        let mut meta: HashMap<String, String> = link.run("reading the run", |c| {
             redis::cmd("HGETALL").arg(&keys.meta).query(c)
         })?;
-        let submitted = match meta.get("task") {
-            Some(task) if task != T::NAME => {
-                return Err(ClusterError::OtherTask {
-                    run: self.id,
-                    found: task.clone(),
-                    wanted: T::NAME.to_owned(),
-                })
+        if !meta.contains_key("task") {
+            if !create {
+                return Err(ClusterError::NoSuchRun(self.id));
             }
-            Some(_) => meta
+            meta = link.run("creating the run", |c| {
+                create_run::<T>(c, &keys, self.max_deliveries)
+            })?;
+        }
+        let submitted = match meta.get("task") {
+            Some(task) if task == T::NAME => meta
                 .get("submitted")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
-            None if !create => return Err(ClusterError::NoSuchRun(self.id)),
-            None => {
-                let cap = self.max_deliveries;
-                link.run("creating the run", |c| {
-                    redis::pipe()
-                        .atomic()
-                        .cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(&keys.tasks)
-                        .arg(GROUP)
-                        .arg("0")
-                        .arg("MKSTREAM")
-                        .ignore()
-                        .cmd("HSET")
-                        .arg(&keys.meta)
-                        .arg("task")
-                        .arg(T::NAME)
-                        .arg("cap")
-                        .arg(cap)
-                        .arg("submitted")
-                        .arg(0)
-                        .ignore()
-                        .cmd("SADD")
-                        .arg(keys::RUNS)
-                        .arg(&keys.run)
-                        .ignore()
-                        .query::<()>(c)
-                        .or_else(|e| match e.code() {
-                            // Made meanwhile by another submitter of the same run.
-                            Some("BUSYGROUP") => Ok(()),
-                            _ => Err(e),
-                        })
-                })?;
-                0
+            found => {
+                return Err(ClusterError::OtherTask {
+                    run: self.id,
+                    found: found.cloned().unwrap_or_default(),
+                    wanted: T::NAME.to_owned(),
+                })
             }
         };
         Ok(Run {
@@ -157,6 +130,61 @@ impl<T: Task> RunBuilder<T> {
             task: PhantomData,
         })
     }
+}
+
+/// Creates the run of `keys` for tasks of `T` with at most `cap` deliveries each,
+/// unless another submitter made it first, and returns its settings as they then are.
+/// Whoever comes first sets them: nothing here overwrites a field, and a group made
+/// meanwhile (`BUSYGROUP`) is the other submitter's, so two submitters opening one run
+/// at once agree on its task type and its count. Safe to repeat.
+fn create_run<T: Task>(
+    connection: &mut redis::Connection,
+    keys: &Keys,
+    cap: u32,
+) -> redis::RedisResult<HashMap<String, String>> {
+    let replies: Vec<redis::Value> = redis::pipe()
+        .atomic()
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&keys.tasks)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .cmd("HSETNX")
+        .arg(&keys.meta)
+        .arg("task")
+        .arg(T::NAME)
+        .ignore()
+        .cmd("HSETNX")
+        .arg(&keys.meta)
+        .arg("cap")
+        .arg(cap)
+        .ignore()
+        .cmd("HSETNX")
+        .arg(&keys.meta)
+        .arg("submitted")
+        .arg(0)
+        .ignore()
+        .cmd("SADD")
+        .arg(keys::RUNS)
+        .arg(&keys.run)
+        .ignore()
+        .cmd("HGETALL")
+        .arg(&keys.meta)
+        .ignore_errors()
+        .query(connection)?;
+    let mut replies = replies.into_iter();
+    match replies.next().map(redis::Value::extract_error) {
+        Some(Err(error)) if error.code() != Some("BUSYGROUP") => return Err(error),
+        _ => {}
+    }
+    redis::from_redis_value(
+        replies
+            .next()
+            .unwrap_or(redis::Value::Nil)
+            .extract_error()?,
+    )
+    .map_err(Into::into)
 }
 
 /// A run of tasks of type `T` on the server; see the [crate docs](crate).
