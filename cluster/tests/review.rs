@@ -458,3 +458,26 @@ fn two_submitters_opening_one_new_run_at_once_agree_on_its_type() {
         );
     }
 }
+
+#[test]
+fn an_agent_with_a_shorter_lease_leaves_a_living_agent_s_task_alone() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, Duration::from_millis(3000));
+    let mut run = Run::<Fault>::builder(&url, "leases").open().unwrap();
+    run.submit(&Fault::Sleep(4000)).unwrap();
+    run.flush().unwrap();
+    assert!(eventually(Duration::from_secs(10), || held_by(
+        &url, "leases", "node-a"
+    )));
+    let _b = AgentProcess::start(&url, "node-b", 1, Duration::from_millis(300));
+    let mut taken_over = false;
+    let _ = eventually(Duration::from_secs(3), || {
+        taken_over |= held_by(&url, "leases", "node-b");
+        taken_over
+    });
+    assert!(!taken_over, "a task of a living agent went to another");
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes[&0].node, "node-a");
+    assert_eq!(outcomes[&0].attempts, 1);
+}

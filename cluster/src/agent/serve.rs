@@ -33,6 +33,9 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 3;
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
 /// How often the list of runs is read again.
 const RUNS_EVERY: Duration = Duration::from_millis(500);
+/// How many deliveries idle past an agent's lease but still within their owner's
+/// longer one a look for lapsed deliveries reads past, at most.
+const LOOK_PAST: usize = 64;
 /// The longest an idle agent blocks on the bell.
 const IDLE_BLOCK: Duration = Duration::from_millis(500);
 
@@ -55,8 +58,8 @@ impl AgentBuilder {
     }
 
     /// How long a task stays with this agent if it stops renewing its leases (it is
-    /// renewed three times per lease while the agent lives). Default 5 s; at least
-    /// 100 ms.
+    /// renewed three times per lease while the agent lives); agents with a shorter
+    /// lease wait this long too. Default 5 s; at least 100 ms.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(100));
         self
@@ -93,7 +96,7 @@ impl AgentBuilder {
         let link = Link::open(&self.url, self.patience, self.root_cert.as_deref())?;
         let pool = self.pool.retries(0).build()?;
         let node = self.node.unwrap_or_else(host_name);
-        let name = consumer_name(&node);
+        let name = consumer_name(&node, self.lease);
         Ok(Agent {
             link,
             pool,
@@ -176,7 +179,7 @@ impl Agent {
         }
     }
 
-    /// The agent's consumer name: its node, process id and start time, unique.
+    /// The agent's consumer name: its node, process id, start time and lease, unique.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -435,10 +438,19 @@ impl Agent {
                 break;
             }
             let name = self.name.clone();
+            // Those idle past this agent's lease, of which those idle past their
+            // owner's too; looking past a few still within a longer lease.
             let stale = match self.link.run("listing lapsed leases", |c| {
-                lapsed(c, &keys, lease_ms, free - taken)
+                lapsed(c, &keys, lease_ms, free - taken + LOOK_PAST)
             }) {
-                Ok(stale) => stale,
+                Ok(stale) => stale
+                    .into_iter()
+                    .filter(|p| {
+                        let idle = Duration::from_millis(p.last_delivered_ms as u64);
+                        lease::is_lapsed(idle, &p.consumer, self.lease)
+                    })
+                    .take(free - taken)
+                    .collect::<Vec<_>>(),
                 Err(error) if run_fault(&error).is_some() => {
                     self.report(&keys.run, &error);
                     continue;
@@ -706,16 +718,20 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// A consumer name nobody used before: node, process id, start time in nanoseconds and
-/// a counter within the process.
-fn consumer_name(node: &str) -> String {
+/// A consumer name nobody used before: node, process id, start time in nanoseconds, a
+/// counter within the process, and the agent's lease (see `lease`).
+fn consumer_name(node: &str, lease: Duration) -> String {
     static COUNT: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let count = COUNT.fetch_add(1, Ordering::Relaxed);
-    format!("{node}/{}/{nanos:x}/{count}", std::process::id())
+    format!(
+        "{node}/{}/{nanos:x}/{count}{}",
+        std::process::id(),
+        lease::name_tag(lease)
+    )
 }
 
 #[cfg(test)]
