@@ -481,3 +481,39 @@ fn an_agent_with_a_shorter_lease_leaves_a_living_agent_s_task_alone() {
     assert_eq!(outcomes[&0].node, "node-a");
     assert_eq!(outcomes[&0].attempts, 1);
 }
+
+#[test]
+fn an_agent_serving_several_runs_takes_from_each_in_turn() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut big = Run::<Fault>::builder(&url, "big").open().unwrap();
+    for _ in 0..40 {
+        big.submit(&Fault::Sleep(100)).unwrap();
+    }
+    big.flush().unwrap();
+    let mut small: Vec<Run<Fault>> = (0..3)
+        .map(|n| {
+            let mut run = Run::<Fault>::builder(&url, format!("small-{n}"))
+                .open()
+                .unwrap();
+            run.submit(&Fault::Sleep(10)).unwrap();
+            run.flush().unwrap();
+            run
+        })
+        .collect();
+    // One worker for 4 s of the big run's tasks: each small run's task comes in turn,
+    // not after the big run is through.
+    let started = Instant::now();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    for run in &mut small {
+        assert_eq!(collect(run)[&0].result, Ok(10));
+    }
+    let waited = started.elapsed();
+    let outcomes = collect(&mut big);
+    assert_eq!(outcomes.len(), 40);
+    assert!(
+        waited < started.elapsed() / 2,
+        "the small runs waited {waited:?} of {:?}",
+        started.elapsed()
+    );
+}

@@ -104,6 +104,7 @@ impl AgentBuilder {
             name,
             lease: self.lease,
             runs: HashMap::new(),
+            turn: 0,
             pool_lost: Arc::new(OnceLock::new()),
             reported: HashSet::new(),
             last_bell: "0-0".to_owned(),
@@ -130,6 +131,8 @@ pub struct Agent {
     name: String,
     lease: Duration,
     runs: HashMap<String, RunState>,
+    /// Whose turn it is to be looked at first, among the runs served.
+    turn: usize,
     /// Why the local pool can run nothing more, once it cannot: the agent stops then.
     pool_lost: Arc<OnceLock<TaskError>>,
     /// The runs listed whose keys the server refused a command on, reported once.
@@ -337,12 +340,20 @@ impl Agent {
         Ok(())
     }
 
-    /// The runs served, with their caps.
-    fn served(&self) -> Vec<(Arc<Keys>, u32)> {
-        self.runs
+    /// The runs served, with their caps, from a different one each time: a run of
+    /// many tasks does not keep the others waiting until it is through.
+    fn served(&mut self) -> Vec<(Arc<Keys>, u32)> {
+        let mut runs: Vec<_> = self
+            .runs
             .values()
             .map(|r| (r.keys.clone(), r.cap))
-            .collect()
+            .collect();
+        runs.sort_by(|a, b| a.0.run.cmp(&b.0.run));
+        if let Some(first) = self.turn.checked_rem(runs.len()) {
+            runs.rotate_left(first);
+        }
+        self.turn = self.turn.wrapping_add(1);
+        runs
     }
 
     /// Reports, once per run, a command on the run's keys that the server refused for
