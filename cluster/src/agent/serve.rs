@@ -450,7 +450,10 @@ impl Agent {
             }
             let name = self.name.clone();
             // Those idle past this agent's lease, of which those idle past their
-            // owner's too; looking past a few still within a longer lease.
+            // owner's too; looking past a few still within a longer lease. Never one
+            // this agent holds: its lease lapsed while the agent was held up, and it
+            // runs still (or its release is being written); renewing is what it needs,
+            // not a second run beside the first.
             let stale = match self.link.run("listing lapsed leases", |c| {
                 lapsed(c, &keys, lease_ms, free - taken + LOOK_PAST)
             }) {
@@ -459,6 +462,7 @@ impl Agent {
                     .filter(|p| {
                         let idle = Duration::from_millis(p.last_delivered_ms as u64);
                         lease::is_lapsed(idle, &p.consumer, self.lease)
+                            && !held.contains(&keys.run, &p.id)
                     })
                     .take(free - taken)
                     .collect::<Vec<_>>(),
