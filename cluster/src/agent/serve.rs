@@ -152,18 +152,21 @@ struct RunState {
 enum RunFault {
     /// Its stream or group is gone (collected and expired, or lost by the server).
     Gone,
-    /// Its keys hold something else than a run's: skipped, the other runs served.
-    Refused,
+    /// Its keys hold something else than a run's (`WRONGTYPE`): skipped, the other
+    /// runs served.
+    Garbled,
 }
 
 /// What `error`, from a command on one run's keys, says of that run; `None` when it
-/// says nothing of the run (the server out of reach), which stops the agent.
+/// says nothing of the run (the server out of reach, read-only, out of memory, a
+/// command not allowed), which stops the agent.
 fn run_fault(error: &ClusterError) -> Option<RunFault> {
     match error {
-        ClusterError::Redis { source, .. } if source.code() == Some("NOGROUP") => {
-            Some(RunFault::Gone)
-        }
-        ClusterError::Redis { .. } => Some(RunFault::Refused),
+        ClusterError::Redis { source, .. } => match source.code() {
+            Some("NOGROUP") => Some(RunFault::Gone),
+            Some("WRONGTYPE") => Some(RunFault::Garbled),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -188,13 +191,13 @@ impl Agent {
     }
 
     /// Serves until the server stays out of reach past the patience, or the local pool
-    /// can no longer start workers. A run whose keys the server refuses commands on
-    /// (they hold something else) is skipped and reported on stderr; the others are
+    /// can no longer start workers. A run whose keys hold something else than a run's
+    /// (the server says `WRONGTYPE`) is skipped and reported on stderr; the others are
     /// served.
     ///
     /// # Errors
-    /// The server unreachable for the whole patience, a command on the keys every run
-    /// shares refused, or [`ClusterError::NoWorkers`]: the tasks held are released
+    /// The server unreachable for the whole patience, a command refused for another
+    /// reason than a run's garbled keys, or [`ClusterError::NoWorkers`]: the tasks held are released
     /// for other agents (each release counts a delivery), and no more are taken.
     pub fn serve(self) -> Result<(), ClusterError> {
         self.serve_until(&AtomicBool::new(false))
@@ -357,7 +360,7 @@ impl Agent {
     }
 
     /// Reports, once per run, a command on the run's keys that the server refused for
-    /// another reason than the run being gone.
+    /// what they hold.
     fn report(&mut self, run: &str, error: &ClusterError) {
         if self.reported.insert(run.to_owned()) {
             let cause = std::error::Error::source(error)
@@ -385,7 +388,7 @@ impl Agent {
                 Ok(_) => {}
                 Err(error) => match run_fault(&error) {
                     Some(RunFault::Gone) => {}
-                    Some(RunFault::Refused) => self.report(&keys.run, &error),
+                    Some(RunFault::Garbled) => self.report(&keys.run, &error),
                     None => return Err(error),
                 },
             }
@@ -559,7 +562,7 @@ impl Agent {
                         gone.push(keys.run.clone());
                         continue;
                     }
-                    Some(RunFault::Refused) => {
+                    Some(RunFault::Garbled) => {
                         self.report(&keys.run, &error);
                         continue;
                     }
@@ -777,8 +780,16 @@ mod tests {
             run_fault(&refused(
                 "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
             )),
-            Some(RunFault::Refused)
+            Some(RunFault::Garbled)
         );
+        // Nothing to do with the run: every run would be refused alike.
+        for other in [
+            "-READONLY You can't write against a read only replica.\r\n",
+            "-NOPERM this user has no permissions\r\n",
+            "-ERR syntax error\r\n",
+        ] {
+            assert_eq!(run_fault(&refused(other)), None, "{other}");
+        }
         let outage = ClusterError::Unreachable {
             during: "testing",
             waited: Duration::from_secs(1),
