@@ -517,3 +517,27 @@ fn an_agent_serving_several_runs_takes_from_each_in_turn() {
         started.elapsed()
     );
 }
+
+#[test]
+fn tasks_sent_after_the_server_lost_their_run_are_an_error_not_an_endless_wait() {
+    let mut server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut run = Run::<Square>::builder(&url, "sent-late")
+        .patience(Duration::from_secs(5))
+        .open()
+        .unwrap();
+    // Numbered, not sent yet, when the server comes back empty.
+    run.submit(&Square(2)).unwrap();
+    server.kill9().unwrap();
+    server.restart().unwrap();
+    let (_, collected) = collect_within(run, Duration::from_secs(8))
+        .expect("outcomes() ends when the run is gone from the server");
+    let error = collected.unwrap_err();
+    assert!(error.is_no_such_run(), "{error}");
+    // Nothing of the lost run was made again.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("pp:{sent-late}:*")
+        .query(&mut connect(&url))
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+}

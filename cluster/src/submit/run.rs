@@ -274,7 +274,10 @@ impl<T: Task> Run<T> {
     /// Sends the tasks not sent yet, and rings the bell for idle agents.
     ///
     /// # Errors
-    /// The server stayed unreachable past the patience.
+    /// The server stayed unreachable past the patience, or
+    /// [`ClusterError::NoSuchRun`]: the run is no longer on the server (its keys
+    /// expired, or a server without persistence restarted), and the tasks are not
+    /// sent, since nobody would serve them.
     pub fn flush(&mut self) -> Result<(), ClusterError> {
         if self.unsent.is_empty() {
             return Ok(());
@@ -284,18 +287,20 @@ impl<T: Task> Run<T> {
         let keys = &self.keys;
         let entries: Vec<_> = self.unsent.iter().map(TaskEntry::fields).collect();
         let mut tries = 0;
-        self.link.run("sending tasks", |c| {
+        let there = self.link.run("sending tasks", |c| {
             tries += 1;
-            if tries > 1 {
-                // The batch and the count go in one MULTI: if the count says the
-                // batch is in, the reply was lost, not the batch.
-                let count: Option<u64> = redis::cmd("HGET")
-                    .arg(&keys.meta)
-                    .arg("submitted")
-                    .query(c)?;
-                if count.is_some_and(|count| count >= end) {
-                    return Ok(());
-                }
+            // The run must still be there: tasks sent to a run the server lost would
+            // make its keys again, never to expire, with nobody to serve them. And the
+            // batch and the count go in one MULTI: on a second try, a count that says
+            // the batch is in means the reply was lost, not the batch.
+            let count: Option<u64> = redis::cmd("HGET")
+                .arg(&keys.meta)
+                .arg("submitted")
+                .query(c)?;
+            match count {
+                None => return Ok(false),
+                Some(count) if tries > 1 && count >= end => return Ok(true),
+                Some(_) => {}
             }
             let mut pipe = redis::pipe();
             pipe.atomic();
@@ -310,8 +315,11 @@ impl<T: Task> Run<T> {
                 .arg(end)
                 .ignore();
             pipe.add_command(ring(&keys.run)).ignore();
-            pipe.query::<()>(c)
+            pipe.query::<()>(c).map(|()| true)
         })?;
+        if !there {
+            return Err(ClusterError::NoSuchRun(keys.run.clone()));
+        }
         self.submitted = end;
         self.unsent.clear();
         Ok(())
@@ -408,7 +416,7 @@ impl<T: Task> Run<T> {
         let streams = reply.map(|r| r.keys).unwrap_or_default();
         if streams.iter().all(|stream| stream.ids.is_empty()) {
             let exists: bool = self.link.run("checking the run", |c| {
-                redis::cmd("EXISTS").arg(&keys.meta).query(c)
+                redis::cmd("HEXISTS").arg(&keys.meta).arg("task").query(c)
             })?;
             if !exists {
                 return Err(ClusterError::NoSuchRun(keys.run.clone()));
