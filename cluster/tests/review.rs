@@ -541,3 +541,27 @@ fn tasks_sent_after_the_server_lost_their_run_are_an_error_not_an_endless_wait()
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
 }
+
+#[test]
+fn tasks_submitted_to_a_collected_run_are_served() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Square>::builder(&url, "again").open().unwrap();
+    run.submit(&Square(2)).unwrap();
+    assert_eq!(collect(&mut run)[&0].result, Ok(4));
+    // Collected (agents drop the run within half a second); more tasks come later.
+    std::thread::sleep(Duration::from_millis(1500));
+    run.submit(&Square(3)).unwrap();
+    let (mut run, outcomes) =
+        collect_within(run, Duration::from_secs(8)).expect("the run is served again");
+    assert_eq!(outcomes.unwrap()[&1].result, Ok(9));
+    // Collected again: expiring again.
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("pp:{again}:tasks")
+        .query(&mut connect(&url))
+        .unwrap();
+    assert!(ttl > 0, "ttl {ttl}");
+    assert!(run.is_collected());
+    assert!(run.outcomes().next().is_none());
+}

@@ -314,6 +314,12 @@ impl<T: Task> Run<T> {
                 .arg("submitted")
                 .arg(end)
                 .ignore();
+            // A run collected before (finished: its keys expiring, agents no longer
+            // serving it) is live again with these tasks, until collected again.
+            pipe.cmd("SADD").arg(keys::RUNS).arg(&keys.run).ignore();
+            for key in keys.all() {
+                pipe.cmd("PERSIST").arg(key).ignore();
+            }
             pipe.add_command(ring(&keys.run)).ignore();
             pipe.query::<()>(c).map(|()| true)
         })?;
@@ -375,6 +381,7 @@ impl<T: Task> Run<T> {
 
     /// Marks the run collected: its keys expire after the run's expiry, and agents
     /// stop serving it. Done by [`outcomes`](Run::outcomes) once every outcome is in.
+    /// Tasks submitted to the run later make it live again, until collected again.
     ///
     /// # Errors
     /// The server stayed unreachable past the patience.
