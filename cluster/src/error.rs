@@ -46,6 +46,15 @@ pub enum ClusterError {
         /// The task type asked for.
         wanted: String,
     },
+    /// The run's settings on the server are not what a submitter writes (its count
+    /// of tasks is not a count): no task of it can be numbered.
+    #[error("run {run:?} has garbled settings: {reason}")]
+    Garbled {
+        /// The run.
+        run: String,
+        /// What is wrong with them.
+        reason: String,
+    },
     /// The run was sealed: it takes no more tasks.
     #[error("run {0:?} is sealed and takes no more tasks")]
     Sealed(String),

@@ -565,3 +565,27 @@ fn tasks_submitted_to_a_collected_run_are_served() {
     assert!(run.is_collected());
     assert!(run.outcomes().next().is_none());
 }
+
+#[test]
+fn a_run_whose_count_is_garbage_is_refused_not_a_panic() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    drop(Run::<Square>::builder(&url, "counted").open().unwrap());
+    for garbage in [u64::MAX.to_string(), "many".to_owned()] {
+        let _: u64 = redis::cmd("HSET")
+            .arg("pp:{counted}:meta")
+            .arg("submitted")
+            .arg(&garbage)
+            .query(&mut connect(&url))
+            .unwrap();
+        let opened = std::panic::catch_unwind(|| {
+            let mut run = Run::<Square>::builder(&url, "counted").attach()?;
+            run.submit(&Square(1))?;
+            run.flush()
+        });
+        let error = opened
+            .expect("no panic on a count read from the server")
+            .expect_err("a count that is no count is refused");
+        assert!(error.to_string().contains("counted"), "{garbage}: {error}");
+    }
+}

@@ -105,10 +105,15 @@ impl<T: Task> RunBuilder<T> {
             })?;
         }
         let submitted = match meta.get("task") {
-            Some(task) if task == T::NAME => meta
-                .get("submitted")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
+            Some(task) if task == T::NAME => match count(meta.get("submitted")) {
+                Some(count) => count,
+                None => {
+                    return Err(ClusterError::Garbled {
+                        run: self.id,
+                        reason: format!("its count of tasks is {:?}", meta.get("submitted")),
+                    })
+                }
+            },
             found => {
                 return Err(ClusterError::OtherTask {
                     run: self.id,
@@ -130,6 +135,16 @@ impl<T: Task> RunBuilder<T> {
             task: PhantomData,
         })
     }
+}
+
+/// The most tasks a run may count: far beyond any run, and far enough below `u64::MAX`
+/// that numbering never overflows.
+const MAX_COUNT: u64 = 1 << 62;
+
+/// The count of tasks a run's settings give, if it is one: the field is written by
+/// submitters only, but read from the server, where anything may be.
+fn count(field: Option<&String>) -> Option<u64> {
+    field?.parse().ok().filter(|&count| count <= MAX_COUNT)
 }
 
 /// Creates the run of `keys` for tasks of `T` with at most `cap` deliveries each,
@@ -498,5 +513,22 @@ impl<T: Task> Iterator for Outcomes<'_, T> {
             ready.reverse();
             self.ready = ready;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_read_from_the_server_is_a_number_that_numbering_cannot_overflow() {
+        let count = |text: &str| count(Some(&text.to_owned()));
+        assert_eq!(count("0"), Some(0));
+        assert_eq!(count("4000"), Some(4000));
+        assert_eq!(count(&MAX_COUNT.to_string()), Some(MAX_COUNT));
+        for garbage in ["", "-1", "many", "1e3", &u64::MAX.to_string()] {
+            assert_eq!(count(garbage), None, "{garbage:?}");
+        }
+        assert_eq!(super::count(None), None);
     }
 }
