@@ -589,3 +589,64 @@ fn a_run_whose_count_is_garbage_is_refused_not_a_panic() {
         assert!(error.to_string().contains("counted"), "{garbage}: {error}");
     }
 }
+
+#[test]
+fn a_task_the_agent_knows_by_name_only_or_not_at_all_ends_in_its_typed_error_once() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Square>::builder(&url, "types").open().unwrap();
+    run.submit(&Square(2)).unwrap();
+    run.flush().unwrap();
+    let square = procpool::EncodedTask::encode(&Square(1)).unwrap();
+    let mut con = connect(&url);
+    for (seq, name, types) in [
+        (5, square.name(), square.types() ^ 1),
+        (6, "review::NoSuchTask", square.types()),
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg("pp:{types}:tasks")
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("seq")
+            .arg(seq)
+            .arg("name")
+            .arg(name)
+            .arg("types")
+            .arg(format!("{types:016x}"))
+            .arg("input")
+            .arg(square.input())
+            .query(&mut con)
+            .unwrap();
+    }
+    // The agent lives on: a real task after them runs.
+    run.submit(&Square(3)).unwrap();
+    let outcomes = collect(&mut run);
+    assert_eq!(outcomes[&1].result, Ok(9));
+    let written: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("pp:{types}:outcomes")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let error_of = |seq: &str| -> Vec<TaskError> {
+        written
+            .ids
+            .iter()
+            .filter(|e| e.get::<String>("seq").as_deref() == Some(seq))
+            .map(|e| procpool::decode_value(&e.get::<Vec<u8>>("err").unwrap()).unwrap())
+            .collect()
+    };
+    // Final, not released to other agents: one outcome each, on the first delivery.
+    assert!(
+        matches!(error_of("5")[..], [TaskError::WrongTypes { .. }]),
+        "{:?}",
+        error_of("5")
+    );
+    assert!(
+        matches!(error_of("6")[..], [TaskError::UnknownTask { .. }]),
+        "{:?}",
+        error_of("6")
+    );
+}
