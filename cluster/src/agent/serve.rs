@@ -419,12 +419,7 @@ impl Agent {
                     continue;
                 }
                 let forgotten = self.link.run("forgetting a gone agent", |c| {
-                    redis::cmd("XGROUP")
-                        .arg("DELCONSUMER")
-                        .arg(&keys.tasks)
-                        .arg(GROUP)
-                        .arg(&consumer.name)
-                        .query::<i64>(c)
+                    forget::forget(&keys, &consumer.name).query::<i64>(c)
                 });
                 match forgotten {
                     Ok(_) => {}
