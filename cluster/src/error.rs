@@ -59,7 +59,8 @@ pub enum ClusterError {
     #[error("run {0:?} is sealed and takes no more tasks")]
     Sealed(String),
     /// A task could not be encoded (its `Serialize` failed, or it holds shared memory,
-    /// which does not leave the machine).
+    /// which does not leave the machine), or its encoding is bigger than the server
+    /// holds in a string (`proto-max-bulk-len`, 512 MiB by default).
     #[error("could not encode the task")]
     Encode(#[source] procpool::TaskError),
     /// A thread of the agent could not be started.

@@ -650,3 +650,71 @@ fn a_task_the_agent_knows_by_name_only_or_not_at_all_ends_in_its_typed_error_onc
         error_of("6")
     );
 }
+
+/// Returns this many bytes: a big output for a small input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Big(usize);
+
+impl Task for Big {
+    const NAME: &'static str = "review::Big";
+    type Output = Vec<u8>;
+    fn run(self) -> Result<Vec<u8>, BoxError> {
+        Ok(vec![7; self.0])
+    }
+}
+
+procpool::register!(Big);
+
+/// Lowers the most a string may hold on the server at `url` to 1 MiB.
+fn limit_strings_to_a_mebibyte(url: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("proto-max-bulk-len")
+        .arg("1mb")
+        .query(&mut connect(url))
+        .unwrap();
+}
+
+#[test]
+fn an_output_too_big_for_the_server_is_that_task_s_error_and_holds_up_no_other() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    limit_strings_to_a_mebibyte(&url);
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Big>::builder(&url, "huge-out").open().unwrap();
+    let huge = run.submit(&Big(2 << 20)).unwrap();
+    let small = run.submit(&Big(10)).unwrap();
+    let (_, outcomes) = collect_within(run, Duration::from_secs(12))
+        .expect("every task has its outcome, none held up for the agent's patience");
+    let outcomes = outcomes.unwrap();
+    assert_eq!(outcomes[&small].result, Ok(vec![7; 10]));
+    match &outcomes[&huge].result {
+        Err(TaskError::Codec { message, .. }) => {
+            assert!(message.contains("limit"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(outcomes[&huge].attempts, 1);
+}
+
+#[test]
+fn a_task_too_big_for_the_server_is_refused_at_submit_and_the_others_go() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    limit_strings_to_a_mebibyte(&url);
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<Fault>::builder(&url, "huge-in")
+        .patience(Duration::from_secs(3))
+        .open()
+        .unwrap();
+    let fine = run.submit(&Fault::Ok(1)).unwrap();
+    let error = run
+        .submit(&Fault::Panic("x".repeat(2 << 20)))
+        .expect_err("a task the server cannot hold is refused");
+    assert!(!error.is_unreachable(), "{error}");
+    assert!(error.to_string().contains("encode"), "{error}");
+    let (_, outcomes) = collect_within(run, Duration::from_secs(8)).expect("the rest is served");
+    let outcomes = outcomes.unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[&fine].result, Ok(1));
+}

@@ -8,7 +8,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use procpool::{EncodedTask, Task, TaskOptions};
+use procpool::{Direction, EncodedTask, Task, TaskOptions};
 use redis::streams::StreamReadReply;
 
 use super::outcome::{DeadLetter, Outcome};
@@ -16,6 +16,7 @@ use crate::agent::serve::{DEFAULT_MAX_DELIVERIES, DEFAULT_PATIENCE};
 use crate::entry::{push_fields, OutcomeEntry, TaskEntry};
 use crate::error::ClusterError;
 use crate::keys::{self, ring, Keys, GROUP};
+use crate::limit;
 use crate::link::Link;
 
 /// Tasks sent to the server in one round trip.
@@ -122,7 +123,9 @@ impl<T: Task> RunBuilder<T> {
                 })
             }
         };
+        let max_string = limit::max_string(&mut link);
         Ok(Run {
+            max_string,
             link,
             keys,
             submitted,
@@ -205,6 +208,8 @@ fn create_run<T: Task>(
 /// A run of tasks of type `T` on the server; see the [crate docs](crate).
 pub struct Run<T> {
     link: Link,
+    /// The most the server holds in a string: a task's input must fit.
+    max_string: u64,
     keys: Keys,
     /// Tasks numbered so far (sent or not).
     submitted: u64,
@@ -260,7 +265,8 @@ impl<T: Task> Run<T> {
     ///
     /// # Errors
     /// The task could not be encoded (it holds shared memory, or its `Serialize`
-    /// failed), or the server stayed unreachable while a batch was sent.
+    /// failed, or it is bigger than the server holds in a string), or the server
+    /// stayed unreachable while a batch was sent.
     pub fn submit(&mut self, task: &T) -> Result<u64, ClusterError> {
         self.submit_with(task, &TaskOptions::new())
     }
@@ -274,6 +280,14 @@ impl<T: Task> Run<T> {
     /// As for [`submit`](Run::submit).
     pub fn submit_with(&mut self, task: &T, options: &TaskOptions) -> Result<u64, ClusterError> {
         let task = EncodedTask::encode(task).map_err(ClusterError::Encode)?;
+        // One the server cannot hold would fail its whole batch, at every flush.
+        limit::check(
+            "the task's input",
+            task.input().len(),
+            self.max_string,
+            Direction::ToWorker,
+        )
+        .map_err(ClusterError::Encode)?;
         let seq = self.submitted + self.unsent.len() as u64;
         self.unsent.push(TaskEntry {
             seq,
