@@ -197,8 +197,9 @@ impl Agent {
     ///
     /// # Errors
     /// The server unreachable for the whole patience, a command refused for another
-    /// reason than a run's garbled keys, or [`ClusterError::NoWorkers`]: the tasks held are released
-    /// for other agents (each release counts a delivery), and no more are taken.
+    /// reason than a run's garbled keys, or [`ClusterError::NoWorkers`]: the tasks
+    /// held are released for other agents (each release counts a delivery), and no
+    /// more are taken.
     pub fn serve(self) -> Result<(), ClusterError> {
         self.serve_until(&AtomicBool::new(false))
     }
