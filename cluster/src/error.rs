@@ -32,7 +32,8 @@ pub enum ClusterError {
         #[source]
         source: redis::RedisError,
     },
-    /// The run does not exist on the server (never created, or collected and expired).
+    /// The run does not exist on the server (never created, collected and expired, or
+    /// lost by a server restarted without persistence).
     #[error("no run {0:?} on the server")]
     NoSuchRun(String),
     /// The run exists but was made for another task type.
@@ -45,16 +46,30 @@ pub enum ClusterError {
         /// The task type asked for.
         wanted: String,
     },
+    /// The run's settings on the server are not what a submitter writes (its count
+    /// of tasks is not a count): no task of it can be numbered.
+    #[error("run {run:?} has garbled settings: {reason}")]
+    Garbled {
+        /// The run.
+        run: String,
+        /// What is wrong with them.
+        reason: String,
+    },
     /// The run was sealed: it takes no more tasks.
     #[error("run {0:?} is sealed and takes no more tasks")]
     Sealed(String),
     /// A task could not be encoded (its `Serialize` failed, or it holds shared memory,
-    /// which does not leave the machine).
+    /// which does not leave the machine), or its encoding is bigger than the server
+    /// holds in a string (`proto-max-bulk-len`, 512 MiB by default).
     #[error("could not encode the task")]
     Encode(#[source] procpool::TaskError),
     /// A thread of the agent could not be started.
     #[error("could not start a thread")]
     Thread(#[source] std::io::Error),
+    /// The agent's local pool can no longer run tasks (it could not start workers):
+    /// the agent stopped serving rather than take tasks it cannot run.
+    #[error("the agent's pool can no longer run tasks")]
+    NoWorkers(#[source] procpool::TaskError),
     /// The agent's local pool could not be built.
     #[error("could not build the agent's pool")]
     Pool(#[from] procpool::BuildError),

@@ -49,6 +49,7 @@ mod agent;
 mod entry;
 mod error;
 mod keys;
+mod limit;
 mod link;
 mod submit;
 

@@ -1,8 +1,24 @@
 //! Which consumers of a run's group to forget: those of agents gone for good. Every
 //! agent has a consumer name of its own, never reused, so without this the group
-//! would keep one per agent that ever served it. A pure decision.
+//! would keep one per agent that ever served it. A pure decision, and the command
+//! that carries it out.
 
 use std::time::Duration;
+
+use crate::keys::{Keys, GROUP};
+
+/// Deletes the consumer `ARGV[2]` of the group `ARGV[1]` of the stream `KEYS[1]` if it
+/// holds nothing; replies -1 if it holds something. Deleting a consumer drops its
+/// pending entries from the group: one the agent took between the look that found it
+/// silent and the deletion would be in nobody's care, never taken up again if that
+/// agent died or released it. So the check and the deletion are one.
+const FORGET_IF_EMPTY: &str = r"
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #pending > 0 then
+  return -1
+end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+";
 
 /// How many leases a consumer must have been silent, with nothing pending, to be
 /// forgotten. A consumer with nothing pending holds nothing, so forgetting one whose
@@ -14,6 +30,18 @@ pub(crate) const SILENT_LEASES: u32 = 20;
 /// agents' leases are `lease`, is forgotten.
 pub(crate) fn is_forgotten(pending: usize, idle: Duration, lease: Duration) -> bool {
     pending == 0 && idle >= silence(lease)
+}
+
+/// The command that forgets `consumer` of a run's group, unless it holds something by
+/// then.
+pub(crate) fn forget(keys: &Keys, consumer: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(FORGET_IF_EMPTY)
+        .arg(1)
+        .arg(&keys.tasks)
+        .arg(GROUP)
+        .arg(consumer);
+    cmd
 }
 
 /// How long a consumer must be silent to be forgotten.

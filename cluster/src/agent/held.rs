@@ -84,6 +84,12 @@ impl Held {
             .per_second
     }
 
+    /// Whether the delivery of `entry` of `run` is held.
+    pub(crate) fn contains(&self, run: &str, entry: &str) -> bool {
+        self.lock()
+            .contains_key(&(run.to_owned(), entry.to_owned()))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
@@ -110,5 +116,34 @@ impl Held {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Delivery>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(keys: &Arc<Keys>, entry: &str) -> Delivery {
+        Delivery {
+            keys: keys.clone(),
+            entry: entry.to_owned(),
+            seq: 0,
+            deliveries: 1,
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_held_from_its_start_until_written_back() {
+        let held = Held::default();
+        let keys = Arc::new(Keys::of("r"));
+        held.insert(delivery(&keys, "1-0"));
+        held.insert(delivery(&Arc::new(Keys::of("s")), "1-0"));
+        assert!(held.contains("r", "1-0"));
+        assert!(!held.contains("r", "2-0"));
+        assert_eq!(held.len(), 2);
+        held.remove("r", "1-0");
+        assert!(!held.contains("r", "1-0"));
+        assert!(held.contains("s", "1-0"));
+        assert_eq!(held.by_run()["s"].1, vec!["1-0".to_owned()]);
     }
 }

@@ -3,20 +3,21 @@
 //! takes up tasks released by crashes or left by lost agents, and hands each outcome to
 //! its writer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use procpool::{EncodedTask, Pool, PoolBuilder, TaskError, TaskOptions};
 use redis::streams::{StreamId, StreamPendingId, StreamReadReply};
-use redis::{RedisResult, Value};
+use redis::RedisResult;
 
 use super::budget;
 use super::forget;
 use super::held::{Delivery, Held};
+use super::lease;
 use super::verdict;
 use super::writer::{self, Write, Writer};
 use crate::entry::TaskEntry;
@@ -32,6 +33,9 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 3;
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
 /// How often the list of runs is read again.
 const RUNS_EVERY: Duration = Duration::from_millis(500);
+/// How many deliveries idle past an agent's lease but still within their owner's
+/// longer one a look for lapsed deliveries reads past, at most.
+const LOOK_PAST: usize = 64;
 /// The longest an idle agent blocks on the bell.
 const IDLE_BLOCK: Duration = Duration::from_millis(500);
 
@@ -54,8 +58,8 @@ impl AgentBuilder {
     }
 
     /// How long a task stays with this agent if it stops renewing its leases (it is
-    /// renewed three times per lease while the agent lives). Default 5 s; at least
-    /// 100 ms.
+    /// renewed three times per lease while the agent lives); agents with a shorter
+    /// lease wait this long too. Default 5 s; at least 100 ms.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(100));
         self
@@ -92,7 +96,7 @@ impl AgentBuilder {
         let link = Link::open(&self.url, self.patience, self.root_cert.as_deref())?;
         let pool = self.pool.retries(0).build()?;
         let node = self.node.unwrap_or_else(host_name);
-        let name = consumer_name(&node);
+        let name = consumer_name(&node, self.lease);
         Ok(Agent {
             link,
             pool,
@@ -100,6 +104,9 @@ impl AgentBuilder {
             name,
             lease: self.lease,
             runs: HashMap::new(),
+            turn: 0,
+            pool_lost: Arc::new(OnceLock::new()),
+            reported: HashSet::new(),
             last_bell: "0-0".to_owned(),
         })
     }
@@ -124,6 +131,12 @@ pub struct Agent {
     name: String,
     lease: Duration,
     runs: HashMap<String, RunState>,
+    /// Whose turn it is to be looked at first, among the runs served.
+    turn: usize,
+    /// Why the local pool can run nothing more, once it cannot: the agent stops then.
+    pool_lost: Arc<OnceLock<TaskError>>,
+    /// The runs listed whose keys the server refused a command on, reported once.
+    reported: HashSet<String>,
     last_bell: String,
 }
 
@@ -132,6 +145,30 @@ pub struct Agent {
 struct RunState {
     keys: Arc<Keys>,
     cap: u32,
+}
+
+/// What a refused command on one run's keys says of that run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunFault {
+    /// Its stream or group is gone (collected and expired, or lost by the server).
+    Gone,
+    /// Its keys hold something else than a run's (`WRONGTYPE`): skipped, the other
+    /// runs served.
+    Garbled,
+}
+
+/// What `error`, from a command on one run's keys, says of that run; `None` when it
+/// says nothing of the run (the server out of reach, read-only, out of memory, a
+/// command not allowed), which stops the agent.
+fn run_fault(error: &ClusterError) -> Option<RunFault> {
+    match error {
+        ClusterError::Redis { source, .. } => match source.code() {
+            Some("NOGROUP") => Some(RunFault::Gone),
+            Some("WRONGTYPE") => Some(RunFault::Garbled),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 impl Agent {
@@ -148,24 +185,30 @@ impl Agent {
         }
     }
 
-    /// The agent's consumer name: its node, process id and start time, unique.
+    /// The agent's consumer name: its node, process id, start time and lease, unique.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Serves until the server stays out of reach past the patience.
+    /// Serves until the server stays out of reach past the patience, or the local pool
+    /// can no longer start workers. A run whose keys hold something else than a run's
+    /// (the server says `WRONGTYPE`) is skipped and reported on stderr; the others are
+    /// served.
     ///
     /// # Errors
-    /// The server unreachable for the whole patience, or a command refused.
+    /// The server unreachable for the whole patience, a command refused for another
+    /// reason than a run's garbled keys, or [`ClusterError::NoWorkers`]: the tasks
+    /// held are released for other agents (each release counts a delivery), and no
+    /// more are taken.
     pub fn serve(self) -> Result<(), ClusterError> {
         self.serve_until(&AtomicBool::new(false))
     }
 
-    /// Serves until `stop` is set, then lets the tasks held finish and writes their
-    /// outcomes.
+    /// Serves until `stop` is set, then lets the tasks held finish, their leases
+    /// renewed meanwhile, and writes their outcomes.
     ///
     /// # Errors
-    /// The server unreachable for the whole patience, or a command refused.
+    /// As for [`serve`](Agent::serve).
     pub fn serve_until(mut self, stop: &AtomicBool) -> Result<(), ClusterError> {
         let held = Arc::new(Held::default());
         let (writes, to_write) = mpsc::channel();
@@ -179,7 +222,9 @@ impl Agent {
             .name("procpool-agent-writer".into())
             .spawn(move || writer.run(writer_link, to_write, writer_held))
             .map_err(ClusterError::Thread)?;
-        let result = self.serve_loop(stop, &held, &writes);
+        let result = self
+            .serve_loop(stop, &held, &writes)
+            .and_then(|()| self.drain(&held));
         drop(writes);
         self.pool.join();
         let _ = writer_thread.join();
@@ -200,6 +245,9 @@ impl Agent {
         let mut next_forget = Instant::now() + forget::silence(self.lease) / 2;
         self.last_bell = self.link.run("reading the bell", last_bell)?;
         while !stop.load(Ordering::Relaxed) {
+            if let Some(error) = self.pool_lost.get() {
+                return Err(ClusterError::NoWorkers(error.clone()));
+            }
             let now = Instant::now();
             if now >= next_runs {
                 self.read_runs()?;
@@ -240,69 +288,111 @@ impl Agent {
         Ok(())
     }
 
+    /// Once stopped: renews the leases of the deliveries held until each is written
+    /// back, so that no other agent takes up a task this one still runs.
+    fn drain(&mut self, held: &Held) -> Result<(), ClusterError> {
+        let renew_every = self.lease / 3;
+        let mut next_renew = Instant::now();
+        while held.len() > 0 {
+            if Instant::now() >= next_renew {
+                self.renew(held)?;
+                next_renew = Instant::now() + renew_every;
+            }
+            held.wait_below(1, next_renew.saturating_duration_since(Instant::now()));
+        }
+        Ok(())
+    }
+
     /// Reads the runs on the server, and the settings of new ones.
     fn read_runs(&mut self) -> Result<(), ClusterError> {
         let runs: Vec<String> = self.link.run("reading the runs", |c| {
             redis::cmd("SMEMBERS").arg(keys::RUNS).query(c)
         })?;
         self.runs.retain(|run, _| runs.contains(run));
+        self.reported.retain(|run| runs.contains(run));
         for run in runs {
             if self.runs.contains_key(&run) || !keys::is_valid_run_id(&run) {
                 continue;
             }
             let keys = Keys::of(&run);
-            let cap: Option<String> = self.link.run("reading a run's settings", |c| {
-                redis::cmd("HGET").arg(&keys.meta).arg("cap").query(c)
-            })?;
+            let cap = self.link.run("reading a run's settings", |c| {
+                redis::cmd("HGET")
+                    .arg(&keys.meta)
+                    .arg("cap")
+                    .query::<Option<String>>(c)
+            });
+            let (cap, refused) = match cap {
+                Ok(cap) => (cap, None),
+                Err(error) if run_fault(&error).is_some() => (None, Some(error)),
+                Err(error) => return Err(error),
+            };
             let cap = cap
                 .and_then(|cap| cap.parse().ok())
                 .filter(|&cap| cap > 0)
                 .unwrap_or(DEFAULT_MAX_DELIVERIES);
             self.runs.insert(
-                run,
+                run.clone(),
                 RunState {
                     keys: Arc::new(keys),
                     cap,
                 },
             );
+            if let Some(error) = refused {
+                self.report(&run, &error);
+            }
         }
         Ok(())
     }
 
-    /// The runs served, with their caps.
-    fn served(&self) -> Vec<(Arc<Keys>, u32)> {
-        self.runs
+    /// The runs served, with their caps, from a different one each time: a run of
+    /// many tasks does not keep the others waiting until it is through.
+    fn served(&mut self) -> Vec<(Arc<Keys>, u32)> {
+        let mut runs: Vec<_> = self
+            .runs
             .values()
             .map(|r| (r.keys.clone(), r.cap))
-            .collect()
+            .collect();
+        runs.sort_by(|a, b| a.0.run.cmp(&b.0.run));
+        if let Some(first) = self.turn.checked_rem(runs.len()) {
+            runs.rotate_left(first);
+        }
+        self.turn = self.turn.wrapping_add(1);
+        runs
+    }
+
+    /// Reports, once per run, a command on the run's keys that the server refused for
+    /// what they hold.
+    fn report(&mut self, run: &str, error: &ClusterError) {
+        if self.reported.insert(run.to_owned()) {
+            let cause = std::error::Error::source(error)
+                .map(|source| format!(": {source}"))
+                .unwrap_or_default();
+            eprintln!(
+                "procpool-cluster agent {}: run {run:?} skipped, {error}{cause}",
+                self.name
+            );
+        }
     }
 
     /// Renews the leases of the deliveries held: those still this agent's on the
-    /// server have their idle time reset (`XCLAIM … JUSTID`, which does not count a
-    /// delivery). One taken over by another agent meanwhile is not claimed back.
+    /// server have their idle time reset (see `lease`). One taken over by another
+    /// agent meanwhile is not claimed back.
     fn renew(&mut self, held: &Held) -> Result<(), ClusterError> {
         for (keys, entries) in held.by_run().into_values() {
             let name = self.name.clone();
-            let mine: Vec<StreamPendingId> = self.link.run("listing the tasks held", |c| {
-                pending(c, &keys, Some(&name), None, 10_000)
-            })?;
-            let still: Vec<&String> = entries
-                .iter()
-                .filter(|entry| mine.iter().any(|p| &p.id == *entry))
-                .collect();
-            if still.is_empty() {
-                continue;
+            let renewed = self.link.run("renewing leases", |c| {
+                lease::keep(&keys, &name, 0, &entries).query::<u64>(c)
+            });
+            // A run gone or garbled holds no lease to renew: its tasks run on, and
+            // their outcomes are written as if it were there.
+            match renewed {
+                Ok(_) => {}
+                Err(error) => match run_fault(&error) {
+                    Some(RunFault::Gone) => {}
+                    Some(RunFault::Garbled) => self.report(&keys.run, &error),
+                    None => return Err(error),
+                },
             }
-            self.link.run("renewing leases", |c| {
-                redis::cmd("XCLAIM")
-                    .arg(&keys.tasks)
-                    .arg(GROUP)
-                    .arg(&name)
-                    .arg(0)
-                    .arg(&still)
-                    .arg("JUSTID")
-                    .query::<Value>(c)
-            })?;
         }
         Ok(())
     }
@@ -319,7 +409,7 @@ impl Agent {
             });
             let consumers = match consumers {
                 Ok(reply) => reply.consumers,
-                Err(error) if is_missing(&error) => continue,
+                Err(error) if run_fault(&error).is_some() => continue,
                 Err(error) => return Err(error),
             };
             for consumer in consumers {
@@ -329,14 +419,14 @@ impl Agent {
                 {
                     continue;
                 }
-                self.link.run("forgetting a gone agent", |c| {
-                    redis::cmd("XGROUP")
-                        .arg("DELCONSUMER")
-                        .arg(&keys.tasks)
-                        .arg(GROUP)
-                        .arg(&consumer.name)
-                        .query::<i64>(c)
-                })?;
+                let forgotten = self.link.run("forgetting a gone agent", |c| {
+                    forget::forget(&keys, &consumer.name).query::<i64>(c)
+                });
+                match forgotten {
+                    Ok(_) => {}
+                    Err(error) if run_fault(&error).is_some() => break,
+                    Err(error) => return Err(error),
+                }
             }
         }
         Ok(())
@@ -358,11 +448,27 @@ impl Agent {
                 break;
             }
             let name = self.name.clone();
+            // Those idle past this agent's lease, of which those idle past their
+            // owner's too; looking past a few still within a longer lease. Never one
+            // this agent holds: its lease lapsed while the agent was held up, and it
+            // runs still (or its release is being written); renewing is what it needs,
+            // not a second run beside the first.
             let stale = match self.link.run("listing lapsed leases", |c| {
-                pending(c, &keys, None, Some(lease_ms), free - taken)
+                lapsed(c, &keys, lease_ms, free - taken + LOOK_PAST)
             }) {
-                Ok(stale) => stale,
-                Err(error) if is_missing(&error) => continue,
+                Ok(stale) => stale
+                    .into_iter()
+                    .filter(|p| {
+                        let idle = Duration::from_millis(p.last_delivered_ms as u64);
+                        lease::is_lapsed(idle, &p.consumer, self.lease)
+                            && !held.contains(&keys.run, &p.id)
+                    })
+                    .take(free - taken)
+                    .collect::<Vec<_>>(),
+                Err(error) if run_fault(&error).is_some() => {
+                    self.report(&keys.run, &error);
+                    continue;
+                }
                 Err(error) => return Err(error),
             };
             if stale.is_empty() {
@@ -371,7 +477,7 @@ impl Agent {
             let ids: Vec<&String> = stale.iter().map(|p| &p.id).collect();
             // Claims only those still idle past the lease: a renewal or another agent
             // that came first wins. Each claim counts a delivery.
-            let claimed: Vec<StreamId> = self.link.run("taking over lapsed tasks", |c| {
+            let claimed = self.link.run("taking over lapsed tasks", |c| {
                 let reply: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
                     .arg(&keys.tasks)
                     .arg(GROUP)
@@ -380,27 +486,35 @@ impl Agent {
                     .arg(&ids)
                     .query(c)?;
                 Ok(reply.ids)
-            })?;
+            });
+            let claimed: Vec<StreamId> = match claimed {
+                Ok(claimed) => claimed,
+                Err(error) if run_fault(&error).is_some() => {
+                    self.report(&keys.run, &error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             for entry in claimed {
                 let Some(before) = stale.iter().find(|p| p.id == entry.id) else {
                     continue;
                 };
                 let deliveries = u32::try_from(before.times_delivered + 1).unwrap_or(u32::MAX);
                 // The reason the last delivery ended: the breakdown its agent recorded
-                // if it recorded one for that delivery, else that agent was lost.
-                let recorded =
-                    self.link.run("reading a task's last breakdown", |c| {
-                        match seq_of(&entry) {
-                            Some(seq) => writer::last_breakdown(c, &keys, seq),
-                            None => Ok(None),
-                        }
-                    })?;
-                let last_error = match recorded {
-                    Some((delivery, error)) if delivery + 1 == deliveries => error,
-                    _ => TaskError::AgentLost {
-                        agent: before.consumer.clone(),
-                    },
+                // if it recorded one for that delivery, else that agent was lost. The
+                // delivery is claimed already: a record that cannot be read is none.
+                let recorded = self.link.run("reading a task's last breakdown", |c| {
+                    match seq_of(&entry) {
+                        Some(seq) => writer::last_breakdown(c, &keys, seq),
+                        None => Ok(None),
+                    }
+                });
+                let recorded = match recorded {
+                    Ok(recorded) => recorded,
+                    Err(error) if run_fault(&error).is_some() => None,
+                    Err(error) => return Err(error),
                 };
+                let last_error = verdict::last_error(recorded, deliveries, &before.consumer);
                 let poisoned = verdict::before_run(deliveries, cap, last_error);
                 self.start(&keys, cap, entry, deliveries, poisoned, held, writes);
                 taken += 1;
@@ -439,11 +553,17 @@ impl Agent {
             });
             let reply = match reply {
                 Ok(reply) => reply,
-                Err(error) if is_missing(&error) => {
-                    gone.push(keys.run.clone());
-                    continue;
-                }
-                Err(error) => return Err(error),
+                Err(error) => match run_fault(&error) {
+                    Some(RunFault::Gone) => {
+                        gone.push(keys.run.clone());
+                        continue;
+                    }
+                    Some(RunFault::Garbled) => {
+                        self.report(&keys.run, &error);
+                        continue;
+                    }
+                    None => return Err(error),
+                },
             };
             for stream in reply.map(|r| r.keys).unwrap_or_default() {
                 for entry in stream.ids {
@@ -514,21 +634,25 @@ impl Agent {
         };
         let writes = writes.clone();
         let to_run: EncodedTask = task.task;
-        match self.pool.submit_encoded(to_run, &options) {
-            Ok(handle) => handle.on_complete(move |outcome| {
-                let _ = writes.send(Write::Outcome {
-                    delivery,
-                    outcome,
-                    cap,
-                });
-            }),
-            Err(_) => {
-                let _ = writes.send(Write::Outcome {
-                    delivery,
-                    outcome: Err(TaskError::PoolClosed),
-                    cap,
-                });
+        let pool_lost = self.pool_lost.clone();
+        // A pool that cannot run the task is the agent's fault, not the task's: the
+        // delivery is released (see `verdict`) and the agent stops before it takes
+        // and releases every task of every run, up to their caps.
+        let outcome = move |outcome: Result<Vec<u8>, TaskError>| {
+            if let Err(error) = &outcome {
+                if verdict::is_pool_lost(error) {
+                    let _ = pool_lost.set(error.clone());
+                }
             }
+            let _ = writes.send(Write::Outcome {
+                delivery,
+                outcome,
+                cap,
+            });
+        };
+        match self.pool.submit_encoded(to_run, &options) {
+            Ok(handle) => handle.on_complete(outcome),
+            Err(refused) => outcome(Err(TaskError::from(refused))),
         }
     }
 
@@ -580,34 +704,23 @@ fn last_bell(connection: &mut redis::Connection) -> RedisResult<String> {
         .unwrap_or_else(|| "0-0".to_owned()))
 }
 
-/// The pending deliveries of a run: `consumer`'s, or all; with `idle`, only those idle
-/// at least that many milliseconds.
-fn pending(
+/// The pending deliveries of a run idle at least `idle` milliseconds, up to `count`.
+fn lapsed(
     connection: &mut redis::Connection,
     keys: &Keys,
-    consumer: Option<&str>,
-    idle: Option<u64>,
+    idle: u64,
     count: usize,
 ) -> RedisResult<Vec<StreamPendingId>> {
-    let mut cmd = redis::cmd("XPENDING");
-    cmd.arg(&keys.tasks).arg(GROUP);
-    if let Some(idle) = idle {
-        cmd.arg("IDLE").arg(idle);
-    }
-    cmd.arg("-").arg("+").arg(count);
-    if let Some(consumer) = consumer {
-        cmd.arg(consumer);
-    }
-    let reply: redis::streams::StreamPendingCountReply = cmd.query(connection)?;
+    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(&keys.tasks)
+        .arg(GROUP)
+        .arg("IDLE")
+        .arg(idle)
+        .arg("-")
+        .arg("+")
+        .arg(count)
+        .query(connection)?;
     Ok(reply.ids)
-}
-
-/// Whether the error says the run's stream or group is gone (the run collected).
-fn is_missing(error: &ClusterError) -> bool {
-    match error {
-        ClusterError::Redis { source, .. } => source.code() == Some("NOGROUP"),
-        _ => false,
-    }
 }
 
 /// The name of this machine, for outcomes.
@@ -619,14 +732,67 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// A consumer name nobody used before: node, process id, start time in nanoseconds and
-/// a counter within the process.
-fn consumer_name(node: &str) -> String {
+/// A consumer name nobody used before: node, process id, start time in nanoseconds, a
+/// counter within the process, and the agent's lease (see `lease`).
+fn consumer_name(node: &str, lease: Duration) -> String {
     static COUNT: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let count = COUNT.fetch_add(1, Ordering::Relaxed);
-    format!("{node}/{}/{nanos:x}/{count}", std::process::id())
+    format!(
+        "{node}/{}/{nanos:x}/{count}{}",
+        std::process::id(),
+        lease::name_tag(lease)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    /// The error the server gives as `reply` (a RESP error line).
+    fn refused(reply: &str) -> ClusterError {
+        let source = redis::parse_redis_value(reply.as_bytes())
+            .and_then(Value::extract_error)
+            .expect_err("an error reply");
+        ClusterError::Redis {
+            during: "testing",
+            source,
+        }
+    }
+
+    #[test]
+    fn a_refusal_on_one_run_s_keys_is_that_run_s_fault_and_an_outage_is_not() {
+        assert_eq!(
+            run_fault(&refused(
+                "-NOGROUP No such key 'k' or consumer group 'agents'\r\n"
+            )),
+            Some(RunFault::Gone)
+        );
+        assert_eq!(
+            run_fault(&refused(
+                "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+            )),
+            Some(RunFault::Garbled)
+        );
+        // Nothing to do with the run: every run would be refused alike.
+        for other in [
+            "-READONLY You can't write against a read only replica.\r\n",
+            "-NOPERM this user has no permissions\r\n",
+            "-ERR syntax error\r\n",
+        ] {
+            assert_eq!(run_fault(&refused(other)), None, "{other}");
+        }
+        let outage = ClusterError::Unreachable {
+            during: "testing",
+            waited: Duration::from_secs(1),
+            source: redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            )),
+        };
+        assert_eq!(run_fault(&outage), None);
+    }
 }

@@ -33,6 +33,16 @@ pub(crate) fn is_released(error: &TaskError) -> bool {
     )
 }
 
+/// Whether a delivery that ended in `error` says the agent's pool can run nothing
+/// more: it could not start a worker (its slots gave up), or it is closed. The agent
+/// stops serving then.
+pub(crate) fn is_pool_lost(error: &TaskError) -> bool {
+    matches!(
+        error.kind(),
+        TaskErrorKind::WorkerStart | TaskErrorKind::PoolClosed
+    )
+}
+
 /// The verdict on delivery number `deliveries` (from 1) of a task that ended in
 /// `outcome`, with at most `cap` deliveries.
 pub(crate) fn on_outcome(
@@ -53,6 +63,23 @@ pub(crate) fn on_outcome(
 /// `last_error`: `Some(poisoned)` when the cap is passed, so it does not run again.
 pub(crate) fn before_run(deliveries: u32, cap: u32, last_error: TaskError) -> Option<TaskError> {
     (deliveries > cap).then(|| poisoned(deliveries - 1, last_error))
+}
+
+/// Why delivery number `deliveries - 1` of a task ended, for the agent taking it up as
+/// delivery `deliveries`: the breakdown its agent `owner` recorded (`recorded`: the
+/// delivery it ended and the error) if recorded for that very delivery, else that the
+/// agent was lost. `recorded` comes from the server: any number may be there.
+pub(crate) fn last_error(
+    recorded: Option<(u32, TaskError)>,
+    deliveries: u32,
+    owner: &str,
+) -> TaskError {
+    match recorded {
+        Some((delivery, error)) if delivery.checked_add(1) == Some(deliveries) => error,
+        _ => TaskError::AgentLost {
+            agent: owner.to_owned(),
+        },
+    }
 }
 
 fn poisoned(attempts: u32, last_error: TaskError) -> TaskError {
@@ -115,11 +142,37 @@ mod tests {
     }
 
     #[test]
+    fn only_a_pool_that_cannot_run_tasks_stops_the_agent() {
+        let start = TaskError::WorkerStart {
+            message: "no such directory".into(),
+        };
+        assert!(is_pool_lost(&start));
+        assert!(is_pool_lost(&TaskError::PoolClosed));
+        // Released, but the next worker may well run the next task.
+        assert!(!is_pool_lost(&segfault()));
+        assert!(!is_pool_lost(&TaskError::Cancelled));
+    }
+
+    #[test]
     fn a_cap_of_one_never_releases() {
         assert!(matches!(
             on_outcome(Err(segfault()), 1, 1),
             Verdict::Poison(_)
         ));
+    }
+
+    #[test]
+    fn a_lapse_is_blamed_on_the_recorded_breakdown_only_of_the_delivery_before() {
+        let lost = TaskError::AgentLost { agent: "a".into() };
+        assert_eq!(last_error(Some((2, segfault())), 3, "a"), segfault());
+        assert_eq!(last_error(Some((1, segfault())), 3, "a"), lost);
+        assert_eq!(last_error(None, 3, "a"), lost);
+        // Garbage on the server: no overflow, no panic.
+        assert_eq!(last_error(Some((u32::MAX, segfault())), 0, "a"), lost);
+        assert_eq!(
+            last_error(Some((u32::MAX, segfault())), u32::MAX, "a"),
+            lost
+        );
     }
 
     #[test]

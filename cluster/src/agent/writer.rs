@@ -11,9 +11,11 @@ use procpool::{Direction, Side, TaskError};
 use redis::{Connection, RedisResult};
 
 use super::held::{Delivery, Held};
+use super::lease;
 use super::verdict::{self, Verdict};
 use crate::entry::{self, push_fields, Fields, OutcomeEntry};
 use crate::keys::{ring, Keys, GROUP};
+use crate::limit;
 use crate::link::Link;
 
 /// How idle a released entry is made to look (about three years, in milliseconds), so
@@ -60,6 +62,7 @@ impl Writer {
     /// pending on the server, where their leases run out and another agent takes them:
     /// nothing is lost.
     pub(crate) fn run(self, mut link: Link, writes: Receiver<Write>, held: Arc<Held>) {
+        let max_string = limit::max_string(&mut link);
         while let Ok(first) = writes.recv() {
             let mut batch = vec![first];
             while batch.len() < BATCH {
@@ -79,7 +82,7 @@ impl Writer {
                     }
                     Write::Malformed { keys, entry, .. } => (keys.run.clone(), entry.clone()),
                 });
-                self.add(&mut pipe, &mut acks, write);
+                self.add(&mut pipe, &mut acks, write, max_string);
             }
             acks.add_to(&mut pipe);
             if let Err(error) = link.run("writing outcomes", |c| pipe.query::<()>(c)) {
@@ -91,21 +94,21 @@ impl Writer {
         }
     }
 
-    /// Adds the commands of `write` to `pipe`.
-    fn add(&self, pipe: &mut redis::Pipeline, acks: &mut Acks, write: Write) {
+    /// Adds the commands of `write` to `pipe`; an output over `max_string` bytes is
+    /// its task's error (the server would refuse it, and the whole batch with it).
+    fn add(&self, pipe: &mut redis::Pipeline, acks: &mut Acks, write: Write, max_string: u64) {
         match write {
             Write::Outcome {
                 delivery,
                 outcome,
                 cap,
-            } => match verdict::on_outcome(outcome, delivery.deliveries, cap) {
-                Verdict::Final(outcome) => self.finish(pipe, acks, &delivery, outcome, None),
-                Verdict::Release(error) => self.release(pipe, &delivery, &error),
-                Verdict::Poison(error) => {
-                    let reason = error.to_string();
-                    self.finish(pipe, acks, &delivery, Err(error), Some(reason))
-                }
-            },
+            } => {
+                let outcome = outcome.and_then(|output| {
+                    limit::check("the output", output.len(), max_string, Direction::ToParent)
+                        .map(|()| output)
+                });
+                self.add_outcome(pipe, acks, delivery, outcome, cap)
+            }
             Write::Poisoned { delivery, error } => {
                 let reason = error.to_string();
                 self.finish(pipe, acks, &delivery, Err(error), Some(reason))
@@ -116,6 +119,25 @@ impl Writer {
                 seq,
                 reason,
             } => self.malformed(pipe, acks, &keys, &entry, seq, &reason),
+        }
+    }
+
+    /// Adds the commands of a delivery's outcome to `pipe`, as its verdict says.
+    fn add_outcome(
+        &self,
+        pipe: &mut redis::Pipeline,
+        acks: &mut Acks,
+        delivery: Delivery,
+        outcome: Result<Vec<u8>, TaskError>,
+        cap: u32,
+    ) {
+        match verdict::on_outcome(outcome, delivery.deliveries, cap) {
+            Verdict::Final(outcome) => self.finish(pipe, acks, &delivery, outcome, None),
+            Verdict::Release(error) => self.release(pipe, &delivery, &error),
+            Verdict::Poison(error) => {
+                let reason = error.to_string();
+                self.finish(pipe, acks, &delivery, Err(error), Some(reason))
+            }
         }
     }
 
@@ -147,7 +169,8 @@ impl Writer {
     }
 
     /// The release of the delivery for any agent at once, with `error` kept as the
-    /// reason, and a ring of the bell for idle agents.
+    /// reason, and a ring of the bell for idle agents. A delivery another agent took
+    /// over meanwhile (this one's lease lapsed) stays with it.
     fn release(&self, pipe: &mut redis::Pipeline, delivery: &Delivery, error: &TaskError) {
         let keys = &delivery.keys;
         let record = procpool::encode_value(&(delivery.deliveries, error)).unwrap_or_default();
@@ -156,15 +179,12 @@ impl Writer {
             .arg(delivery.seq)
             .arg(record)
             .ignore()
-            .cmd("XCLAIM")
-            .arg(&keys.tasks)
-            .arg(GROUP)
-            .arg(&self.agent)
-            .arg(0)
-            .arg(&delivery.entry)
-            .arg("IDLE")
-            .arg(RELEASED_IDLE_MS)
-            .arg("JUSTID")
+            .add_command(lease::keep(
+                keys,
+                &self.agent,
+                RELEASED_IDLE_MS,
+                [&delivery.entry],
+            ))
             .ignore()
             .add_command(ring(&keys.run))
             .ignore();

@@ -8,7 +8,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use procpool::{EncodedTask, Task, TaskOptions};
+use procpool::{Direction, EncodedTask, Task, TaskOptions};
 use redis::streams::StreamReadReply;
 
 use super::outcome::{DeadLetter, Outcome};
@@ -16,6 +16,7 @@ use crate::agent::serve::{DEFAULT_MAX_DELIVERIES, DEFAULT_PATIENCE};
 use crate::entry::{push_fields, OutcomeEntry, TaskEntry};
 use crate::error::ClusterError;
 use crate::keys::{self, ring, Keys, GROUP};
+use crate::limit;
 use crate::link::Link;
 
 /// Tasks sent to the server in one round trip.
@@ -93,58 +94,38 @@ impl<T: Task> RunBuilder<T> {
         }
         let mut link = Link::open(&self.url, self.patience, self.root_cert.as_deref())?;
         let keys = Keys::of(&self.id);
-        let meta: HashMap<String, String> = link.run("reading the run", |c| {
+        let mut meta: HashMap<String, String> = link.run("reading the run", |c| {
             redis::cmd("HGETALL").arg(&keys.meta).query(c)
         })?;
+        if !meta.contains_key("task") {
+            if !create {
+                return Err(ClusterError::NoSuchRun(self.id));
+            }
+            meta = link.run("creating the run", |c| {
+                create_run::<T>(c, &keys, self.max_deliveries)
+            })?;
+        }
         let submitted = match meta.get("task") {
-            Some(task) if task != T::NAME => {
+            Some(task) if task == T::NAME => match count(meta.get("submitted")) {
+                Some(count) => count,
+                None => {
+                    return Err(ClusterError::Garbled {
+                        run: self.id,
+                        reason: format!("its count of tasks is {:?}", meta.get("submitted")),
+                    })
+                }
+            },
+            found => {
                 return Err(ClusterError::OtherTask {
                     run: self.id,
-                    found: task.clone(),
+                    found: found.cloned().unwrap_or_default(),
                     wanted: T::NAME.to_owned(),
                 })
             }
-            Some(_) => meta
-                .get("submitted")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
-            None if !create => return Err(ClusterError::NoSuchRun(self.id)),
-            None => {
-                let cap = self.max_deliveries;
-                link.run("creating the run", |c| {
-                    redis::pipe()
-                        .atomic()
-                        .cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(&keys.tasks)
-                        .arg(GROUP)
-                        .arg("0")
-                        .arg("MKSTREAM")
-                        .ignore()
-                        .cmd("HSET")
-                        .arg(&keys.meta)
-                        .arg("task")
-                        .arg(T::NAME)
-                        .arg("cap")
-                        .arg(cap)
-                        .arg("submitted")
-                        .arg(0)
-                        .ignore()
-                        .cmd("SADD")
-                        .arg(keys::RUNS)
-                        .arg(&keys.run)
-                        .ignore()
-                        .query::<()>(c)
-                        .or_else(|e| match e.code() {
-                            // Made meanwhile by another submitter of the same run.
-                            Some("BUSYGROUP") => Ok(()),
-                            _ => Err(e),
-                        })
-                })?;
-                0
-            }
         };
+        let max_string = limit::max_string(&mut link);
         Ok(Run {
+            max_string,
             link,
             keys,
             submitted,
@@ -159,9 +140,76 @@ impl<T: Task> RunBuilder<T> {
     }
 }
 
+/// The most tasks a run may count: far beyond any run, and far enough below `u64::MAX`
+/// that numbering never overflows.
+const MAX_COUNT: u64 = 1 << 62;
+
+/// The count of tasks a run's settings give, if it is one: the field is written by
+/// submitters only, but read from the server, where anything may be.
+fn count(field: Option<&String>) -> Option<u64> {
+    field?.parse().ok().filter(|&count| count <= MAX_COUNT)
+}
+
+/// Creates the run of `keys` for tasks of `T` with at most `cap` deliveries each,
+/// unless another submitter made it first, and returns its settings as they then are.
+/// Whoever comes first sets them: nothing here overwrites a field, and a group made
+/// meanwhile (`BUSYGROUP`) is the other submitter's, so two submitters opening one run
+/// at once agree on its task type and its count. Safe to repeat.
+fn create_run<T: Task>(
+    connection: &mut redis::Connection,
+    keys: &Keys,
+    cap: u32,
+) -> redis::RedisResult<HashMap<String, String>> {
+    let replies: Vec<redis::Value> = redis::pipe()
+        .atomic()
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&keys.tasks)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .cmd("HSETNX")
+        .arg(&keys.meta)
+        .arg("task")
+        .arg(T::NAME)
+        .ignore()
+        .cmd("HSETNX")
+        .arg(&keys.meta)
+        .arg("cap")
+        .arg(cap)
+        .ignore()
+        .cmd("HSETNX")
+        .arg(&keys.meta)
+        .arg("submitted")
+        .arg(0)
+        .ignore()
+        .cmd("SADD")
+        .arg(keys::RUNS)
+        .arg(&keys.run)
+        .ignore()
+        .cmd("HGETALL")
+        .arg(&keys.meta)
+        .ignore_errors()
+        .query(connection)?;
+    let mut replies = replies.into_iter();
+    match replies.next().map(redis::Value::extract_error) {
+        Some(Err(error)) if error.code() != Some("BUSYGROUP") => return Err(error),
+        _ => {}
+    }
+    redis::from_redis_value(
+        replies
+            .next()
+            .unwrap_or(redis::Value::Nil)
+            .extract_error()?,
+    )
+    .map_err(Into::into)
+}
+
 /// A run of tasks of type `T` on the server; see the [crate docs](crate).
 pub struct Run<T> {
     link: Link,
+    /// The most the server holds in a string: a task's input must fit.
+    max_string: u64,
     keys: Keys,
     /// Tasks numbered so far (sent or not).
     submitted: u64,
@@ -217,7 +265,8 @@ impl<T: Task> Run<T> {
     ///
     /// # Errors
     /// The task could not be encoded (it holds shared memory, or its `Serialize`
-    /// failed), or the server stayed unreachable while a batch was sent.
+    /// failed, or it is bigger than the server holds in a string), or the server
+    /// stayed unreachable while a batch was sent.
     pub fn submit(&mut self, task: &T) -> Result<u64, ClusterError> {
         self.submit_with(task, &TaskOptions::new())
     }
@@ -231,6 +280,14 @@ impl<T: Task> Run<T> {
     /// As for [`submit`](Run::submit).
     pub fn submit_with(&mut self, task: &T, options: &TaskOptions) -> Result<u64, ClusterError> {
         let task = EncodedTask::encode(task).map_err(ClusterError::Encode)?;
+        // One the server cannot hold would fail its whole batch, at every flush.
+        limit::check(
+            "the task's input",
+            task.input().len(),
+            self.max_string,
+            Direction::ToWorker,
+        )
+        .map_err(ClusterError::Encode)?;
         let seq = self.submitted + self.unsent.len() as u64;
         self.unsent.push(TaskEntry {
             seq,
@@ -246,7 +303,10 @@ impl<T: Task> Run<T> {
     /// Sends the tasks not sent yet, and rings the bell for idle agents.
     ///
     /// # Errors
-    /// The server stayed unreachable past the patience.
+    /// The server stayed unreachable past the patience, or
+    /// [`ClusterError::NoSuchRun`]: the run is no longer on the server (its keys
+    /// expired, or a server without persistence restarted), and the tasks are not
+    /// sent, since nobody would serve them.
     pub fn flush(&mut self) -> Result<(), ClusterError> {
         if self.unsent.is_empty() {
             return Ok(());
@@ -256,18 +316,20 @@ impl<T: Task> Run<T> {
         let keys = &self.keys;
         let entries: Vec<_> = self.unsent.iter().map(TaskEntry::fields).collect();
         let mut tries = 0;
-        self.link.run("sending tasks", |c| {
+        let there = self.link.run("sending tasks", |c| {
             tries += 1;
-            if tries > 1 {
-                // The batch and the count go in one MULTI: if the count says the
-                // batch is in, the reply was lost, not the batch.
-                let count: Option<u64> = redis::cmd("HGET")
-                    .arg(&keys.meta)
-                    .arg("submitted")
-                    .query(c)?;
-                if count.is_some_and(|count| count >= end) {
-                    return Ok(());
-                }
+            // The run must still be there: tasks sent to a run the server lost would
+            // make its keys again, never to expire, with nobody to serve them. And the
+            // batch and the count go in one MULTI: on a second try, a count that says
+            // the batch is in means the reply was lost, not the batch.
+            let count: Option<u64> = redis::cmd("HGET")
+                .arg(&keys.meta)
+                .arg("submitted")
+                .query(c)?;
+            match count {
+                None => return Ok(false),
+                Some(count) if tries > 1 && count >= end => return Ok(true),
+                Some(_) => {}
             }
             let mut pipe = redis::pipe();
             pipe.atomic();
@@ -281,9 +343,18 @@ impl<T: Task> Run<T> {
                 .arg("submitted")
                 .arg(end)
                 .ignore();
+            // A run collected before (finished: its keys expiring, agents no longer
+            // serving it) is live again with these tasks, until collected again.
+            pipe.cmd("SADD").arg(keys::RUNS).arg(&keys.run).ignore();
+            for key in keys.all() {
+                pipe.cmd("PERSIST").arg(key).ignore();
+            }
             pipe.add_command(ring(&keys.run)).ignore();
-            pipe.query::<()>(c)
+            pipe.query::<()>(c).map(|()| true)
         })?;
+        if !there {
+            return Err(ClusterError::NoSuchRun(keys.run.clone()));
+        }
         self.submitted = end;
         self.unsent.clear();
         Ok(())
@@ -291,7 +362,10 @@ impl<T: Task> Run<T> {
 
     /// The outcome of every task of the run not yet collected by this `Run`, as they
     /// come: each task's first outcome, once. Blocks while outcomes are missing; ends
-    /// once every task submitted so far has one. Sends unsent tasks first.
+    /// once every task submitted so far has one, or with
+    /// [`ClusterError::NoSuchRun`] if the run leaves the server before (its keys
+    /// expired once another submitter collected it, or a server without persistence
+    /// restarted). Sends unsent tasks first.
     pub fn outcomes(&mut self) -> Outcomes<'_, T> {
         Outcomes {
             run: self,
@@ -336,6 +410,7 @@ impl<T: Task> Run<T> {
 
     /// Marks the run collected: its keys expire after the run's expiry, and agents
     /// stop serving it. Done by [`outcomes`](Run::outcomes) once every outcome is in.
+    /// Tasks submitted to the run later make it live again, until collected again.
     ///
     /// # Errors
     /// The server stayed unreachable past the patience.
@@ -354,6 +429,10 @@ impl<T: Task> Run<T> {
     }
 
     /// Reads the next outcomes; those of tasks not yet seen go to `ready`.
+    ///
+    /// # Errors
+    /// [`ClusterError::NoSuchRun`] when none came and the run is no longer on the
+    /// server (its keys expired, or the server lost them): none ever will.
     fn read(&mut self, ready: &mut Vec<Outcome<T::Output>>) -> Result<(), ClusterError> {
         let keys = &self.keys;
         let cursor = self.cursor.clone();
@@ -370,7 +449,16 @@ impl<T: Task> Run<T> {
                     .arg(&cursor)
                     .query::<Option<StreamReadReply>>(c)
             })?;
-        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+        let streams = reply.map(|r| r.keys).unwrap_or_default();
+        if streams.iter().all(|stream| stream.ids.is_empty()) {
+            let exists: bool = self.link.run("checking the run", |c| {
+                redis::cmd("HEXISTS").arg(&keys.meta).arg("task").query(c)
+            })?;
+            if !exists {
+                return Err(ClusterError::NoSuchRun(keys.run.clone()));
+            }
+        }
+        for stream in streams {
             for entry in stream.ids {
                 self.cursor = entry.id.clone();
                 match OutcomeEntry::parse(&entry.map) {
@@ -439,5 +527,22 @@ impl<T: Task> Iterator for Outcomes<'_, T> {
             ready.reverse();
             self.ready = ready;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_read_from_the_server_is_a_number_that_numbering_cannot_overflow() {
+        let count = |text: &str| count(Some(&text.to_owned()));
+        assert_eq!(count("0"), Some(0));
+        assert_eq!(count("4000"), Some(4000));
+        assert_eq!(count(&MAX_COUNT.to_string()), Some(MAX_COUNT));
+        for garbage in ["", "-1", "many", "1e3", &u64::MAX.to_string()] {
+            assert_eq!(count(garbage), None, "{garbage:?}");
+        }
+        assert_eq!(super::count(None), None);
     }
 }
