@@ -3,9 +3,15 @@
 //! A *submitter* opens a [`Run`] (a batch of tasks of one type, with an id), submits
 //! tasks and collects one [`Outcome`] per task. A node *agent* ([`Agent`]) on each
 //! machine runs a procpool [`Pool`](procpool::Pool) and takes from the server only as
-//! many tasks as it has room for. The outcomes are the local pool's: a segfault on
-//! another machine arrives as [`TaskError::Signaled`](procpool::TaskError::Signaled),
-//! with the stderr tail and the node's name.
+//! many tasks as it has room for. The outcomes are the local pool's [`TaskError`]s,
+//! with the name of the node that wrote them: a segfault on another machine is a
+//! [`TaskError::Signaled`] with the worker's stderr tail. A crash is tried again on any
+//! agent, up to the run's cap on deliveries; a task that crashes on every delivery ends
+//! in [`TaskError::Poisoned`], whose `last_error` is that `Signaled`.
+//!
+//! [`TaskError`]: procpool::TaskError
+//! [`TaskError::Signaled`]: procpool::TaskError::Signaled
+//! [`TaskError::Poisoned`]: procpool::TaskError::Poisoned
 //!
 //! What the server guarantees, whatever fails (see `docs/CLUSTER.md`):
 //! - a task runs at least once, and its submitter keeps exactly one outcome: the
@@ -18,7 +24,8 @@
 //!   in [`TaskError::Poisoned`](procpool::TaskError::Poisoned) and goes to the run's
 //!   dead letters;
 //! - whatever is read from the server is untrusted: a malformed entry is a typed
-//!   error for that entry (or a dead letter), never a panic or a lost agent. Only tasks
+//!   error for that entry (or a dead letter), never a panic, and a run whose keys are
+//!   broken or gone is skipped, not the end of the agent. Only tasks
 //!   the agent's program registered run, but whoever can write to the server can run
 //!   those with inputs of their choosing: protect the server as you would the program.
 //!
