@@ -671,3 +671,25 @@ fn the_consumers_of_agents_gone_for_good_are_forgotten() {
         (&Ok(4), &Ok(9))
     );
 }
+
+#[test]
+fn a_task_s_own_retries_do_not_rerun_it_inside_the_agent() {
+    use procpool::Call;
+    use procpool_worker::functions::crash_logged;
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let log = server.dir().join("runs.log");
+    let mut run = Run::<Call<crash_logged>>::builder(&url, "own-retries")
+        .max_deliveries(2)
+        .open()
+        .unwrap();
+    run.submit(&Call::new(crash_logged, (log.clone(), 7)))
+        .unwrap();
+    let outcomes = collect(&mut run);
+    assert!(outcomes[&0].result.as_ref().unwrap_err().is_poisoned());
+    // Two deliveries, one run each: the task's `retries = 2` is the local pool's
+    // business, not the cluster's.
+    let runs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(runs.lines().count(), 2, "{runs}");
+}

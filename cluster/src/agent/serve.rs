@@ -276,9 +276,16 @@ impl Agent {
             }
             let wait = next_renew.saturating_duration_since(Instant::now());
             if budget::free(workers, held.len(), held.rate()) > 0 {
-                if self.wait_for_bell(wait.min(IDLE_BLOCK))? {
+                match self.wait_for_bell(wait.min(IDLE_BLOCK))? {
+                    Bell::Silent => {}
                     // A release rings too: look for it now.
-                    next_reclaim = Instant::now();
+                    Bell::Rang => next_reclaim = Instant::now(),
+                    // A run this agent does not serve yet: read the runs now rather
+                    // than at the next look.
+                    Bell::NewRun => {
+                        next_reclaim = Instant::now();
+                        next_runs = Instant::now();
+                    }
                 }
             } else {
                 let room = held.len();
@@ -627,10 +634,13 @@ impl Agent {
             let _ = writes.send(Write::Poisoned { delivery, error });
             return;
         }
+        // A crash is a delivery, counted on the server and tried again on any agent: never
+        // rerun here, whatever retries the task's own options ask for.
+        let no_retries = TaskOptions::new().retries(0);
         let options = match task.timeout {
-            None => TaskOptions::new(),
-            Some(None) => TaskOptions::new().no_timeout(),
-            Some(Some(limit)) => TaskOptions::new().timeout(limit),
+            None => no_retries,
+            Some(None) => no_retries.no_timeout(),
+            Some(Some(limit)) => no_retries.timeout(limit),
         };
         let writes = writes.clone();
         let to_run: EncodedTask = task.task;
@@ -656,8 +666,8 @@ impl Agent {
         }
     }
 
-    /// Blocks on the bell up to `wait`; whether it rang.
-    fn wait_for_bell(&mut self, wait: Duration) -> Result<bool, ClusterError> {
+    /// Blocks on the bell up to `wait`; whether it rang, and for a run not served yet.
+    fn wait_for_bell(&mut self, wait: Duration) -> Result<Bell, ClusterError> {
         let after = self.last_bell.clone();
         let millis = wait.as_millis().max(1) as u64;
         let reply = self.link.run_blocking("waiting for work", wait, |c| {
@@ -669,17 +679,33 @@ impl Agent {
                 .arg(&after)
                 .query::<Option<StreamReadReply>>(c)
         })?;
-        let rang = reply
+        let rings = reply
             .and_then(|r| r.keys.into_iter().next())
-            .and_then(|k| k.ids.into_iter().last());
-        match rang {
-            Some(ring) => {
-                self.last_bell = ring.id;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+            .map(|k| k.ids)
+            .unwrap_or_default();
+        let Some(last) = rings.last() else {
+            return Ok(Bell::Silent);
+        };
+        self.last_bell = last.id.clone();
+        let new_run = rings.iter().any(|ring| {
+            crate::entry::bytes(&ring.map, "run")
+                .ok()
+                .and_then(|run| std::str::from_utf8(run).ok())
+                .is_some_and(|run| !self.runs.contains_key(run))
+        });
+        Ok(if new_run { Bell::NewRun } else { Bell::Rang })
     }
+}
+
+/// What waiting on the bell brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bell {
+    /// Nothing rang.
+    Silent,
+    /// There is work in a run served.
+    Rang,
+    /// There is work in a run not served yet.
+    NewRun,
 }
 
 /// The task number an entry gives, if it gives one.
