@@ -2,16 +2,18 @@
 //! Streams, each measurement with its own `redis-server` on a unix socket and its
 //! agents as processes (this binary re-executed in agent mode, see [`serve_agent`]).
 //!
-//! - `tiny`: a run of tiny tasks, all submitted then all collected, through one agent
-//!   of two workers; tasks per second (against Celery's, celery_peer.py), and how soon
-//!   the idle agent served the new run's first tasks.
+//! - `tiny`: a run of tiny tasks, all submitted then all collected, through two agents
+//!   of one worker each (two agents on this machine of two cores); tasks per second
+//!   (against Celery's, celery_peer.py), and how soon the idle agents served the new
+//!   run's first tasks.
 //! - `ms`: the same with tasks of about 1 ms of CPU; `local_ms` is the same tasks
 //!   through a local pool of two workers, the rate the cluster's is held to.
 //!   `ms_sleep` and `local_ms_sleep`: tasks that sleep 1 ms instead, so that the
 //!   agent's, the server's and the submitter's CPU take nothing from the workers and
 //!   only the pipeline's gaps show.
-//! - `recovery`: one agent (lease 1 s) holds a task; it is SIGKILLed, a second agent
-//!   starts, and the clock runs from the kill until the task's outcome arrives.
+//! - `recovery`: one agent (lease 1 s, two workers) holds two tasks while a second
+//!   agent runs idle; the first is SIGKILLed, and the clock runs from the kill until
+//!   every task it held has its outcome from the second.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -31,10 +33,14 @@ const AGENT_URL: &str = "PP_COMPARE_AGENT_URL";
 const AGENT_NODE: &str = "PP_COMPARE_AGENT_NODE";
 /// Set in an agent process: its lease in milliseconds.
 const AGENT_LEASE_MS: &str = "PP_COMPARE_AGENT_LEASE_MS";
+/// Set in an agent process: how many workers its pool has.
+const AGENT_WORKERS: &str = "PP_COMPARE_AGENT_WORKERS";
 /// Set to print, on stderr, the server's commands per task of the throughput rows.
 const STATS: &str = "PP_COMPARE_STATS";
-/// Workers per agent, and in the local pool compared with it: this machine's cores.
+/// Workers of the local pool, and of the agents together: this machine's cores.
 const WORKERS: usize = 2;
+/// The agents of the throughput rows.
+const AGENTS: [&str; 2] = ["node-a", "node-b"];
 /// The recovery row's lease.
 const RECOVERY_LEASE: Duration = Duration::from_secs(1);
 /// How long the recovery row's task runs on its first delivery.
@@ -79,10 +85,10 @@ impl Task for Nap {
 }
 procpool::register!(Nap);
 
-/// The pool every row uses: two re-exec workers, stderr dropped, no core dumps.
-fn pool_builder() -> PoolBuilder {
+/// The pool every row uses: `workers` re-exec workers, stderr dropped, no core dumps.
+fn pool_builder(workers: usize) -> PoolBuilder {
     Pool::builder()
-        .workers(WORKERS)
+        .workers(workers)
         .stderr(procpool::OutputMode::Null)
         .core_dumps(false)
 }
@@ -101,11 +107,15 @@ pub(crate) fn serve_agent() -> Result<bool> {
         .ok()
         .and_then(|ms| ms.parse().ok())
         .map_or(procpool_cluster::DEFAULT_LEASE, Duration::from_millis);
+    let workers = std::env::var(AGENT_WORKERS)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(WORKERS);
     let agent = Agent::builder(url)
         .node(node)
         .lease(lease)
         .patience(Duration::from_secs(10))
-        .pool(pool_builder())
+        .pool(pool_builder(workers))
         .build()?;
     agent.serve()?;
     Ok(true)
@@ -117,12 +127,13 @@ struct AgentProcess {
 }
 
 impl AgentProcess {
-    fn start(url: &str, node: &str, lease: Duration) -> Result<AgentProcess> {
+    fn start(url: &str, node: &str, lease: Duration, workers: usize) -> Result<AgentProcess> {
         let mut command = Command::new(std::env::current_exe()?);
         command
             .env(AGENT_URL, url)
             .env(AGENT_NODE, node)
             .env(AGENT_LEASE_MS, lease.as_millis().to_string())
+            .env(AGENT_WORKERS, workers.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         die_with_parent(&mut command);
@@ -208,7 +219,7 @@ fn nap_ms() -> Nap {
 /// Tasks per second of `n` tasks made by `task` through `map` on a warm local pool of
 /// two workers.
 fn through_local_pool<T: Task>(n: u64, task: impl Fn(u64) -> T) -> Result<f64> {
-    let pool = warm(pool_builder())?;
+    let pool = warm(pool_builder(WORKERS))?;
     let start = Instant::now();
     for out in pool.map((0..n).map(task)) {
         out?;
@@ -226,15 +237,18 @@ struct Measured {
     first_outcome_ms: f64,
 }
 
-/// A run of `n` tasks made by `task`, all submitted then all collected, through one
-/// agent of two workers. A run of four first warms the agent; the timed run's first
+/// A run of `n` tasks made by `task`, all submitted then all collected, through two
+/// agents of one worker each. A run of four first warms the agents; the timed run's first
 /// four tasks (which time how soon a new run is served) are collected before its clock
 /// starts, so that the rate is the agent's pace, not the time a new run takes to be
 /// noticed.
 fn through_agent<T: Task>(n: u64, name: &str, task: impl Fn(u64) -> T) -> Result<Measured> {
     let server = RedisServer::start()?;
     let url = server.url();
-    let agent = AgentProcess::start(&url, "node-a", procpool_cluster::DEFAULT_LEASE)?;
+    let agents = AGENTS
+        .iter()
+        .map(|node| AgentProcess::start(&url, node, procpool_cluster::DEFAULT_LEASE, 1))
+        .collect::<Result<Vec<_>>>()?;
     let mut warm_up = Run::<T>::builder(&url, format!("{name}-warm")).open()?;
     for i in 0..4 {
         warm_up.submit(&task(i))?;
@@ -257,7 +271,8 @@ fn through_agent<T: Task>(n: u64, name: &str, task: impl Fn(u64) -> T) -> Result
     let processes = [
         ("submitter", Some(std::process::id())),
         ("redis-server", server.pid()),
-        ("agent+workers", agent.pid()),
+        ("agent a+worker", agents[0].pid()),
+        ("agent b+worker", agents[1].pid()),
     ];
     let cpu = |pid: Option<u32>| pid.map_or(0, |pid| cpu_ns(pid, pid != std::process::id()));
     let cpu_before = processes.map(|(_, pid)| cpu(pid));
@@ -288,40 +303,57 @@ fn through_agent<T: Task>(n: u64, name: &str, task: impl Fn(u64) -> T) -> Result
     })
 }
 
-/// Seconds from the SIGKILL of the agent holding a task to that task's outcome, run
-/// again by an agent started after the kill.
+/// Seconds from the SIGKILL of an agent holding two tasks to the last of their outcomes,
+/// each run again by a second agent that was running, idle, before the kill.
 fn recovery() -> Result<f64> {
     let server = RedisServer::start()?;
     let url = server.url();
-    let marker = server.dir().join("stall-started");
-    let mut first = AgentProcess::start(&url, "node-a", RECOVERY_LEASE)?;
+    let markers: Vec<PathBuf> = (0..2)
+        .map(|i| server.dir().join(format!("stall-{i}-started")))
+        .collect();
+    let mut first = AgentProcess::start(&url, "node-a", RECOVERY_LEASE, 2)?;
     let mut run = Run::<Stall>::builder(&url, "recovery").open()?;
-    run.submit(&Stall {
-        marker: marker.clone(),
-        millis: RECOVERY_STALL.as_millis() as u64,
-    })?;
+    for marker in &markers {
+        run.submit(&Stall {
+            marker: marker.clone(),
+            millis: RECOVERY_STALL.as_millis() as u64,
+        })?;
+    }
     run.flush()?;
-    // The task has started on the first agent's worker: the agent holds it.
+    // Both tasks have started on the first agent's workers: it holds them.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !marker.exists() {
+    while !markers.iter().all(|m| m.exists()) {
         ensure!(
             Instant::now() < deadline,
-            "the first agent never started the task"
+            "the first agent never started both tasks"
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+    // The second agent, started and warm (its first task served) before the kill: the
+    // first is full, so the warm-up task is the second's.
+    let _second = AgentProcess::start(&url, "node-b", RECOVERY_LEASE, 2)?;
+    let mut warm_up = Run::<Nap>::builder(&url, "recovery-warm").open()?;
+    warm_up.submit(&Nap { micros: 1 })?;
+    for outcome in warm_up.outcomes() {
+        let outcome = outcome?;
+        ensure!(
+            outcome.node == "node-b",
+            "the warm-up ran on {}",
+            outcome.node
+        );
+    }
     let killed = Instant::now();
     first.kill9();
-    let _second = AgentProcess::start(&url, "node-b", RECOVERY_LEASE)?;
-    let outcome = run.outcomes().next().context("no outcome for the task")??;
-    let seconds = killed.elapsed().as_secs_f64();
-    ensure!(
-        outcome.node == "node-b" && matches!(outcome.result, Ok(false)),
-        "the outcome came from {} ({:?}), not from the second agent's run",
-        outcome.node,
-        outcome.result
-    );
-    Ok(seconds)
+    for outcome in run.outcomes() {
+        let outcome = outcome?;
+        ensure!(
+            outcome.node == "node-b" && matches!(outcome.result, Ok(false)),
+            "the outcome came from {} ({:?}), not from the second agent's run",
+            outcome.node,
+            outcome.result
+        );
+    }
+    Ok(killed.elapsed().as_secs_f64())
 }
 
 /// `INFO commandstats` as calls and server time per task, `tasks` tasks in all.
