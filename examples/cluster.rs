@@ -292,8 +292,17 @@ fn submitter() -> anyhow::Result<()> {
             letter.agent, letter.reason
         );
     }
+    let poisoned = got
+        .values()
+        .filter(|(o, _)| o.result.as_ref().is_err_and(TaskError::is_poisoned))
+        .count();
     println!(
-        "\n{TASKS} tasks, {} outcomes; {} duplicate outcomes dropped; {:.2} s from the \
+        "\nredelivered: {} tasks; poisoned: {poisoned} (on the dead letters: {})",
+        again.len(),
+        dead.len()
+    );
+    println!(
+        "{TASKS} tasks, {} outcomes; {} duplicate outcomes dropped; {:.2} s from the \
          first submit to the last outcome, {:.2} s in all",
         got.len(),
         run.duplicates(),
