@@ -11,8 +11,8 @@ pub enum ClusterError {
     /// A run id must be 1 to 128 letters, digits, `-`, `_`, `.` or `:`.
     #[error("invalid run id {0:?}: use 1 to 128 letters, digits, '-', '_', '.' or ':'")]
     InvalidRunId(String),
-    /// The server refused a command, or could not be reached for longer than the
-    /// patience allowed (reconnecting with backoff all the while).
+    /// The server refused a command, or answered with something that does not read as
+    /// what the command gives. (A server out of reach is [`Unreachable`](Self::Unreachable).)
     #[error("redis failed while {during}")]
     Redis {
         /// What was being done.
@@ -55,9 +55,6 @@ pub enum ClusterError {
         /// What is wrong with them.
         reason: String,
     },
-    /// The run was sealed: it takes no more tasks.
-    #[error("run {0:?} is sealed and takes no more tasks")]
-    Sealed(String),
     /// A task could not be encoded (its `Serialize` failed, or it holds shared memory,
     /// which does not leave the machine), or its encoding is bigger than the server
     /// holds in a string (`proto-max-bulk-len`, 512 MiB by default).

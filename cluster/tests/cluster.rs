@@ -3,15 +3,15 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use procpool::TaskError;
-use procpool_cluster::{Outcome, Run};
+use procpool_cluster::Run;
 use procpool_worker::{CrashOnce, Fault, Square};
 use support::agent::AgentProcess;
 use support::server::RedisServer;
+use support::watch::{collect, connect, eventually, held_by, pending_by_consumer};
 
 procpool::test_support!();
 
@@ -21,47 +21,6 @@ fn agent_entry() {
 }
 
 const LEASE: Duration = Duration::from_millis(1000);
-
-/// Collects every outcome of `run`, checking each task has exactly one.
-fn collect<T: procpool::Task>(run: &mut Run<T>) -> HashMap<u64, Outcome<T::Output>> {
-    let mut outcomes = HashMap::new();
-    for outcome in run.outcomes() {
-        let outcome = outcome.expect("the server answers");
-        let seq = outcome.seq;
-        assert!(outcomes.insert(seq, outcome).is_none(), "task {seq} twice");
-    }
-    outcomes
-}
-
-/// Polls `cond` until it holds or `limit` passes; whether it held.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-/// The pending deliveries of a run's tasks, by consumer.
-fn pending_by_consumer(url: &str, run: &str) -> HashMap<String, usize> {
-    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
-        .arg(format!("pp:{{{run}}}:tasks"))
-        .arg("agents")
-        .arg("-")
-        .arg("+")
-        .arg(10_000)
-        .query(&mut con)
-        .unwrap();
-    let mut by = HashMap::new();
-    for p in reply.ids {
-        *by.entry(p.consumer).or_default() += 1;
-    }
-    by
-}
 
 #[test]
 fn every_task_gets_exactly_one_outcome_across_two_agents() {
@@ -183,11 +142,9 @@ fn a_killed_agent_s_task_is_taken_up_by_another_once_its_lease_runs_out() {
     let mut run = Run::<Fault>::builder(&url, "lost").open().unwrap();
     run.submit(&Fault::Sleep(1500)).unwrap();
     run.flush().unwrap();
-    assert!(eventually(Duration::from_secs(20), || {
-        pending_by_consumer(&url, "lost")
-            .keys()
-            .any(|c| c.starts_with("node-a/"))
-    }));
+    assert!(eventually(Duration::from_secs(20), || held_by(
+        &url, "lost", "node-a"
+    )));
     a.kill9();
     let killed = Instant::now();
     let _b = AgentProcess::start(&url, "node-b", 1, LEASE);
@@ -207,11 +164,9 @@ fn a_stopped_agent_s_task_is_taken_over_and_its_late_outcome_dropped() {
     let mut run = Run::<Fault>::builder(&url, "frozen").open().unwrap();
     run.submit(&Fault::Sleep(1200)).unwrap();
     run.flush().unwrap();
-    assert!(eventually(Duration::from_secs(20), || {
-        pending_by_consumer(&url, "frozen")
-            .keys()
-            .any(|c| c.starts_with("node-a/"))
-    }));
+    assert!(eventually(Duration::from_secs(20), || held_by(
+        &url, "frozen", "node-a"
+    )));
     // Frozen past its lease: stops renewing, as a machine that hangs.
     a.signal(Signal::SIGSTOP);
     let _b = AgentProcess::start(&url, "node-b", 1, LEASE);
@@ -223,13 +178,9 @@ fn a_stopped_agent_s_task_is_taken_over_and_its_late_outcome_dropped() {
     // a submitter that reads the run again.
     let mut again = Run::<Fault>::builder(&url, "frozen").attach().unwrap();
     let _ = eventually(Duration::from_secs(10), || {
-        let mut con = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap();
         redis::cmd("XLEN")
             .arg("pp:{frozen}:outcomes")
-            .query::<u64>(&mut con)
+            .query::<u64>(&mut connect(&url))
             .unwrap()
             >= 2
     });

@@ -16,6 +16,7 @@ use procpool_worker::{Fault, Square};
 use serde::{Deserialize, Serialize};
 use support::agent::AgentProcess;
 use support::server::RedisServer;
+use support::watch::{collect, connect, eventually, held_by};
 
 procpool::test_support!();
 
@@ -84,25 +85,6 @@ procpool::register!(CrashLateFirst);
 
 const LEASE: Duration = Duration::from_millis(1000);
 
-/// A connection for poking at the server directly.
-fn connect(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .expect("the url reads")
-        .get_connection()
-        .expect("the server answers")
-}
-
-/// Collects every outcome of `run`, checking each task has exactly one.
-fn collect<T: Task>(run: &mut Run<T>) -> HashMap<u64, Outcome<T::Output>> {
-    let mut outcomes = HashMap::new();
-    for outcome in run.outcomes() {
-        let outcome = outcome.expect("the server answers");
-        let seq = outcome.seq;
-        assert!(outcomes.insert(seq, outcome).is_none(), "task {seq} twice");
-    }
-    outcomes
-}
-
 /// What collecting a whole run gave: each outcome, or the first error.
 type Collected<O> = Result<HashMap<u64, Outcome<O>>, ClusterError>;
 
@@ -133,42 +115,6 @@ where
         let _ = done.send((run, result.map(|()| outcomes)));
     });
     wait.recv_timeout(limit).ok()
-}
-
-/// Polls `cond` until it holds or `limit` passes; whether it held.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-/// The consumers that hold a delivery of the run's tasks, with how many each.
-fn pending_by_consumer(url: &str, run: &str) -> HashMap<String, usize> {
-    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
-        .arg(format!("pp:{{{run}}}:tasks"))
-        .arg("agents")
-        .arg("-")
-        .arg("+")
-        .arg(10_000)
-        .query(&mut connect(url))
-        .unwrap_or_default();
-    let mut by = HashMap::new();
-    for p in reply.ids {
-        *by.entry(p.consumer).or_default() += 1;
-    }
-    by
-}
-
-/// Whether some consumer of `node` holds a delivery of the run.
-fn held_by(url: &str, run: &str, node: &str) -> bool {
-    pending_by_consumer(url, run)
-        .keys()
-        .any(|c| c.starts_with(&format!("{node}/")))
 }
 
 #[test]
@@ -586,8 +532,39 @@ fn a_run_whose_count_is_garbage_is_refused_not_a_panic() {
         let error = opened
             .expect("no panic on a count read from the server")
             .expect_err("a count that is no count is refused");
-        assert!(error.to_string().contains("counted"), "{garbage}: {error}");
+        assert!(
+            matches!(&error, ClusterError::Garbled { run, .. } if run == "counted"),
+            "{garbage}: {error:?}"
+        );
     }
+}
+
+#[test]
+fn a_count_garbled_after_attaching_is_refused_at_the_next_send() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut run = Run::<Square>::builder(&url, "recounted").open().unwrap();
+    run.submit(&Square(1)).unwrap();
+    run.flush().unwrap();
+    let _: u64 = redis::cmd("HSET")
+        .arg("pp:{recounted}:meta")
+        .arg("submitted")
+        .arg("many")
+        .query(&mut connect(&url))
+        .unwrap();
+    run.submit(&Square(2)).unwrap();
+    let error = run
+        .flush()
+        .expect_err("a count that is no count is refused");
+    assert!(
+        matches!(&error, ClusterError::Garbled { run, reason } if run == "recounted" && reason.contains("many")),
+        "{error:?}"
+    );
+    let tasks: u64 = redis::cmd("XLEN")
+        .arg("pp:{recounted}:tasks")
+        .query(&mut connect(&url))
+        .unwrap();
+    assert_eq!(tasks, 1, "nothing more was sent");
 }
 
 #[test]

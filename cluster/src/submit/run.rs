@@ -144,6 +144,16 @@ impl<T: Task> RunBuilder<T> {
 /// that numbering never overflows.
 const MAX_COUNT: u64 = 1 << 62;
 
+/// How sending a batch of tasks ended.
+enum Sent {
+    /// The batch is on the server.
+    Done,
+    /// The run is not on the server: nothing was sent.
+    Gone,
+    /// The run's count of tasks is not a count (this text): nothing was sent.
+    Garbled(String),
+}
+
 /// The count of tasks a run's settings give, if it is one: the field is written by
 /// submitters only, but read from the server, where anything may be.
 fn count(field: Option<&String>) -> Option<u64> {
@@ -316,20 +326,21 @@ impl<T: Task> Run<T> {
         let keys = &self.keys;
         let entries: Vec<_> = self.unsent.iter().map(TaskEntry::fields).collect();
         let mut tries = 0;
-        let there = self.link.run("sending tasks", |c| {
+        let sent = self.link.run("sending tasks", |c| {
             tries += 1;
             // The run must still be there: tasks sent to a run the server lost would
             // make its keys again, never to expire, with nobody to serve them. And the
             // batch and the count go in one MULTI: on a second try, a count that says
             // the batch is in means the reply was lost, not the batch.
-            let count: Option<u64> = redis::cmd("HGET")
+            let field: Option<String> = redis::cmd("HGET")
                 .arg(&keys.meta)
                 .arg("submitted")
                 .query(c)?;
-            match count {
-                None => return Ok(false),
-                Some(count) if tries > 1 && count >= end => return Ok(true),
-                Some(_) => {}
+            match (count(field.as_ref()), field) {
+                (_, None) => return Ok(Sent::Gone),
+                (None, Some(garbage)) => return Ok(Sent::Garbled(garbage)),
+                (Some(count), _) if tries > 1 && count >= end => return Ok(Sent::Done),
+                (Some(_), _) => {}
             }
             let mut pipe = redis::pipe();
             pipe.atomic();
@@ -350,10 +361,17 @@ impl<T: Task> Run<T> {
                 pipe.cmd("PERSIST").arg(key).ignore();
             }
             pipe.add_command(ring(&keys.run)).ignore();
-            pipe.query::<()>(c).map(|()| true)
+            pipe.query::<()>(c).map(|()| Sent::Done)
         })?;
-        if !there {
-            return Err(ClusterError::NoSuchRun(keys.run.clone()));
+        match sent {
+            Sent::Done => {}
+            Sent::Gone => return Err(ClusterError::NoSuchRun(keys.run.clone())),
+            Sent::Garbled(field) => {
+                return Err(ClusterError::Garbled {
+                    run: keys.run.clone(),
+                    reason: format!("its count of tasks is {field:?}"),
+                })
+            }
         }
         self.submitted = end;
         self.unsent.clear();

@@ -7,3 +7,4 @@
 
 pub(crate) mod agent;
 pub(crate) mod server;
+pub(crate) mod watch;
