@@ -58,6 +58,7 @@ mod error;
 mod keys;
 mod limit;
 mod link;
+mod reply;
 mod submit;
 
 pub use agent::serve::{

@@ -695,3 +695,60 @@ fn a_task_too_big_for_the_server_is_refused_at_submit_and_the_others_go() {
     assert_eq!(outcomes.len(), 1);
     assert_eq!(outcomes[&fine].result, Ok(1));
 }
+
+/// Adds an entry whose only field's name (and value) are bytes that are not UTF-8.
+fn add_binary_entry(url: &str, stream: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg(&[0xffu8, 0xfe][..])
+        .arg(&[0x01u8, 0x02, 0xff][..])
+        .query(&mut connect(url))
+        .unwrap();
+}
+
+#[test]
+fn a_field_name_that_is_not_utf8_is_a_malformed_entry_read_fresh_or_taken_over() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut run = Run::<Square>::builder(&url, "binary").open().unwrap();
+    // A consumer that is gone holds garbage: the agent takes it over once the ghost's
+    // lease has run out.
+    add_binary_entry(&url, "pp:{binary}:tasks");
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("agents")
+        .arg("ghost/1/lease=200ms")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg("pp:{binary}:tasks")
+        .arg(">")
+        .query(&mut connect(&url))
+        .unwrap();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    // Garbage read fresh, tasks behind it, and garbage among the outcomes.
+    add_binary_entry(&url, "pp:{binary}:tasks");
+    run.submit(&Square(2)).unwrap();
+    run.submit(&Square(3)).unwrap();
+    run.flush().unwrap();
+    add_binary_entry(&url, "pp:{binary}:outcomes");
+    let mut dead = Vec::new();
+    eventually(Duration::from_secs(15), || {
+        dead = run.dead_letters().unwrap();
+        dead.len() >= 2
+    });
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(
+        dead.iter()
+            .all(|d| d.seq.is_none() && d.reason.contains("`seq`")),
+        "{dead:?}"
+    );
+    let (run, outcomes) = collect_within(run, Duration::from_secs(20))
+        .expect("the agent lives through the entries and serves the run");
+    let outcomes = outcomes.expect("the submitter reads past the garbage outcome");
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[&0].result, Ok(4));
+    assert_eq!(outcomes[&1].result, Ok(9));
+    assert_eq!(run.garbage().len(), 1, "{:?}", run.garbage());
+}

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use procpool::{EncodedTask, Pool, PoolBuilder, TaskError, TaskOptions};
-use redis::streams::{StreamId, StreamPendingId, StreamReadReply};
+use redis::streams::{StreamId, StreamPendingId};
 use redis::RedisResult;
 
 use super::budget;
@@ -24,6 +24,7 @@ use crate::entry::TaskEntry;
 use crate::error::ClusterError;
 use crate::keys::{self, Keys, GROUP};
 use crate::link::Link;
+use crate::reply;
 
 /// The default lease: how long a task stays with an agent that stopped renewing it.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
@@ -485,14 +486,14 @@ impl Agent {
             // Claims only those still idle past the lease: a renewal or another agent
             // that came first wins. Each claim counts a delivery.
             let claimed = self.link.run("taking over lapsed tasks", |c| {
-                let reply: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
+                let reply: redis::Value = redis::cmd("XCLAIM")
                     .arg(&keys.tasks)
                     .arg(GROUP)
                     .arg(&name)
                     .arg(lease_ms)
                     .arg(&ids)
                     .query(c)?;
-                Ok(reply.ids)
+                reply::entries(reply)
             });
             let claimed: Vec<StreamId> = match claimed {
                 Ok(claimed) => claimed,
@@ -556,7 +557,8 @@ impl Agent {
                     .arg("STREAMS")
                     .arg(&keys.tasks)
                     .arg(">")
-                    .query::<Option<StreamReadReply>>(c)
+                    .query::<redis::Value>(c)
+                    .and_then(reply::read)
             });
             let reply = match reply {
                 Ok(reply) => reply,
@@ -677,7 +679,8 @@ impl Agent {
                 .arg("STREAMS")
                 .arg(keys::BELL)
                 .arg(&after)
-                .query::<Option<StreamReadReply>>(c)
+                .query::<redis::Value>(c)
+                .and_then(reply::read)
         })?;
         let rings = reply
             .and_then(|r| r.keys.into_iter().next())
@@ -715,15 +718,14 @@ fn seq_of(entry: &StreamId) -> Option<u64> {
 
 /// The id of the newest ring of the bell, or `0-0`.
 fn last_bell(connection: &mut redis::Connection) -> RedisResult<String> {
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+    let reply: redis::Value = redis::cmd("XREVRANGE")
         .arg(keys::BELL)
         .arg("+")
         .arg("-")
         .arg("COUNT")
         .arg(1)
         .query(connection)?;
-    Ok(reply
-        .ids
+    Ok(reply::entries(reply)?
         .into_iter()
         .next()
         .map(|id| id.id)

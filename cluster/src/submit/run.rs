@@ -9,7 +9,6 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use procpool::{Direction, EncodedTask, Task, TaskOptions};
-use redis::streams::StreamReadReply;
 
 use super::outcome::{DeadLetter, Outcome};
 use crate::agent::serve::{DEFAULT_MAX_DELIVERIES, DEFAULT_PATIENCE};
@@ -18,6 +17,7 @@ use crate::error::ClusterError;
 use crate::keys::{self, ring, Keys, GROUP};
 use crate::limit;
 use crate::link::Link;
+use crate::reply;
 
 /// Tasks sent to the server in one round trip.
 const SEND_BATCH: usize = 256;
@@ -415,15 +415,15 @@ impl<T: Task> Run<T> {
     /// The server stayed unreachable past the patience.
     pub fn dead_letters(&mut self) -> Result<Vec<DeadLetter>, ClusterError> {
         let keys = &self.keys;
-        let reply: redis::streams::StreamRangeReply =
-            self.link.run("reading the dead letters", |c| {
-                redis::cmd("XRANGE")
-                    .arg(&keys.dead)
-                    .arg("-")
-                    .arg("+")
-                    .query(c)
-            })?;
-        Ok(reply.ids.iter().map(DeadLetter::from_entry).collect())
+        let letters = self.link.run("reading the dead letters", |c| {
+            redis::cmd("XRANGE")
+                .arg(&keys.dead)
+                .arg("-")
+                .arg("+")
+                .query::<redis::Value>(c)
+                .and_then(reply::entries)
+        })?;
+        Ok(letters.iter().map(DeadLetter::from_entry).collect())
     }
 
     /// Marks the run collected: its keys expire after the run's expiry, and agents
@@ -465,7 +465,8 @@ impl<T: Task> Run<T> {
                     .arg("STREAMS")
                     .arg(&keys.outcomes)
                     .arg(&cursor)
-                    .query::<Option<StreamReadReply>>(c)
+                    .query::<redis::Value>(c)
+                    .and_then(reply::read)
             })?;
         let streams = reply.map(|r| r.keys).unwrap_or_default();
         if streams.iter().all(|stream| stream.ids.is_empty()) {
