@@ -81,7 +81,34 @@ impl Task for CrashLateFirst {
     }
 }
 
-procpool::register!(CrashLateFirst);
+/// Sleeps `ms` and returns it; with a marker, aborts instead the first time it runs
+/// anywhere (the marker file does not exist yet).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SleepOrCrashOnce {
+    ms: u64,
+    marker: Option<PathBuf>,
+}
+
+impl Task for SleepOrCrashOnce {
+    const NAME: &'static str = "review::SleepOrCrashOnce";
+    type Output = u64;
+    fn run(self) -> Result<u64, BoxError> {
+        if let Some(marker) = &self.marker {
+            let first = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(marker)
+                .is_ok();
+            if first {
+                std::process::abort();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(self.ms));
+        Ok(self.ms)
+    }
+}
+
+procpool::register!(CrashLateFirst, SleepOrCrashOnce);
 
 const LEASE: Duration = Duration::from_millis(1000);
 
@@ -751,4 +778,38 @@ fn a_field_name_that_is_not_utf8_is_a_malformed_entry_read_fresh_or_taken_over()
     assert_eq!(outcomes[&0].result, Ok(4));
     assert_eq!(outcomes[&1].result, Ok(9));
     assert_eq!(run.garbage().len(), 1, "{:?}", run.garbage());
+}
+
+#[test]
+fn tasks_released_by_crashes_go_before_new_tasks_on_a_busy_agent() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let _a = AgentProcess::start(&url, "node-a", 1, LEASE);
+    let mut run = Run::<SleepOrCrashOnce>::builder(&url, "backlog")
+        .open()
+        .unwrap();
+    // One task in eight crashes once (released, to run again); the rest take 5 ms.
+    let crashes = |seq: u64| seq % 8 == 3;
+    for seq in 0..400 {
+        let marker = crashes(seq).then(|| server.dir().join(format!("crash-{seq}")));
+        run.submit(&SleepOrCrashOnce { ms: 5, marker }).unwrap();
+    }
+    let mut order = Vec::new();
+    for outcome in run.outcomes() {
+        let outcome = outcome.expect("the server answers");
+        let released = crashes(outcome.seq);
+        assert_eq!(outcome.result, Ok(5), "task {}", outcome.seq);
+        assert_eq!(outcome.attempts, if released { 2 } else { 1 });
+        order.push(released);
+    }
+    assert_eq!(order.len(), 400);
+    // Once the new tasks are done, few released ones may be left: those released in
+    // the agent's last look or two. A busy agent that takes released tasks only now
+    // and then leaves most of them to the end.
+    let last_new = order.iter().rposition(|released| !released).unwrap();
+    let left = order.len() - 1 - last_new;
+    assert!(
+        left <= 12,
+        "{left} of 50 released tasks ran after every new one"
+    );
 }

@@ -37,6 +37,9 @@ const RUNS_EVERY: Duration = Duration::from_millis(500);
 /// How many deliveries idle past an agent's lease but still within their owner's
 /// longer one a look for lapsed deliveries reads past, at most.
 const LOOK_PAST: usize = 64;
+/// At most how long a released or lapsed task waits for an agent with room that looked
+/// and found none (the bell calls an idle agent at once).
+const RECLAIM_EVERY: Duration = Duration::from_millis(250);
 /// The longest an idle agent blocks on the bell.
 const IDLE_BLOCK: Duration = Duration::from_millis(500);
 
@@ -265,9 +268,16 @@ impl Agent {
             let mut free = budget::free(workers, held.len(), held.rate());
             let mut taken = 0;
             if free > 0 && now >= next_reclaim {
-                taken += self.reclaim(free, held, writes)?;
-                next_reclaim = now + renew_every.min(Duration::from_millis(250));
-                free = free.saturating_sub(taken);
+                let reclaimed = self.reclaim(free, held, writes)?;
+                // Taken up to the room there was: more may be waiting, released or
+                // lapsed, and they go before any new task, at the next free place.
+                // Otherwise none is left: look again a while later, or when the bell
+                // rings.
+                if reclaimed < free {
+                    next_reclaim = now + renew_every.min(RECLAIM_EVERY);
+                }
+                taken += reclaimed;
+                free = free.saturating_sub(reclaimed);
             }
             if free > 0 {
                 taken += self.fetch(free, held, writes)?;
