@@ -573,25 +573,28 @@ fn a_count_garbled_after_attaching_is_refused_at_the_next_send() {
     let mut run = Run::<Square>::builder(&url, "recounted").open().unwrap();
     run.submit(&Square(1)).unwrap();
     run.flush().unwrap();
-    let _: u64 = redis::cmd("HSET")
-        .arg("pp:{recounted}:meta")
-        .arg("submitted")
-        .arg("many")
-        .query(&mut connect(&url))
-        .unwrap();
     run.submit(&Square(2)).unwrap();
-    let error = run
-        .flush()
-        .expect_err("a count that is no count is refused");
-    assert!(
-        matches!(&error, ClusterError::Garbled { run, reason } if run == "recounted" && reason.contains("many")),
-        "{error:?}"
-    );
-    let tasks: u64 = redis::cmd("XLEN")
-        .arg("pp:{recounted}:tasks")
-        .query(&mut connect(&url))
-        .unwrap();
-    assert_eq!(tasks, 1, "nothing more was sent");
+    // Text that is no count, and bytes that are not even text.
+    for garbage in [b"many".to_vec(), vec![0xff, 0xfe]] {
+        let _: u64 = redis::cmd("HSET")
+            .arg("pp:{recounted}:meta")
+            .arg("submitted")
+            .arg(&garbage)
+            .query(&mut connect(&url))
+            .unwrap();
+        let error = run
+            .flush()
+            .expect_err("a count that is no count is refused");
+        assert!(
+            matches!(&error, ClusterError::Garbled { run, .. } if run == "recounted"),
+            "{garbage:?}: {error:?}"
+        );
+        let tasks: u64 = redis::cmd("XLEN")
+            .arg("pp:{recounted}:tasks")
+            .query(&mut connect(&url))
+            .unwrap();
+        assert_eq!(tasks, 1, "nothing more was sent");
+    }
 }
 
 #[test]
@@ -812,4 +815,54 @@ fn tasks_released_by_crashes_go_before_new_tasks_on_a_busy_agent() {
         left <= 12,
         "{left} of 50 released tasks ran after every new one"
     );
+}
+
+#[test]
+fn names_and_settings_that_are_not_utf8_skip_a_run_and_no_agent_is_lost() {
+    let server = RedisServer::start().unwrap();
+    let url = server.url();
+    let mut con = connect(&url);
+    // A run list member that is not UTF-8.
+    let _: u64 = redis::cmd("SADD")
+        .arg("pp:runs")
+        .arg(&[0xffu8, 0xfe][..])
+        .query(&mut con)
+        .unwrap();
+    // A run whose cap is not UTF-8, and a run held by a consumer whose name is not.
+    let mut capped = Run::<Square>::builder(&url, "bad-cap").open().unwrap();
+    let _: u64 = redis::cmd("HSET")
+        .arg("pp:{bad-cap}:meta")
+        .arg("cap")
+        .arg(&[0xffu8][..])
+        .query(&mut con)
+        .unwrap();
+    let mut held = Run::<Square>::builder(&url, "bad-consumer").open().unwrap();
+    held.submit(&Square(5)).unwrap();
+    held.flush().unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("agents")
+        .arg(&[0xffu8, 0xfe][..])
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg("pp:{bad-consumer}:tasks")
+        .arg(">")
+        .query(&mut con)
+        .unwrap();
+    let mut agent = AgentProcess::start(&url, "node-a", 1, LEASE);
+    capped.submit(&Square(2)).unwrap();
+    let (_, outcomes) = collect_within(capped, Duration::from_secs(15))
+        .expect("the agent serves the run whose cap is garbage, with the default cap");
+    assert_eq!(outcomes.unwrap()[&0].result, Ok(4));
+    // The run with the odd consumer: its listings do not read, it is skipped, and the
+    // agent goes on serving the others through several looks.
+    std::thread::sleep(LEASE * 2);
+    let mut good = Run::<Square>::builder(&url, "good").open().unwrap();
+    good.submit(&Square(3)).unwrap();
+    let (_, outcomes) = collect_within(good, Duration::from_secs(15))
+        .expect("the agent lives and serves a new run");
+    assert_eq!(outcomes.unwrap()[&0].result, Ok(9));
+    assert!(agent.is_running(), "the agent is alive");
+    drop(held);
 }

@@ -156,8 +156,8 @@ struct RunState {
 enum RunFault {
     /// Its stream or group is gone (collected and expired, or lost by the server).
     Gone,
-    /// Its keys hold something else than a run's (`WRONGTYPE`): skipped, the other
-    /// runs served.
+    /// Its keys hold something else than a run's (`WRONGTYPE`), or a reply on them does
+    /// not read as the command's: skipped, the other runs served.
     Garbled,
 }
 
@@ -169,6 +169,15 @@ fn run_fault(error: &ClusterError) -> Option<RunFault> {
         ClusterError::Redis { source, .. } => match source.code() {
             Some("NOGROUP") => Some(RunFault::Gone),
             Some("WRONGTYPE") => Some(RunFault::Garbled),
+            // A reply that does not read as the command's (a consumer's name or a
+            // setting that is not UTF-8, written by whoever can write the run's keys).
+            _ if matches!(
+                source.kind(),
+                redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+            ) =>
+            {
+                Some(RunFault::Garbled)
+            }
             _ => None,
         },
         _ => None,
@@ -323,9 +332,14 @@ impl Agent {
 
     /// Reads the runs on the server, and the settings of new ones.
     fn read_runs(&mut self) -> Result<(), ClusterError> {
-        let runs: Vec<String> = self.link.run("reading the runs", |c| {
+        let runs: Vec<Vec<u8>> = self.link.run("reading the runs", |c| {
             redis::cmd("SMEMBERS").arg(keys::RUNS).query(c)
         })?;
+        // Read lossily: a name that is not UTF-8 is no valid run id, and skipped.
+        let runs: Vec<String> = runs
+            .iter()
+            .map(|run| String::from_utf8_lossy(run).into_owned())
+            .collect();
         self.runs.retain(|run, _| runs.contains(run));
         self.reported.retain(|run| runs.contains(run));
         for run in runs {
@@ -832,5 +846,17 @@ mod tests {
             )),
         };
         assert_eq!(run_fault(&outage), None);
+    }
+
+    #[test]
+    fn a_reply_that_does_not_read_as_the_command_s_is_that_run_s_fault() {
+        let names: Result<Vec<String>, _> =
+            redis::from_redis_value(Value::Array(vec![Value::BulkString(vec![0xff, 0xfe])]));
+        let source = names.expect_err("bytes that are not UTF-8 are no String");
+        let error = ClusterError::Redis {
+            during: "testing",
+            source: source.into(),
+        };
+        assert_eq!(run_fault(&error), Some(RunFault::Garbled));
     }
 }

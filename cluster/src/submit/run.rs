@@ -332,10 +332,12 @@ impl<T: Task> Run<T> {
             // make its keys again, never to expire, with nobody to serve them. And the
             // batch and the count go in one MULTI: on a second try, a count that says
             // the batch is in means the reply was lost, not the batch.
-            let field: Option<String> = redis::cmd("HGET")
+            let field: Option<Vec<u8>> = redis::cmd("HGET")
                 .arg(&keys.meta)
                 .arg("submitted")
                 .query(c)?;
+            // Read as text however it came: bytes that are not UTF-8 are no count.
+            let field = field.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
             match (count(field.as_ref()), field) {
                 (_, None) => return Ok(Sent::Gone),
                 (None, Some(garbage)) => return Ok(Sent::Garbled(garbage)),

@@ -56,6 +56,13 @@ impl AgentProcess {
         kill(self.pid(), signal).expect("the agent is there");
     }
 
+    /// Whether the agent is still running (it has not exited by itself).
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// SIGKILLs the agent and reaps it: a lost machine.
     pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
